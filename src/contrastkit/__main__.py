@@ -1,0 +1,8 @@
+"""`python -m contrastkit` (also what `torchrun -m contrastkit` runs)."""
+
+import sys
+
+from contrastkit.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""The `contrastkit` command. `main(argv) -> int` so tests call it directly.
+
+User errors (`ContrastkitError`) print one paragraph and exit with code 2; `--debug`
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from contrastkit import __version__
+from contrastkit.errors import ContrastkitError
+
+app = typer.Typer(
+    name="contrastkit",
+    help="Train, evaluate and diagnose contrastive multimodal models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
+doctor_app = typer.Typer(help="Diagnose data and runs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(doctor_app, name="doctor")
+
+console = Console()
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option("-o", "--override", help="dotted config override key=value (repeatable)"),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"contrastkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+    ] = False,
+) -> None:
+    """contrastkit: CLIP / SigLIP-style training with a doctor that says what is wrong."""
+
+
+def _default_run_dir(name: str) -> Path:
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _rank0() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# --------------------------------------------------------------------------- train / demo
+
+
+def _train(config: Path, run_dir: Path | None, overrides: list[str], resume: str | None) -> None:
+    from contrastkit.config import load_config
+    from contrastkit.train.run import train
+
+    cfg = load_config(config, overrides)
+    if run_dir is None:
+        run_dir = _default_run_dir(cfg.name)
+    summary = train(cfg, run_dir, resume=resume)
+    if _rank0():
+        print_summary(summary, title=f"{cfg.name}: {run_dir}")
+
+
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path, typer.Argument(help="YAML config file")],
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="run directory")] = None,
+    override: Overrides = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="'auto' (newest valid checkpoint) or a path")
+    ] = None,
+) -> None:
+    """Train a model from CONFIG; writes config.yaml, metrics.jsonl, checkpoints, summary.json."""
+    _train(config, run_dir, override or [], resume)
+
+
+@app.command("demo")
+def demo_cmd(
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="run directory")] = None,
+    override: Overrides = None,
+) -> None:
+    """Train a small image-text model on the shipped digits-captions data (same as
+    `contrastkit train examples/digits.yaml`)."""
+    _train(EXAMPLES_DIR / "digits.yaml", run_dir, override or [], None)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@config_app.command("show")
+def config_show(
+    config: Annotated[Path, typer.Argument(help="YAML config file")],
+    override: Overrides = None,
+) -> None:
+    """Print the resolved config (defaults + file + overrides), validated."""
+    from contrastkit.config import dump_config, load_config
+
+    cfg = load_config(config, override or [])
+    typer.echo(dump_config(cfg), nl=False)
+
+
+# --------------------------------------------------------------------------- eval / embed / search
+
+
+@app.command("eval")
+def eval_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a training run directory")],
+    split: Annotated[str, typer.Option("--split", help="split to evaluate")] = "test",
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best | last | a path")] = "best",
+) -> None:
+    """Evaluate a run's checkpoint on a split; prints a table and writes eval.json."""
+    from contrastkit.eval.evaluate import evaluate
+    from contrastkit.train.checkpoint import load_run
+
+    run = load_run(run_dir, checkpoint=checkpoint)
+    dataset = _split(run, split)
+    metrics = evaluate(
+        run.model,
+        dataset,
+        run.config.eval,
+        split=split,
+        pairs=retrieval_pairs(run.config),
+        batch_size=run.config.data.eval_batch_size,
+    )
+    out = Path(run_dir) / "eval.json"
+    out.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    print_summary(metrics, title=f"{run_dir} ({split}, {checkpoint})")
+    console.print(f"wrote {out}")
+
+
+@app.command("embed")
+def embed_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a training run directory")],
+    out: Annotated[Path, typer.Option("--out", help="output file: .npy or .parquet")],
+    split: Annotated[str, typer.Option("--split", help="split to embed")] = "test",
+    tower: Annotated[str | None, typer.Option("--tower", help="tower (default: all)")] = None,
+    checkpoint: Annotated[str, typer.Option("--checkpoint")] = "best",
+) -> None:
+    """Export ids and L2-normalised embeddings of a split (one file per tower)."""
+    from contrastkit.eval.evaluate import embed_dataset
+    from contrastkit.eval.export import export_embeddings
+
+    from contrastkit.train.checkpoint import load_run
+
+    run = load_run(run_dir, checkpoint=checkpoint)
+    dataset = _split(run, split)
+    towers = [tower] if tower else list(run.model.tower_names)
+    for t in towers:
+        _check_tower(run, t)
+        ids, emb, _ = embed_dataset(run.model, dataset, t, batch_size=run.config.data.eval_batch_size)
+        path = out if len(towers) == 1 else out.with_name(f"{out.stem}.{t}{out.suffix}")
+        export_embeddings(path, ids, emb)
+        console.print(f"{t}: {len(ids)} x {emb.shape[1]} -> {path}")
+
+
+@app.command("search")
+def search_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a training run directory")],
+    query: Annotated[str | None, typer.Argument(help="query text")] = None,
+    k: Annotated[int, typer.Option("-k", help="results to show")] = 5,
+    split: Annotated[str, typer.Option("--split", help="gallery split")] = "test",
+    query_id: Annotated[
+        str | None, typer.Option("--query-id", help="use this manifest row as the query")
+    ] = None,
+    gallery: Annotated[str | None, typer.Option("--gallery", help="gallery tower")] = None,
+    examples: Annotated[
+        int, typer.Option("--examples", help="show N random test queries with their top-k")
+    ] = 0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    checkpoint: Annotated[str, typer.Option("--checkpoint")] = "best",
+) -> None:
+    """Search a split's gallery with a text query, a row's inputs (--query-id) or examples."""
+    from contrastkit.eval.search_cli import run_search
+    from contrastkit.train.checkpoint import load_run
+
+    if query is None and query_id is None and examples <= 0:
+        raise ContrastkitError("give a query text, --query-id ID or --examples N")
+    run = load_run(run_dir, checkpoint=checkpoint)
+    run_search(
+        run,
+        _split(run, split),
+        query=query,
+        query_id=query_id,
+        gallery=gallery,
+        k=k,
+        examples=examples,
+        seed=seed,
+        pairs=retrieval_pairs(run.config),
+        console=console,
+    )
+
+
+# --------------------------------------------------------------------------- doctor / sweep
+
+
+@doctor_app.command("data")
+def doctor_data_cmd(
+    config: Annotated[Path, typer.Argument(help="YAML config file")],
+    override: Overrides = None,
+) -> None:
+    """Check a config's data (match groups, duplicates, leakage) before training."""
+    from contrastkit.config import load_config
+    from contrastkit.doctor.report import print_findings
+    from contrastkit.doctor.run import doctor_data
+
+    findings = doctor_data(load_config(config, override or []))
+    print_findings(findings, console)
+
+
+@doctor_app.command("run")
+def doctor_run_cmd(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+    """Diagnose a finished or running run; writes findings.json and training_curves.png."""
+    from contrastkit.doctor.report import print_findings
+    from contrastkit.doctor.run import doctor_run
+
+    findings = doctor_run(run_dir)
+    print_findings(findings, console)
+
+
+@app.command("sweep")
+def sweep_cmd(
+    config: Annotated[Path, typer.Argument(help="YAML config file")],
+    space: Annotated[Path, typer.Option("--space", help="search space YAML")],
+    trials: Annotated[int, typer.Option("--trials", help="trials for this worker")] = 10,
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="Optuna storage, e.g. sqlite:///study.db")
+    ] = None,
+    study_name: Annotated[str | None, typer.Option("--study-name")] = None,
+    run_root: Annotated[Path, typer.Option("--run-root", help="folder for trial runs")] = Path(
+        "runs/sweep"
+    ),
+    override: Overrides = None,
+) -> None:
+    """Optuna search over config keys; several workers can share one storage."""
+    from contrastkit.train.sweep import sweep
+
+    best = sweep(
+        config,
+        space,
+        trials=trials,
+        storage=storage,
+        study_name=study_name,
+        run_root=run_root,
+        overrides=override or [],
+    )
+    console.print(best)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def retrieval_pairs(cfg) -> list[tuple[str, str]]:
+    """(query, gallery) tower pairs evaluated: config's, else each two-tower objective's
+    towers, text-side query first."""
+    if cfg.eval.pairs:
+        return [tuple(p) for p in cfg.eval.pairs]
+    pairs: list[tuple[str, str]] = []
+    for obj in cfg.loss.objectives:
+        if len(obj.towers) == 2:
+            a, b = obj.towers
+            if b.startswith("text") and not a.startswith("text"):
+                a, b = b, a
+            if (a, b) not in pairs:
+                pairs.append((a, b))
+        elif len(obj.towers) == 1:
+            pair = (obj.towers[0], obj.towers[0])
+            if pair not in pairs:
+                pairs.append(pair)
+    return pairs
+
+
+def _split(run, split: str):
+    splits = run.bundle.splits
+    if split not in splits:
+        raise ContrastkitError(f"split {split!r} not in the manifest; splits: {sorted(splits)}")
+    return splits[split]
+
+
+def _check_tower(run, tower: str) -> None:
+    if tower not in run.model.tower_names:
+        raise ContrastkitError(f"no tower {tower!r}; towers: {list(run.model.tower_names)}")
+
+
+def print_summary(metrics: dict[str, float], title: str = "") -> None:
+    """Rank metrics as a table: one row per split and direction."""
+    columns = ["R@1", "R@5", "R@10", "median_rank", "class_R@1"]
+    rows: dict[str, dict[str, float]] = {}
+    other: dict[str, float] = {}
+    for key, value in metrics.items():
+        parts = key.split("/")
+        if len(parts) == 3 and "_to_" in parts[1] and parts[2] in columns:
+            rows.setdefault(f"{parts[0]}  {parts[1]}", {})[parts[2]] = value
+        else:
+            other[key] = value
+    table = Table(title=title or None)
+    table.add_column("split  direction")
+    present = [c for c in columns if any(c in r for r in rows.values())]
+    for c in present:
+        table.add_column(c, justify="right")
+    for name, r in rows.items():
+        table.add_row(name, *[_fmt(r.get(c)) for c in present])
+    if rows:
+        console.print(table)
+    for key in ("captioning/BLEU", "captioning/ROUGE-L", "captioning/numeric_fidelity"):
+        for k, v in other.items():
+            if k.endswith(key):
+                console.print(f"{k}: {_fmt(v)}")
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1f}" if abs(v) >= 2 else f"{v:.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code instead of exiting."""
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    try:
+        app(args=args, prog_name="contrastkit", standalone_mode=False)
+    except ContrastkitError as err:
+        if debug:
+            traceback.print_exc()
+        Console(stderr=True).print(f"error: {err}", style="bold red", markup=False, highlight=False)
+        return 2
+    except click.exceptions.Exit as ex:
+        return ex.exit_code
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except click.exceptions.Abort:
+        return 130
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,577 @@
+"""Typed run configuration: defaults -> YAML file -> dotted `-o key=value` overrides.
+
+Only the factories (`build_model`, `build_loss`, `build_loaders`, the engine set-up) read
+these objects; components below them take plain typed arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from contrastkit.errors import ConfigError
+
+AUX_TERMS = ("captioning", "masked", "classification", "distillation")
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, values are validated on set."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class ImageOptions(Section):
+    size: int = Field(32, ge=4, description="images are resized to size x size")
+    channels: Literal[1, 3] = 1
+
+
+class VideoOptions(Section):
+    frames: int = Field(8, ge=1, description="frames sampled uniformly per clip")
+    size: int = Field(32, ge=4)
+    channels: Literal[1, 3] = 1
+    max_views: int = Field(1, ge=1, description="videos per study; >1 enables multi-view")
+
+
+class SequenceOptions(Section):
+    max_length: int = Field(64, ge=1, description="frames kept (longer sequences are cropped)")
+
+
+class SamplerConfig(Section):
+    type: Literal["random", "groups"] = "random"
+    groups_per_batch: int | None = Field(None, ge=1, description="K in K groups x M members")
+    members_per_group: int = Field(2, ge=1, description="M in K groups x M members")
+
+
+class DataConfig(Section):
+    manifest: str = Field(..., description="manifest path (.jsonl/.csv/.parquet) or builtin:NAME")
+    root: str | None = Field(None, description="base folder for relative media paths")
+    cache_dir: str | None = Field(None, description="where builtin datasets are generated")
+    builtin_options: dict[str, Any] = Field(default_factory=dict)
+    train_split: str = "train"
+    val_split: str | None = "val"
+    test_split: str | None = "test"
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    num_workers: int = Field(0, ge=0)
+    drop_last: bool = True
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    on_error: Literal["raise", "skip"] = "raise"
+    max_rows: int | None = Field(None, ge=1, description="use only the first N rows per split")
+    image: ImageOptions = Field(default_factory=ImageOptions)
+    video: VideoOptions = Field(default_factory=VideoOptions)
+    sequence: SequenceOptions = Field(default_factory=SequenceOptions)
+
+    @model_validator(mode="after")
+    def _groups_fit_batch(self) -> DataConfig:
+        s = self.sampler
+        if s.type == "groups" and s.groups_per_batch is not None:
+            if s.groups_per_batch * s.members_per_group != self.batch_size:
+                raise ValueError(
+                    f"sampler.groups_per_batch * sampler.members_per_group "
+                    f"({s.groups_per_batch} * {s.members_per_group}) must equal "
+                    f"batch_size ({self.batch_size})"
+                )
+        return self
+
+
+# --------------------------------------------------------------------------- model
+
+
+class EncoderConfig(Section):
+    """One encoder for one input stream. `options` are type-specific keyword arguments,
+    checked against the encoder's signature when it is built."""
+
+    type: str = Field(..., description="registered encoder name, e.g. cnn, vit, builtin_text")
+    width: int = Field(128, ge=1)
+    depth: int = Field(2, ge=0)
+    heads: int = Field(4, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    pretrained: str | None = Field(None, description="local path to pretrained weights / model dir")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class FusionConfig(Section):
+    type: Literal["concat", "gated", "cross_attention"] = "concat"
+    width: int | None = Field(None, ge=1, description="fused width (default: first stream's)")
+    heads: int = Field(4, ge=1)
+
+
+class ProjectionConfig(Section):
+    type: Literal["linear", "mlp"] = "linear"
+    hidden: int | None = Field(None, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class TowerConfig(Section):
+    """One side of the contrastive model: input streams -> fusion -> projection."""
+
+    streams: dict[str, EncoderConfig] = Field(
+        default_factory=dict, description="input column -> encoder"
+    )
+    share: str | None = Field(
+        None, description="reuse the encoders (and fusion) of this other tower; own projection"
+    )
+    fusion: FusionConfig | None = None
+    projection: ProjectionConfig = Field(default_factory=ProjectionConfig)
+
+    @model_validator(mode="after")
+    def _streams_or_share(self) -> TowerConfig:
+        if not self.streams and self.share is None:
+            raise ValueError("a tower needs `streams` (input column -> encoder) or `share`")
+        if self.streams and self.share is not None:
+            raise ValueError("a tower has either its own `streams` or `share`, not both")
+        return self
+
+
+class TokenizerConfig(Section):
+    type: Literal["builtin", "hf"] = "builtin"
+    path: str | None = Field(None, description="local Hugging Face tokenizer dir (type: hf)")
+    vocab_size: int = Field(2000, ge=16, description="builtin tokenizer vocabulary size")
+    max_length: int = Field(48, ge=4)
+
+
+class CaptioningHeadConfig(Section):
+    tower: str = Field(..., description="tower whose tokens the decoder attends to")
+    width: int = Field(128, ge=8)
+    depth: int = Field(2, ge=1)
+    heads: int = Field(4, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    text_column: str = "text"
+
+
+class MaskedHeadConfig(Section):
+    tower: str
+    ratio: float = Field(0.5, gt=0.0, lt=1.0)
+    decoder_depth: int = Field(1, ge=1)
+    decoder_width: int = Field(64, ge=8)
+
+
+class ClassifierHeadConfig(Section):
+    tower: str
+    num_classes: int | None = Field(None, ge=2, description="default: from the manifest's labels")
+    hidden: int | None = Field(None, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class ModelConfig(Section):
+    embed_dim: int = Field(128, ge=2)
+    towers: dict[str, TowerConfig]
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    captioning: CaptioningHeadConfig | None = None
+    masked: MaskedHeadConfig | None = None
+    classifier: ClassifierHeadConfig | None = None
+    init_from: str | None = Field(None, description="run dir or checkpoint to initialise from")
+
+    @model_validator(mode="after")
+    def _towers_consistent(self) -> ModelConfig:
+        for name, tower in self.towers.items():
+            if tower.share is not None:
+                if tower.share not in self.towers:
+                    raise ValueError(
+                        f"towers.{name}.share names no tower {tower.share!r}; "
+                        f"towers: {sorted(self.towers)}"
+                    )
+                if self.towers[tower.share].share is not None:
+                    raise ValueError(f"towers.{name}.share must name a tower with its own streams")
+        for head in ("captioning", "masked", "classifier"):
+            cfg = getattr(self, head)
+            if cfg is not None and cfg.tower not in self.towers:
+                raise ValueError(
+                    f"{head}.tower names no tower {cfg.tower!r}; towers: {sorted(self.towers)}"
+                )
+        return self
+
+
+# --------------------------------------------------------------------------- loss
+
+
+class _Objective(Section):
+    name: str = "contrastive"
+    towers: list[str] = Field(..., min_length=1, max_length=2)
+    weight: float = Field(1.0, ge=0.0)
+
+
+class ClipObjective(_Objective):
+    """Softmax (InfoNCE) loss, symmetric, multi-positive over group ids."""
+
+    type: Literal["clip"] = "clip"
+    temperature: float = Field(0.07, gt=0.0, description="initial temperature tau (scale = 1/tau)")
+    learnable_temperature: bool = True
+    max_logit_scale: float = Field(100.0, gt=0.0)
+    hard_negative_beta: float = Field(0.0, ge=0.0, description="0 = off; >0 up-weights hard negatives")
+
+    @model_validator(mode="after")
+    def _two_towers(self) -> ClipObjective:
+        if len(self.towers) != 2:
+            raise ValueError("clip objective needs exactly two towers")
+        if 1.0 / self.temperature > self.max_logit_scale:
+            raise ValueError(
+                f"temperature {self.temperature} gives logit scale {1 / self.temperature:.1f} "
+                f"above max_logit_scale {self.max_logit_scale}"
+            )
+        return self
+
+
+class SiglipObjective(_Objective):
+    """Sigmoid pairwise loss (Zhai et al. 2023), computed in blocks."""
+
+    type: Literal["siglip"] = "siglip"
+    init_logit_scale: float = Field(math.log(10.0), description="t' with scale t = exp(t')")
+    init_logit_bias: float = -10.0
+    learnable: bool = True
+    block_size: int = Field(1024, ge=1, description="rows/cols per block; bounds peak memory")
+
+    @model_validator(mode="after")
+    def _two_towers(self) -> SiglipObjective:
+        if len(self.towers) != 2:
+            raise ValueError("siglip objective needs exactly two towers")
+        return self
+
+
+class TripletObjective(_Objective):
+    """Triplet loss, margin = base_margin + margin_scale * ||attr_a - attr_n||."""
+
+    type: Literal["triplet"] = "triplet"
+    base_margin: float = Field(0.2, ge=0.0)
+    margin_scale: float = Field(0.0, ge=0.0)
+    miner: Literal["all", "batch_hard", "semi_hard", "percentile"] = "batch_hard"
+    pos_percentile: float = Field(15.0, gt=0.0, lt=100.0)
+    neg_percentile: float = Field(85.0, gt=0.0, lt=100.0)
+    same_label_negatives: bool = False
+    distance: Literal["cosine", "euclidean"] = "cosine"
+
+    @model_validator(mode="after")
+    def _percentiles(self) -> TripletObjective:
+        if self.pos_percentile >= self.neg_percentile:
+            raise ValueError("pos_percentile must be below neg_percentile")
+        return self
+
+
+Objective = Annotated[ClipObjective | SiglipObjective | TripletObjective, Field(discriminator="type")]
+
+
+class AuxTermConfig(Section):
+    weight: float = Field(0.5, ge=0.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class DistillationConfig(Section):
+    weight: float = Field(0.5, ge=0.0)
+    source: Literal["ema", "teacher"] = "ema"
+    teacher: str | None = Field(None, description="run dir of a frozen teacher (source: teacher)")
+    ema_decay: float = Field(0.999, gt=0.0, lt=1.0)
+    temperature: float = Field(0.07, gt=0.0)
+
+    @model_validator(mode="after")
+    def _teacher(self) -> DistillationConfig:
+        if self.source == "teacher" and not self.teacher:
+            raise ValueError("distillation.source: teacher needs distillation.teacher (a run dir)")
+        return self
+
+
+class WeightSchedule(Section):
+    kind: Literal["constant", "linear", "cosine", "step"] = "constant"
+    start: float = Field(..., ge=0.0)
+    end: float | None = Field(None, ge=0.0)
+    steps: int | None = Field(None, ge=1, description="steps to go from start to end")
+    milestones: list[int] = Field(default_factory=list, description="kind: step; steps where start*gamma^i")
+    gamma: float = Field(0.1, ge=0.0)
+
+
+class LossConfig(Section):
+    objectives: list[Objective] = Field(default_factory=list)
+    captioning: AuxTermConfig | None = None
+    masked: AuxTermConfig | None = None
+    classification: AuxTermConfig | None = None
+    distillation: DistillationConfig | None = None
+    schedules: dict[str, WeightSchedule] = Field(default_factory=dict)
+
+    @field_validator("objectives")
+    @classmethod
+    def _unique_names(cls, objectives: list) -> list:
+        names = [o.name for o in objectives]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"objective names must be unique; repeated: {sorted(dup)}")
+        clash = set(names) & set(AUX_TERMS)
+        if clash:
+            raise ValueError(f"objective names {sorted(clash)} clash with auxiliary term names")
+        return objectives
+
+    def term_weights(self) -> dict[str, float]:
+        """Initial weight of every active term, by term name."""
+        weights = {o.name: o.weight for o in self.objectives}
+        for term in AUX_TERMS:
+            cfg = getattr(self, term)
+            if cfg is not None:
+                weights[term] = cfg.weight
+        return weights
+
+
+# --------------------------------------------------------------------------- train
+
+
+class Phase(Section):
+    """A stretch of training with its own frozen modules and term weights.
+
+    The last phase may leave `until_epoch`/`until_step` unset (it runs to the end).
+    """
+
+    name: str | None = None
+    until_epoch: int | None = Field(None, ge=1)
+    until_step: int | None = Field(None, ge=1)
+    freeze: list[str] = Field(default_factory=list, description="module-name prefixes")
+    unfreeze: list[str] = Field(default_factory=list)
+    weights: dict[str, float] = Field(default_factory=dict)
+    lr_scale: float = Field(1.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Phase:
+        if self.until_epoch is not None and self.until_step is not None:
+            raise ValueError("a phase ends at until_epoch or until_step, not both")
+        return self
+
+
+class CheckpointConfig(Section):
+    every_steps: int | None = Field(None, ge=1, description="also checkpoint every N steps")
+    keep_last: int = Field(2, ge=1)
+    keep_best: bool = True
+
+
+class EarlyStoppingConfig(Section):
+    patience: int = Field(5, ge=1, description="evaluations without improvement")
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class LoggersConfig(Section):
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "contrastkit"
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    mlflow: bool = False
+    mlflow_tracking_uri: str | None = Field(None, description="default: sqlite in the run dir")
+
+
+class TrainConfig(Section):
+    seed: int = 0
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    weight_decay: float = Field(0.05, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = Field(1e-6, gt=0.0)
+    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="used when warmup_steps is 0")
+    grad_clip: float | None = Field(1.0, gt=0.0)
+    accumulate: int = Field(1, ge=1)
+    accumulation: Literal["cached", "naive"] = "cached"
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    lr_scale: dict[str, float] = Field(
+        default_factory=dict, description="module-name prefix -> lr multiplier"
+    )
+    freeze: list[str] = Field(default_factory=list, description="prefixes frozen for the whole run")
+    phases: list[Phase] = Field(default_factory=list)
+    log_every: int = Field(10, ge=1)
+    eval_every_epochs: int = Field(1, ge=1)
+    monitor: str | None = Field(None, description="metric key for best/early stop, e.g. val/text_to_image/R@1")
+    monitor_mode: Literal["max", "min"] = "max"
+    early_stopping: EarlyStoppingConfig | None = None
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    loggers: LoggersConfig = Field(default_factory=LoggersConfig)
+    progress: Literal["auto", "rich", "plain", "none"] = "auto"
+    compile: bool = False
+
+    @model_validator(mode="after")
+    def _phases_ordered(self) -> TrainConfig:
+        for i, p in enumerate(self.phases[:-1]):
+            if p.until_epoch is None and p.until_step is None:
+                raise ValueError(f"phases.{i}: only the last phase may omit until_epoch/until_step")
+        if self.amp == "fp16" and self.device == "cpu":
+            raise ValueError("amp: fp16 needs a CUDA device; use amp: bf16 on CPU")
+        for prefix, scale in self.lr_scale.items():
+            if scale < 0:
+                raise ValueError(f"lr_scale.{prefix} must be >= 0, got {scale}")
+        return self
+
+
+# --------------------------------------------------------------------------- eval / doctor
+
+
+class GenerationConfig(Section):
+    method: Literal["greedy", "beam", "sample"] = "greedy"
+    beam_size: int = Field(4, ge=1)
+    max_length: int = Field(48, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    top_k: int | None = Field(None, ge=1)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+
+
+class EvalConfig(Section):
+    splits: list[str] = Field(default_factory=lambda: ["val", "test"])
+    ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 50])
+    chunk_size: int = Field(4096, ge=1)
+    pairs: list[tuple[str, str]] | None = Field(
+        None, description="(query tower, gallery tower); default: both directions of each objective"
+    )
+    captioning: GenerationConfig = Field(default_factory=GenerationConfig)
+    max_caption_samples: int = Field(200, ge=1)
+    zero_shot_prompt: str | None = Field(None, description="e.g. 'a photo of the digit {label}'")
+    knn_k: int = Field(10, ge=1)
+    linear_probe: bool = False
+
+
+class DoctorConfig(Section):
+    enabled: bool = True
+    check_data: bool = True
+    fail_on: Literal["never", "warning", "error"] = "never"
+    every: int = Field(25, ge=1, description="steps between signal measurements")
+    probe_size: int = Field(64, ge=2, description="fixed probe rows for drift")
+    interference: bool = True
+    near_duplicate_cosine: float = Field(0.95, gt=0.0, le=1.0)
+
+
+class Config(Section):
+    name: str = "run"
+    data: DataConfig
+    model: ModelConfig
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    doctor: DoctorConfig = Field(default_factory=DoctorConfig)
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> Config:
+        towers = self.model.towers
+        if not self.loss.objectives and len(towers) == 2:
+            # Safe default: CLIP loss between the two towers.
+            self.loss.objectives = [ClipObjective(towers=list(towers))]
+        for i, obj in enumerate(self.loss.objectives):
+            for t in obj.towers:
+                if t not in towers:
+                    raise ValueError(
+                        f"loss.objectives.{i}.towers names no tower {t!r}; towers: {sorted(towers)}"
+                    )
+        for term, head in (("captioning", "captioning"), ("masked", "masked"), ("classification", "classifier")):
+            if getattr(self.loss, term) is not None and getattr(self.model, head) is None:
+                raise ValueError(f"loss.{term} is set but model.{head} is not configured")
+        weights = self.loss.term_weights()
+        if not weights:
+            raise ValueError("loss: no objective or auxiliary term is configured")
+        known = set(weights)
+        for key in self.loss.schedules:
+            if key not in known:
+                raise ValueError(f"loss.schedules.{key}: no such term; terms: {sorted(known)}")
+        if sum(weights.values()) <= 0 and not self.train.phases:
+            raise ValueError(f"loss weights sum to zero: {weights}")
+        for i, phase in enumerate(self.train.phases):
+            for key in phase.weights:
+                if key not in known:
+                    raise ValueError(
+                        f"train.phases.{i}.weights.{key}: no such term; terms: {sorted(known)}"
+                    )
+            merged = {**weights, **phase.weights}
+            if sum(merged.values()) <= 0:
+                raise ValueError(f"train.phases.{i}: loss weights sum to zero: {merged}")
+        return self
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(data: dict, override: str) -> None:
+    """Apply one `a.b.c=value` override in place (list items by index: `a.0.b=1`)."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like key.path=value")
+    path, _, raw = override.partition("=")
+    keys = path.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"override {override!r} has an empty key")
+    node: Any = data
+    for depth, key in enumerate(keys[:-1]):
+        where = ".".join(keys[: depth + 1])
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(f"override {override!r}: {where} is not an index of the list")
+            node = node[int(key)]
+        else:
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+            if not isinstance(node, dict | list):
+                raise ConfigError(f"override {override!r}: {where} is a value, not a section")
+    last = keys[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"override {override!r}: {last} is not an index of the list")
+        node[int(last)] = _parse_value(raw)
+    else:
+        node[last] = _parse_value(raw)
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; `contrastkit config show` lists valid keys)"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        value = e.get("input")
+        shown = f" (got {value!r})" if e["type"] not in ("missing",) and not isinstance(value, dict) else ""
+        lines.append(f"  {loc or '<root>'}: {msg}{shown}")
+    return f"invalid config {source}:\n" + "\n".join(lines)
+
+
+def config_from_dict(data: dict, source: str = "<dict>", overrides: list[str] | None = None) -> Config:
+    """Validate a plain mapping (after applying overrides) into a `Config`."""
+    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy, plain types
+    for ov in overrides or []:
+        apply_override(data, ov)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file, apply `key=value` overrides and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    cfg = config_from_dict(data, source=str(path), overrides=overrides)
+    # Relative manifest paths are relative to the config file.
+    m = cfg.data.manifest
+    if not m.startswith("builtin:") and not Path(m).is_absolute():
+        candidate = path.parent / m
+        if candidate.exists() or not Path(m).exists():
+            cfg.data.manifest = str(candidate)
+    return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML (what is saved to `config.yaml` in the run directory)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
