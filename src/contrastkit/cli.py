@@ -278,7 +278,7 @@ def retrieval_pairs(cfg) -> list[tuple[str, str]]:
     for obj in cfg.loss.objectives:
         if len(obj.towers) == 2:
             a, b = obj.towers
-            if b.startswith("text") and not a.startswith("text"):
+            if _is_text_tower(cfg, b) and not _is_text_tower(cfg, a):
                 a, b = b, a
             if (a, b) not in pairs:
                 pairs.append((a, b))
@@ -287,6 +287,12 @@ def retrieval_pairs(cfg) -> list[tuple[str, str]]:
             if pair not in pairs:
                 pairs.append(pair)
     return pairs
+
+
+def _is_text_tower(cfg, tower: str) -> bool:
+    t = cfg.model.towers[tower]
+    streams = cfg.model.towers[t.share].streams if t.share else t.streams
+    return any(col.startswith("text") for col in streams)
 
 
 def _split(run, split: str):
@@ -335,8 +341,6 @@ def _fmt(v: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code instead of exiting."""
-    import click
-
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
@@ -347,15 +351,18 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         Console(stderr=True).print(f"error: {err}", style="bold red", markup=False, highlight=False)
         return 2
-    except click.exceptions.Exit as ex:
+    except typer.Exit as ex:
         return ex.exit_code
-    except click.ClickException as err:
-        err.show()
-        return err.exit_code
-    except click.exceptions.Abort:
-        return 130
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        # Usage errors of the argument parser (typer vendors click) carry show/exit_code.
+        if hasattr(err, "show") and hasattr(err, "exit_code"):
+            err.show()
+            return int(err.exit_code)
+        if type(err).__name__ == "Abort":
+            return 130
+        raise
     return 0
 
 

@@ -542,7 +542,7 @@ def _format_error(err: ValidationError, source: str) -> str:
 
 def config_from_dict(data: dict, source: str = "<dict>", overrides: list[str] | None = None) -> Config:
     """Validate a plain mapping (after applying overrides) into a `Config`."""
-    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy, plain types
+    data = yaml.safe_load(yaml.safe_dump(data, sort_keys=False))  # deep copy, keeps key order
     for ov in overrides or []:
         apply_override(data, ov)
     try:

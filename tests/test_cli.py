@@ -1,0 +1,61 @@
+"""CLI behaviour that needs no training: version, config show, user errors."""
+
+from pathlib import Path
+
+import pytest
+
+from contrastkit import __version__
+from contrastkit.cli import main, retrieval_pairs
+from contrastkit.config import config_from_dict
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "digits.yaml"
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_config_show_resolves_defaults_and_overrides(capsys):
+    assert main(["config", "show", str(EXAMPLE), "-o", "train.lr=0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "lr: 0.5" in out
+    assert "max_logit_scale: 100.0" in out  # a default the file does not set
+
+
+def test_user_error_is_one_paragraph_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("batch_size: 128", "batch_size: -4"))
+    assert main(["config", "show", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "data.batch_size" in err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_traceback(tmp_path, capsys):
+    assert main(["--debug", "config", "show", str(tmp_path / "missing.yaml")]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_unknown_command_is_usage_error(capsys):
+    assert main(["fly"]) != 0
+
+
+@pytest.mark.parametrize(
+    ("towers", "expected"),
+    [
+        ({"image": "image", "text": "text"}, [("text", "image")]),
+        ({"video": "video", "report": "text"}, [("report", "video")]),
+        ({"keypoints": "sequence", "features": "features"}, [("keypoints", "features")]),
+    ],
+)
+def test_retrieval_pairs_put_text_query_first(towers, expected):
+    cfg = config_from_dict(
+        {
+            "data": {"manifest": "m.jsonl"},
+            "model": {
+                "towers": {t: {"streams": {c: {"type": "cnn"}}} for t, c in towers.items()},
+            },
+        }
+    )
+    assert retrieval_pairs(cfg) == expected
