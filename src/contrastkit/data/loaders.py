@@ -1,0 +1,139 @@
+"""Factories: `build_datasets(DataConfig) -> DatasetBundle` and `build_loader(...)`.
+
+These are the only functions in `contrastkit.data` that read config objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+
+from contrastkit.config import DataConfig
+from contrastkit.data.builtin import BUILTIN_PREFIX, builtin_manifest
+from contrastkit.data.collate import collate
+from contrastkit.data.dataset import ManifestDataset, validate_rows
+from contrastkit.data.manifest import SkippedRow, group_names, label_names, read_manifest
+from contrastkit.data.media import ReadOptions
+from contrastkit.data.samplers import GroupBatchSampler, RandomBatchSampler
+from contrastkit.errors import ConfigError
+
+
+@dataclass
+class DatasetBundle:
+    """Every split of one manifest, with the mappings shared by all splits.
+
+    Attributes:
+        splits: split name -> dataset.
+        label_names: class index -> label (sorted; numerically when all are integers).
+        group_names: group id -> group name (sorted, over the whole manifest).
+        skipped: rows left out under `on_error: skip`, with the reason.
+        manifest_path: the manifest read (a generated one for `builtin:NAME`).
+        columns: the known columns present in the manifest.
+    """
+
+    splits: dict[str, ManifestDataset]
+    label_names: list[str]
+    group_names: list[str]
+    skipped: list[SkippedRow] = field(default_factory=list)
+    manifest_path: str = ""
+    columns: set[str] = field(default_factory=set)
+
+
+def resolve_manifest(cfg: DataConfig) -> Path:
+    """A manifest path, generating the builtin dataset for `builtin:NAME`."""
+    if cfg.manifest.startswith(BUILTIN_PREFIX):
+        name = cfg.manifest[len(BUILTIN_PREFIX) :]
+        return builtin_manifest(name, cache_dir=cfg.cache_dir, options=cfg.builtin_options)
+    return Path(cfg.manifest).expanduser()
+
+
+def build_datasets(cfg: DataConfig) -> DatasetBundle:
+    """Read, validate and split the manifest.
+
+    Group ids and label indices are computed over the whole manifest (every split, rows
+    with bad media included) so they are comparable across splits, ranks and runs that
+    skip different rows. `max_rows` keeps the first N rows of each split, then validates
+    them (skipped rows are not replaced).
+
+    Raises:
+        DataError: a bad row under `on_error: raise`, or a missing/unknown manifest.
+    """
+    path = resolve_manifest(cfg)
+    root = None if cfg.root is None else Path(cfg.root).expanduser()
+    rows, skipped = read_manifest(path, root=root, on_error=cfg.on_error)
+    groups = group_names(rows)
+    labels = label_names(rows)
+    group_index = {g: i for i, g in enumerate(groups)}
+    label_index = {name: i for i, name in enumerate(labels)}
+    opts = ReadOptions.from_config(cfg)
+    by_split: dict[str, list] = {}
+    for row in rows:
+        by_split.setdefault(row.split, []).append(row)
+    splits = {}
+    for name, split_rows in by_split.items():
+        if cfg.max_rows is not None:
+            split_rows = split_rows[: cfg.max_rows]
+        good, bad = validate_rows(split_rows, opts, path, cfg.on_error)
+        skipped.extend(bad)
+        splits[name] = ManifestDataset(good, opts, group_index, label_index, path, cfg.on_error)
+    columns = set().union(*(d.columns for d in splits.values())) if splits else set()
+    return DatasetBundle(
+        splits=splits,
+        label_names=labels,
+        group_names=groups,
+        skipped=sorted(skipped, key=lambda s: s.line),
+        manifest_path=str(path),
+        columns=columns,
+    )
+
+
+def build_loader(
+    dataset: ManifestDataset,
+    cfg: DataConfig,
+    *,
+    train: bool,
+    seed: int,
+    epoch: int = 0,
+    start_batch: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    batch_size: int | None = None,
+) -> DataLoader:
+    """A DataLoader over `dataset` with contrastkit's batch sampler and `collate`.
+
+    Training loaders use `data.sampler` (random, or K groups x M members) and honour
+    `data.drop_last`; evaluation loaders are sequential and keep every row. `len()` is
+    the number of batches this rank will see.
+    """
+    size = batch_size or (cfg.batch_size if train else cfg.eval_batch_size)
+    if train and size % world_size:
+        raise ConfigError(
+            f"data.batch_size ({size}) must be divisible by the number of processes ({world_size})"
+        )
+    common = {
+        "seed": seed,
+        "epoch": epoch,
+        "start_batch": start_batch,
+        "rank": rank,
+        "world_size": world_size,
+    }
+    sampler: RandomBatchSampler | GroupBatchSampler
+    if train and cfg.sampler.type == "groups":
+        m = cfg.sampler.members_per_group
+        k = cfg.sampler.groups_per_batch if batch_size is None else None
+        k = k or size // m
+        if k < 1 or k * m != size:
+            raise ConfigError(
+                f"data.sampler: batch size {size} is not a whole number of groups of "
+                f"members_per_group={m}"
+            )
+        sampler = GroupBatchSampler(dataset.group_ids, k, m, drop_last=cfg.drop_last, **common)
+    else:
+        sampler = RandomBatchSampler(
+            len(dataset), size, shuffle=train, drop_last=train and cfg.drop_last, **common
+        )
+    return DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers
+    )

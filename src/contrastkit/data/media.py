@@ -1,0 +1,350 @@
+"""Media readers: image, video (single or multi-view), sequence and feature files -> tensors.
+
+Readers raise `MediaError(reason)`; the dataset adds the manifest, row and column. Pixel
+values end in [0, 1] before normalisation: integer arrays are divided by their dtype's
+maximum (DICOM: by 2**BitsStored - 1), float arrays are taken as already in [0, 1].
+Images and frames are resized with `torch.nn.functional.interpolate` (bilinear,
+antialiased) and normalised as (x - 0.5) / 0.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+CONTAINER_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
+class MediaError(Exception):
+    """A media file is missing, undecodable or has the wrong shape (the reason only)."""
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What the readers need from `DataConfig` (plain values; see `from_config`)."""
+
+    image_size: int = 32
+    image_channels: int = 1
+    video_frames: int = 8
+    video_size: int = 32
+    video_channels: int = 1
+    max_views: int = 1
+    max_length: int = 64
+
+    @classmethod
+    def from_config(cls, cfg: object) -> ReadOptions:
+        """Build from a `DataConfig` (duck-typed to keep this module config-free)."""
+        return cls(
+            image_size=cfg.image.size,  # type: ignore[attr-defined]
+            image_channels=cfg.image.channels,  # type: ignore[attr-defined]
+            video_frames=cfg.video.frames,  # type: ignore[attr-defined]
+            video_size=cfg.video.size,  # type: ignore[attr-defined]
+            video_channels=cfg.video.channels,  # type: ignore[attr-defined]
+            max_views=cfg.video.max_views,  # type: ignore[attr-defined]
+            max_length=cfg.sequence.max_length,  # type: ignore[attr-defined]
+        )
+
+
+def _exists(path: Path) -> None:
+    if not path.exists():
+        raise MediaError(f"file not found: {path}")
+
+
+def _unit_range(array: np.ndarray, bits: int | None = None) -> np.ndarray:
+    """Integer pixels -> [0, 1] by the dtype's (or DICOM's BitsStored) maximum."""
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.integer):
+        top = (2**bits - 1) if bits else np.iinfo(array.dtype).max
+        return array.astype(np.float32) / float(top)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise MediaError(f"unsupported pixel dtype {array.dtype}")
+    return array.astype(np.float32)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    _exists(path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise MediaError(f"cannot read {path} as .npy: {err}") from None
+
+
+def npy_shape(path: Path) -> tuple[int, ...]:
+    """Shape from the .npy header only (memory-mapped; cheap up-front validation)."""
+    _exists(path)
+    try:
+        return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
+    except (ValueError, OSError, EOFError) as err:
+        raise MediaError(f"cannot read {path} as .npy: {err}") from None
+
+
+def _decode_picture(path: Path) -> np.ndarray:
+    """PNG/JPEG/... -> H x W or H x W x C array, via PIL when present, else matplotlib."""
+    _exists(path)
+    try:
+        from PIL import Image
+    except ImportError:  # matplotlib reads PNG natively
+        import matplotlib.image as mpimg
+
+        try:
+            return mpimg.imread(path)
+        except Exception as err:  # noqa: BLE001 - any decoder failure is a bad file
+            raise MediaError(f"cannot decode image {path}: {err}") from None
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode not in ("L", "RGB", "RGBA", "I;16", "I", "F"):
+                img = img.convert("RGB")
+            return np.asarray(img)
+    except Exception as err:  # noqa: BLE001
+        raise MediaError(f"cannot decode image {path}: {err}") from None
+
+
+def _to_channels(frames: np.ndarray, channels: int) -> Tensor:
+    """N x H x W [x C] in [0, 1] -> N x channels x H x W float tensor."""
+    if frames.ndim == 3:
+        frames = frames[..., None]
+    if frames.ndim != 4 or frames.shape[-1] not in (1, 2, 3, 4):
+        raise MediaError(f"expected H x W or H x W x C pixels (C <= 4), got {frames.shape[1:]}")
+    if frames.shape[-1] in (2, 4):  # drop alpha
+        frames = frames[..., :-1]
+    x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).permute(0, 3, 1, 2)
+    if x.shape[1] != channels:
+        x = x.mean(dim=1, keepdim=True) if channels == 1 else x.expand(-1, 3, -1, -1)
+    return x
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    """N x C x H x W -> N x C x size x size, normalised to (x - 0.5) / 0.5."""
+    if x.shape[-2:] != (size, size):
+        shrink = x.shape[-1] > size or x.shape[-2] > size
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
+        )
+    return ((x.clamp(0.0, 1.0) - 0.5) / 0.5).contiguous()
+
+
+def read_image(path: Path, size: int, channels: int) -> Tensor:
+    """An image file (.png/.jpg/..., or .npy H x W [x C]) -> C x size x size."""
+    if path.suffix.lower() == ".npy":
+        array = _load_npy(path)
+        if array.ndim not in (2, 3):
+            raise MediaError(f"image array must be H x W or H x W x C, got shape {array.shape}")
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        array = _decode_picture(path)
+    else:
+        raise MediaError(
+            f"unsupported image file {path.name}; use {', '.join(IMAGE_SUFFIXES)} or .npy"
+        )
+    return _resize(_to_channels(_unit_range(array)[None], channels), size)[0]
+
+
+def check_image(path: Path) -> None:
+    """Cheap validation: the .npy header, or a PIL `verify()` (full decode without PIL)."""
+    if path.suffix.lower() == ".npy":
+        if len(npy_shape(path)) not in (2, 3):
+            raise MediaError(f"image array must be H x W or H x W x C, got shape {npy_shape(path)}")
+        return
+    try:
+        from PIL import Image
+    except ImportError:
+        _decode_picture(path)
+        return
+    _exists(path)
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except Exception as err:  # noqa: BLE001
+        raise MediaError(f"cannot decode image {path}: {err}") from None
+
+
+def _decode_container(path: Path) -> np.ndarray:
+    """.mp4/.avi/... -> T x H x W x 3 uint8 via PyAV."""
+    try:
+        import av
+    except ImportError:
+        raise MediaError("reading .mp4/.avi needs PyAV: pip install contrastkit[video]") from None
+    _exists(path)
+    try:
+        with av.open(str(path)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    except Exception as err:  # noqa: BLE001
+        raise MediaError(f"cannot decode video {path}: {err}") from None
+    if not frames:
+        raise MediaError(f"video {path} has no frames")
+    return np.stack(frames)
+
+
+def _decode_dicom(path: Path) -> np.ndarray:
+    """DICOM cine -> T x H x W [x C] in [0, 1] via pydicom."""
+    try:
+        import pydicom
+    except ImportError:
+        raise MediaError("reading DICOM needs pydicom: pip install contrastkit[video]") from None
+    _exists(path)
+    try:
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
+    except Exception as err:  # noqa: BLE001
+        raise MediaError(f"cannot decode DICOM {path}: {err}") from None
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames == 1:
+        pixels = pixels[None]
+    return _unit_range(pixels, bits=getattr(ds, "BitsStored", None))
+
+
+def _frame_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (*IMAGE_SUFFIXES, ".npy"))
+    if not files:
+        raise MediaError(f"frame folder {folder} holds no image or .npy frames")
+    return files
+
+
+def _load_clip(path: Path) -> np.ndarray:
+    """Any supported video source -> T x H x W [x C] array in [0, 1]."""
+    _exists(path)
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        frames = []
+        for f in _frame_files(path):
+            frame = _load_npy(f) if f.suffix.lower() == ".npy" else _decode_picture(f)
+            frames.append(_unit_range(frame))
+        if len({f.shape for f in frames}) != 1:
+            raise MediaError(f"frames in {path} differ in size")
+        return np.stack(frames)
+    if suffix == ".npy":
+        clip = _load_npy(path)
+    elif suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                key = "frames" if "frames" in archive.files else archive.files[0]
+                clip = archive[key]
+        except (ValueError, OSError, IndexError, EOFError) as err:
+            raise MediaError(f"cannot read {path} as .npz: {err}") from None
+    elif suffix in CONTAINER_SUFFIXES:
+        clip = _decode_container(path)
+    elif suffix in DICOM_SUFFIXES:
+        return _decode_dicom(path)
+    else:
+        raise MediaError(
+            f"unsupported video {path.name}; use .npy/.npz, a frame folder, .mp4/.avi or .dcm"
+        )
+    if clip.ndim not in (3, 4) or clip.shape[0] == 0:
+        raise MediaError(f"video array must be T x H x W or T x H x W x C, got shape {clip.shape}")
+    return _unit_range(clip)
+
+
+def read_clip(path: Path, frames: int, size: int, channels: int) -> Tensor:
+    """One video -> frames x C x size x size, frames sampled uniformly over the clip.
+
+    Clips shorter than `frames` repeat frames (nearest index), so every clip has T = frames.
+    """
+    clip = _load_clip(path)
+    index = np.linspace(0, clip.shape[0] - 1, num=frames).round().astype(np.int64)
+    return _resize(_to_channels(clip[index], channels), size)
+
+
+def read_video(paths: Path | tuple[Path, ...], opts: ReadOptions) -> tuple[Tensor, Tensor | None]:
+    """A video, or a multi-view study, -> (T x C x H x W, None) or (V x T x C x H x W, mask V).
+
+    With `max_views > 1` the first `max_views` views are kept; missing views are zeros
+    with mask False. With `max_views == 1` a list keeps only its first view.
+    """
+    views = paths if isinstance(paths, tuple) else (paths,)
+    read = [
+        read_clip(p, opts.video_frames, opts.video_size, opts.video_channels)
+        for p in views[: opts.max_views]
+    ]
+    if opts.max_views == 1:
+        return read[0], None
+    out = torch.zeros(opts.max_views, *read[0].shape)
+    out[: len(read)] = torch.stack(read)
+    mask = torch.arange(opts.max_views) < len(read)
+    return out, mask
+
+
+def check_video(paths: Path | tuple[Path, ...], max_views: int) -> None:
+    """Cheap validation: files exist, .npy headers have video shapes, containers open."""
+    views = paths if isinstance(paths, tuple) else (paths,)
+    for path in views[:max_views]:
+        _exists(path)
+        suffix = path.suffix.lower()
+        if path.is_dir():
+            _frame_files(path)
+        elif suffix == ".npy":
+            shape = npy_shape(path)
+            if len(shape) not in (3, 4) or shape[0] == 0:
+                raise MediaError(
+                    f"video array must be T x H x W or T x H x W x C, got shape {shape}"
+                )
+        elif suffix in DICOM_SUFFIXES:
+            _decode_dicom(path)
+        else:
+            _load_clip(path)  # .npz and containers: decode once up front
+
+
+def read_sequence(path: Path, max_length: int) -> Tensor:
+    """A .npy T x J x C sequence (e.g. keypoints) -> float tensor, cropped to max_length."""
+    array = _load_npy(path)
+    if array.ndim != 3 or array.shape[0] == 0:
+        raise MediaError(f"sequence must be a T x J x C array with T >= 1, got shape {array.shape}")
+    return torch.from_numpy(np.ascontiguousarray(array[:max_length], dtype=np.float32))
+
+
+def check_sequence(path: Path) -> tuple[int, ...]:
+    shape = npy_shape(path)
+    if len(shape) != 3 or shape[0] == 0:
+        raise MediaError(f"sequence must be a T x J x C array with T >= 1, got shape {shape}")
+    return shape
+
+
+def _safetensors_array(path: Path, shape_only: bool) -> np.ndarray | tuple[int, ...]:
+    _exists(path)
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            keys = list(f.keys())
+            if not keys:
+                raise MediaError(f"{path} holds no tensor")
+            key = "features" if "features" in keys else keys[0]
+            if shape_only:
+                return tuple(f.get_slice(key).get_shape())
+            return f.get_tensor(key)
+    except MediaError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise MediaError(f"cannot read {path} as safetensors: {err}") from None
+
+
+def features_shape(path: Path) -> tuple[int, ...]:
+    """Shape of a features file (.npy header or safetensors header), checked to be F or N x F."""
+    if path.suffix.lower() == ".safetensors":
+        shape = _safetensors_array(path, shape_only=True)
+    elif path.suffix.lower() == ".npy":
+        shape = npy_shape(path)
+    else:
+        raise MediaError(f"unsupported features file {path.name}; use .npy or .safetensors")
+    assert isinstance(shape, tuple)
+    if len(shape) not in (1, 2) or 0 in shape:
+        raise MediaError(f"features must be F or N x F (non-empty), got shape {shape}")
+    return shape
+
+
+def read_features(path: Path) -> Tensor:
+    """A .npy / .safetensors vector (F) or token grid (N x F) -> float tensor."""
+    features_shape(path)
+    if path.suffix.lower() == ".safetensors":
+        array = _safetensors_array(path, shape_only=False)
+    else:
+        array = _load_npy(path)
+    assert isinstance(array, np.ndarray)
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
