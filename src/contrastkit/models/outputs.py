@@ -38,8 +38,8 @@ class ModelOutput:
 
     Attributes:
         towers: tower name -> TowerOutput.
-        caption_logits: B x L x V teacher-forced decoder logits (captioning head).
-        caption_targets: B x L next-token ids, -100 where padded.
+        caption_logits: B x (L-1) x V teacher-forced decoder logits (captioning head).
+        caption_targets: B x (L-1) next-token ids, -100 where padded.
         masked_prediction / masked_target: B x N x D reconstructed / original tokens.
         masked_mask: B x N bool, True where a token was masked (loss only there).
         class_logits: B x C (classifier head).
