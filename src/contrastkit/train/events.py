@@ -31,8 +31,9 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import torch
     from pathlib import Path
+
+    import torch
 
     from contrastkit.losses.result import LossOutput
     from contrastkit.models.outputs import ModelOutput

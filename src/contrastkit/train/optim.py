@@ -1,0 +1,121 @@
+"""AdamW with parameter groups: weight decay only on matrices, per-module lr multipliers.
+
+Decay is skipped for biases, norm weights and the loss's temperature / bias scalars
+(decaying `logit_scale` towards 0 would push the CLIP temperature towards infinity;
+Radford et al. 2021 and open_clip exclude them the same way).
+
+Frozen parameters stay in the groups. AdamW skips a parameter whose `.grad` is None, and
+`zero_grad(set_to_none=True)` clears every gradient each step, so a parameter with
+`requires_grad=False` is neither updated nor decayed; when a phase unfreezes it, the same
+optimizer starts updating it with fresh moments. No optimizer rebuild is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from contrastkit.errors import ConfigError
+
+NO_DECAY_NAMES = ("logit_scale", "logit_bias")
+
+
+def matches(name: str, prefix: str) -> bool:
+    """True when `prefix` names `name` or one of its parent modules (dot boundary)."""
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def named_parameters(modules: Sequence[nn.Module]) -> list[tuple[str, nn.Parameter]]:
+    """Parameters of all `modules`, de-duplicated (tied weights appear once)."""
+    seen: set[int] = set()
+    out = []
+    for module in modules:
+        for name, p in module.named_parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append((name, p))
+    return out
+
+
+def check_prefixes(prefixes: Iterable[str], key: str, modules: Sequence[nn.Module]) -> None:
+    """Raise ConfigError if a prefix matches no parameter of `modules`.
+
+    Args:
+        prefixes: module-name prefixes from the config.
+        key: config key path of the list, e.g. `train.phases.0.freeze`; the index is added.
+        modules: the model and the criterion.
+    """
+    names = [n for n, _ in named_parameters(modules)]
+    for i, prefix in enumerate(prefixes):
+        if not any(matches(n, prefix) for n in names):
+            top = sorted({n.split(".")[0] for n in names})
+            raise ConfigError(
+                f"{key}.{i}: {prefix!r} matches no module; top-level modules: {', '.join(top)}"
+            )
+
+
+def check_lr_scale(lr_scale: dict[str, float], modules: Sequence[nn.Module]) -> None:
+    """Like `check_prefixes` for the keys of `train.lr_scale`."""
+    names = [n for n, _ in named_parameters(modules)]
+    for prefix in lr_scale:
+        if not any(matches(n, prefix) for n in names):
+            top = sorted({n.split(".")[0] for n in names})
+            raise ConfigError(
+                f"train.lr_scale.{prefix}: matches no module; top-level modules: {', '.join(top)}"
+            )
+
+
+def lr_multiplier(name: str, lr_scale: dict[str, float]) -> float:
+    """The multiplier of the longest prefix in `lr_scale` that names `name` (default 1)."""
+    best, mult = -1, 1.0
+    for prefix, scale in lr_scale.items():
+        if matches(name, prefix) and len(prefix) > best:
+            best, mult = len(prefix), scale
+    return mult
+
+
+def uses_decay(name: str, p: torch.Tensor) -> bool:
+    """Matrices decay; biases, norm weights (1-D) and temperature/bias scalars do not."""
+    return p.ndim >= 2 and name.rsplit(".", 1)[-1] not in NO_DECAY_NAMES
+
+
+def build_optimizer(
+    modules: Sequence[nn.Module],
+    *,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float] = (0.9, 0.98),
+    eps: float = 1e-6,
+    lr_scale: dict[str, float] | None = None,
+) -> torch.optim.AdamW:
+    """AdamW over every parameter of `modules` (model first, then criterion).
+
+    Each group records `base_lr` (lr x multiplier) for the scheduler and `lr_scale`.
+
+    Raises:
+        ConfigError: a key of `lr_scale` names no module.
+    """
+    lr_scale = dict(lr_scale or {})
+    check_lr_scale(lr_scale, modules)
+    groups: dict[tuple[float, bool], dict] = {}
+    for name, p in named_parameters(modules):
+        mult = lr_multiplier(name, lr_scale)
+        decay = uses_decay(name, p)
+        group = groups.setdefault(
+            (mult, decay),
+            {
+                "params": [],
+                "names": [],
+                "lr": lr * mult,
+                "base_lr": lr * mult,
+                "lr_scale": mult,
+                "weight_decay": weight_decay if decay else 0.0,
+            },
+        )
+        group["params"].append(p)
+        group["names"].append(name)
+    return torch.optim.AdamW(
+        list(groups.values()), lr=lr, betas=betas, eps=eps, weight_decay=weight_decay
+    )

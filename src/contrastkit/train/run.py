@@ -1,0 +1,295 @@
+"""`train(cfg, run_dir)`: wire the real data, model, loss, doctor and eval into the engine.
+
+This is the application layer: it reads the typed config and calls each package's
+factory (imported inside functions, so `contrastkit.train` imports without them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from contrastkit.config import Config, dump_config
+from contrastkit.errors import ContrastkitError
+from contrastkit.train import checkpoint as ckpt
+from contrastkit.train.distributed import DistInfo, cleanup, init_distributed
+from contrastkit.train.ema import EMA, TeacherHook
+from contrastkit.train.engine import Engine, EngineParts
+from contrastkit.train.events import Callback
+from contrastkit.train.phases import make_weights_fn
+
+log = logging.getLogger(__name__)
+
+
+def default_monitor(cfg: Config) -> str | None:
+    """`val/<q>_to_<g>/R@1` of the first objective (a tower named `text` queries first)."""
+    if not cfg.loss.objectives or cfg.data.val_split is None:
+        return None
+    towers = list(cfg.loss.objectives[0].towers)
+    if len(towers) == 1:
+        towers = towers * 2
+    if "text" in towers[1:]:
+        towers = [towers[1], towers[0]]
+    return f"{cfg.data.val_split}/{towers[0]}_to_{towers[1]}/R@1"
+
+
+def eval_pairs(cfg: Config) -> list[tuple[str, str]]:
+    """`eval.pairs`, else both directions of every objective's towers."""
+    if cfg.eval.pairs:
+        return [tuple(p) for p in cfg.eval.pairs]
+    pairs: list[tuple[str, str]] = []
+    for obj in cfg.loss.objectives:
+        a, b = (obj.towers * 2)[:2]
+        for pair in ((a, b), (b, a)):
+            if pair not in pairs:
+                pairs.append(pair)
+    return pairs
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _write_config(cfg: Config, run_dir: Path) -> None:
+    saved = cfg.model_copy(deep=True)
+    manifest = Path(saved.data.manifest)
+    if not saved.data.manifest.startswith("builtin:") and manifest.exists():
+        saved.data.manifest = str(manifest.resolve())  # so load_run works from any cwd
+    (run_dir / "config.yaml").write_text(dump_config(saved))
+
+
+def _check_data(bundle: Any, cfg: Config, run_dir: Path) -> list:
+    """Run the data doctor; stop when a finding reaches `doctor.fail_on`."""
+    if not (cfg.doctor.enabled and cfg.doctor.check_data):
+        return []
+    try:
+        from contrastkit.doctor import check_data, should_fail, write_findings
+    except ImportError:
+        log.warning("contrastkit.doctor is not available; skipping data checks")
+        return []
+    findings = list(check_data(bundle, cfg))
+    write_findings(findings, run_dir / "findings.json")
+    if should_fail(findings, cfg.doctor.fail_on):
+        lines = "; ".join(f"{f.code} ({f.severity}): {f.cause}" for f in findings)
+        raise ContrastkitError(
+            f"data doctor stopped the run (doctor.fail_on: {cfg.doctor.fail_on}); see {run_dir / 'findings.json'}: {lines}"
+        )
+    return findings
+
+
+def _tokenizer(cfg: Config, texts: list[str], run_dir: Path, is_main: bool) -> Any:
+    from contrastkit.models import build_tokenizer, load_tokenizer
+
+    folder = run_dir / "tokenizer"
+    if folder.is_dir():
+        return load_tokenizer(folder)
+    tokenizer = build_tokenizer(cfg.model.tokenizer, texts)
+    if is_main:
+        tokenizer.save(folder)
+    return tokenizer
+
+
+def init_from(model: nn.Module, source: str) -> None:
+    """Load model weights from a run dir (its best checkpoint) or a checkpoint folder, non-strictly."""
+    path = Path(source)
+    path = (
+        ckpt.resolve_checkpoint(path, "best")
+        if (path / "config.yaml").exists()
+        else ckpt.resolve_checkpoint(path.parent, path)
+    )
+    tensors, _ = ckpt.load_checkpoint(path)
+    result = model.load_state_dict(ckpt.sub_state(tensors, "model"), strict=False)
+    log.info(
+        "model.init_from %s: %d missing keys %s, %d unexpected keys %s",
+        path,
+        len(result.missing_keys),
+        result.missing_keys[:5],
+        len(result.unexpected_keys),
+        result.unexpected_keys[:5],
+    )
+
+
+def _teacher(cfg: Config, model: nn.Module) -> tuple[EMA | None, Callable | None]:
+    dcfg = cfg.loss.distillation
+    if dcfg is None:
+        return None, None
+    if dcfg.source == "ema":
+        ema = EMA(model, dcfg.ema_decay)
+        return ema, TeacherHook(ema.model)
+    teacher = ckpt.load_run(dcfg.teacher, "best", with_data=False).model.to(
+        next(model.parameters()).device
+    )
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return None, TeacherHook(teacher)
+
+
+def _loader_factory(dataset: Any, cfg: Config, info: DistInfo) -> tuple[Callable, int]:
+    from contrastkit.data import build_loader
+
+    rows = cfg.data.batch_size * cfg.train.accumulate * info.world_size  # global batch per step
+
+    def make(epoch: int, start_batch: int):
+        return build_loader(
+            dataset,
+            cfg.data,
+            train=True,
+            seed=cfg.train.seed,
+            epoch=epoch,
+            start_batch=start_batch,
+            rank=info.rank,
+            world_size=info.world_size,
+            batch_size=rows,
+        )
+
+    try:
+        steps = len(make(0, 0))
+    except TypeError:
+        steps = len(dataset) // rows if cfg.data.drop_last else math.ceil(len(dataset) / rows)
+    if steps == 0:
+        raise ContrastkitError(
+            f"the train split has {len(dataset)} rows, fewer than one global batch of {rows} "
+            f"(data.batch_size x train.accumulate x world size); lower data.batch_size"
+        )
+    return make, steps
+
+
+def _evaluator(bundle: Any, cfg: Config, split: str) -> Callable[[nn.Module], dict[str, float]]:
+    from contrastkit.eval.evaluate import evaluate
+
+    dataset = bundle.splits[split]
+    return lambda model: evaluate(
+        model,
+        dataset,
+        cfg.eval,
+        split=split,
+        pairs=eval_pairs(cfg),
+        batch_size=cfg.data.eval_batch_size,
+    )
+
+
+def _probe_batch(dataset: Any, size: int) -> dict:
+    from contrastkit.data import collate
+
+    return collate([dataset[i] for i in range(min(size, len(dataset)))])
+
+
+def _monitors(cfg: Config) -> list[Callback]:
+    if not cfg.doctor.enabled:
+        return []
+    try:
+        from contrastkit.doctor import build_monitors
+    except ImportError:
+        log.warning("contrastkit.doctor is not available; training without monitors")
+        return []
+    return list(build_monitors(cfg))
+
+
+def _final_eval(model: nn.Module, bundle: Any, cfg: Config, run_dir: Path) -> dict[str, float]:
+    """Evaluate the best (else last) checkpoint on every eval split that exists."""
+    tensors, _ = ckpt.load_checkpoint(ckpt.resolve_checkpoint(run_dir, "best"))
+    model.load_state_dict(ckpt.sub_state(tensors, "model"))
+    model.eval()
+    metrics: dict[str, float] = {}
+    with torch.no_grad():
+        for split in cfg.eval.splits:
+            if split in bundle.splits and len(bundle.splits[split]) > 0:
+                metrics.update(_evaluator(bundle, cfg, split)(model))
+    return metrics
+
+
+def _findings(cfg: Config, run_dir: Path, data_findings: list) -> None:
+    if not cfg.doctor.enabled:
+        return
+    try:
+        from contrastkit.doctor import diagnose, plot_curves, write_findings
+    except ImportError:
+        log.warning("contrastkit.doctor is not available; no findings.json")
+        return
+    path = run_dir / "signals.jsonl"
+    signals = [json.loads(x) for x in path.read_text().splitlines() if x] if path.exists() else []
+    write_findings(diagnose(signals, cfg, data_findings=data_findings), run_dir / "findings.json")
+    plot_curves(signals, run_dir / "training_curves.png")
+
+
+def train(
+    cfg: Config, run_dir: Path, *, resume: str | None = None, callbacks: Sequence[Callback] = ()
+) -> dict:
+    """Train a model as `cfg` says, writing everything into `run_dir`; returns the summary.
+
+    Args:
+        resume: `auto` (newest valid checkpoint, or start fresh), `last`, or a checkpoint folder.
+        callbacks: extra callbacks (after the doctor's monitors).
+    """
+    from contrastkit.data import build_datasets
+    from contrastkit.losses import build_loss
+    from contrastkit.models import build_model
+
+    run_dir = Path(run_dir)
+    info = init_distributed(cfg.train.device)
+    try:
+        if info.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_config(cfg, run_dir)
+        _seed(cfg.train.seed)
+        bundle = build_datasets(cfg.data)
+        data_findings = _check_data(bundle, cfg, run_dir) if info.is_main else []
+        train_set = bundle.splits[cfg.data.train_split]
+        tokenizer = _tokenizer(cfg, train_set.texts(), run_dir, info.is_main)
+        specs, num_classes = train_set.input_specs(), len(bundle.label_names) or None
+        if info.is_main:
+            spec = {
+                "input_specs": {k: list(v) for k, v in specs.items()},
+                "num_classes": num_classes,
+            }
+            (run_dir / "model_spec.json").write_text(json.dumps(spec))
+        model = build_model(
+            cfg.model, tokenizer=tokenizer, input_specs=specs, num_classes=num_classes
+        )
+        if cfg.model.init_from:
+            init_from(model, cfg.model.init_from)
+        model.to(info.device)
+        ema, prepare = _teacher(cfg, model)
+        make_loader, steps = _loader_factory(train_set, cfg, info)
+        val = cfg.data.val_split
+        parts = EngineParts(
+            model=model,
+            criterion=build_loss(cfg.loss),
+            make_loader=make_loader,
+            steps_per_epoch=steps,
+            weights=make_weights_fn(cfg.loss, cfg.train.phases),
+            evaluate=_evaluator(bundle, cfg, val)
+            if val in bundle.splits and len(bundle.splits[val])
+            else None,
+            monitor=default_monitor(cfg),
+            callbacks=[*_monitors(cfg), *callbacks],
+            config=cfg,
+            probe_batch=_probe_batch(train_set, cfg.doctor.probe_size),
+            prepare=prepare,
+            ema=ema,
+        )
+        engine = Engine(cfg.train, parts, run_dir, dist=info)
+        fit = engine.fit(resume)
+        if not info.is_main:
+            return fit
+        summary = {
+            **_final_eval(model, bundle, cfg, run_dir),
+            "train/steps": fit["train/steps"],
+            "train/seconds": fit["train/seconds"],
+        }
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
+        _findings(cfg, run_dir, data_findings)
+        return summary
+    finally:
+        cleanup()

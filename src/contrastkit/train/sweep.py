@@ -1,0 +1,159 @@
+"""Hyper-parameter sweeps with Optuna: one `train()` per trial, pruned on the val metric.
+
+SPACE.yaml maps dotted config keys to distributions::
+
+    train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+    train.warmup_steps: {type: int, low: 0, high: 200}
+    loss.objectives.0.temperature: {type: categorical, choices: [0.03, 0.07, 0.1]}
+
+Unknown keys are rejected before any trial runs. With a shared `storage` (sqlite or any
+SQL URL) several workers can run `sweep` on the same study at once (`load_if_exists`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from contrastkit.config import Config, dump_config, load_config
+from contrastkit.errors import ConfigError
+from contrastkit.train.events import Callback, State
+
+TrainFn = Callable[..., dict]
+_MISSING = object()
+
+
+def _lookup(data: Any, keys: list[str]) -> Any:
+    for key in keys:
+        if isinstance(data, list) and key.isdigit() and int(key) < len(data):
+            data = data[int(key)]
+        elif isinstance(data, dict) and key in data:
+            data = data[key]
+        else:
+            return _MISSING
+    return data
+
+
+def load_space(path: str | Path, cfg: Config) -> dict[str, dict[str, Any]]:
+    """Read and check SPACE.yaml against the resolved config.
+
+    Raises:
+        ConfigError: unreadable file, unknown key path or malformed distribution.
+    """
+    path = Path(path)
+    try:
+        space = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"search space {path}: cannot read: {err}") from None
+    if not isinstance(space, dict) or not space:
+        raise ConfigError(f"search space {path} must map dotted config keys to distributions")
+    dumped = cfg.model_dump(mode="json")
+    for key, spec in space.items():
+        value = _lookup(dumped, key.split("."))
+        if value is _MISSING or isinstance(value, dict):
+            raise ConfigError(
+                f"search space {path}: {key!r} is not a config value (check the key path)"
+            )
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        needed = {
+            "float": ("low", "high"),
+            "int": ("low", "high"),
+            "categorical": ("choices",),
+        }.get(kind)
+        if needed is None or any(k not in spec for k in needed):
+            raise ConfigError(
+                f"search space {path}: {key}: needs type float|int (with low, high) or categorical (with choices)"
+            )
+    return space
+
+
+def suggest(trial: Any, key: str, spec: dict[str, Any]) -> Any:
+    """Draw one value for `key` from its SPACE.yaml distribution."""
+    if spec["type"] == "float":
+        return trial.suggest_float(key, spec["low"], spec["high"], log=bool(spec.get("log", False)))
+    if spec["type"] == "int":
+        return trial.suggest_int(key, spec["low"], spec["high"], log=bool(spec.get("log", False)))
+    return trial.suggest_categorical(key, spec["choices"])
+
+
+class PruningCallback(Callback):
+    """Reports the monitored val metric to Optuna after each evaluation; prunes bad trials."""
+
+    def __init__(self, trial: Any, monitor: str) -> None:
+        self.trial = trial
+        self.monitor = monitor
+
+    def on_eval_end(self, state: State) -> None:
+        import optuna
+
+        if self.monitor not in state.eval_metrics:
+            return
+        self.trial.report(float(state.eval_metrics[self.monitor]), state.epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {state.epoch}")
+
+
+def _overrides(params: dict[str, Any]) -> list[str]:
+    return [f"{k}={json.dumps(v)}" for k, v in params.items()]
+
+
+def sweep(
+    cfg_path: str | Path,
+    space_path: str | Path,
+    *,
+    trials: int,
+    storage: str | None = None,
+    study_name: str = "contrastkit",
+    run_root: str | Path = "sweeps",
+    direction: str = "maximize",
+    overrides: Sequence[str] = (),
+    train_fn: TrainFn | None = None,
+) -> dict[str, Any]:
+    """Run `trials` trials (this worker's share of the study) and write `best_config.yaml`.
+
+    Returns:
+        {"value", "params", "trial", "config"} of the study's best trial so far.
+    """
+    import optuna
+
+    from contrastkit.train.run import default_monitor
+
+    if train_fn is None:
+        from contrastkit.train.run import train as train_fn
+    base = load_config(cfg_path, list(overrides))
+    space = load_space(space_path, base)
+    monitor = base.train.monitor or default_monitor(base)
+    if monitor is None:
+        raise ConfigError(
+            "sweep needs train.monitor (or a val split and an objective) to compare trials"
+        )
+    run_root = Path(run_root)
+    run_root.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        direction=direction,
+        load_if_exists=True,
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+    )
+
+    def objective(trial: Any) -> float:
+        params = {key: suggest(trial, key, spec) for key, spec in space.items()}
+        cfg = load_config(cfg_path, [*overrides, *_overrides(params)])
+        summary = train_fn(
+            cfg, run_root / f"trial_{trial.number:03d}", callbacks=[PruningCallback(trial, monitor)]
+        )
+        if monitor not in summary:
+            raise ConfigError(f"trial {trial.number}: metric {monitor!r} missing from the summary")
+        return float(summary[monitor])
+
+    study.optimize(objective, n_trials=trials)
+    best = study.best_trial
+    best_cfg = load_config(cfg_path, [*overrides, *_overrides(best.params)])
+    out = run_root / "best_config.yaml"
+    out.write_text(dump_config(best_cfg))
+    return {"value": best.value, "params": best.params, "trial": best.number, "config": str(out)}

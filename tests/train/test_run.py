@@ -1,0 +1,65 @@
+"""`train()` wiring: default monitor / eval pairs, and one tiny end-to-end run on the demo data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from contrastkit.config import config_from_dict, load_config
+from contrastkit.errors import RunDirError
+from contrastkit.train.run import default_monitor, eval_pairs
+
+DIGITS = Path(__file__).parents[2] / "src" / "contrastkit" / "examples" / "digits.yaml"
+
+
+def _cfg(objectives, towers=("image", "text")):
+    return config_from_dict(
+        {
+            "data": {"manifest": "builtin:x"},
+            "model": {"towers": {t: {"streams": {t: {"type": "cnn"}}} for t in towers}},
+            "loss": {"objectives": objectives},
+        }
+    )
+
+
+def test_default_monitor_puts_text_first() -> None:
+    cfg = _cfg([{"type": "clip", "towers": ["image", "text"]}])
+    assert default_monitor(cfg) == "val/text_to_image/R@1"
+    assert eval_pairs(cfg) == [("image", "text"), ("text", "image")]
+    cfg = _cfg([{"type": "clip", "towers": ["video", "report"]}], towers=("video", "report"))
+    assert default_monitor(cfg) == "val/video_to_report/R@1"
+
+
+def test_load_run_missing_dir_is_run_dir_error(tmp_path) -> None:
+    from contrastkit.train import load_run
+
+    with pytest.raises(RunDirError, match="no config.yaml"):
+        load_run(tmp_path / "nothing")
+
+
+@pytest.mark.slow
+def test_tiny_digits_run_end_to_end(tmp_path) -> None:
+    pytest.importorskip("sklearn")
+    from contrastkit.train import load_run, train
+
+    overrides = [
+        "train.epochs=1",
+        "train.max_steps=2",
+        "train.accumulate=2",
+        "data.batch_size=16",
+        "data.max_rows=64",
+        "train.progress=none",
+        "train.loggers.tensorboard=false",
+        "eval.splits=[val]",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "doctor.every=1",
+    ]
+    summary = train(load_config(DIGITS, overrides), tmp_path / "run")
+    assert summary["train/steps"] == 2 and "val/text_to_image/R@1" in summary
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["val/text_to_image/R@1"] == summary["val/text_to_image/R@1"]
+    assert (tmp_path / "run" / "checkpoints" / "best.json").exists()
+    loaded = load_run(tmp_path / "run", "best", with_data=False)
+    assert loaded.checkpoint.name == "step_000002" and loaded.tokenizer.vocab_size > 0
