@@ -190,7 +190,7 @@ def search_cmd(
     checkpoint: Annotated[str, typer.Option("--checkpoint")] = "best",
 ) -> None:
     """Search a split's gallery with a text query, a row's inputs (--query-id) or examples."""
-    from contrastkit.eval.search_cli import run_search
+    from contrastkit.cli_search import run_search
     from contrastkit.train.checkpoint import load_run
 
     if query is None and query_id is None and examples <= 0:

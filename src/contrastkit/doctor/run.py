@@ -1,0 +1,103 @@
+"""Entry points behind `contrastkit doctor data CONFIG` and `contrastkit doctor run RUN_DIR`."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from contrastkit.config import Config, load_config
+from contrastkit.doctor.data_checks import check_data
+from contrastkit.doctor.findings import Finding, read_findings, sort_findings, write_findings
+from contrastkit.doctor.monitors import SIGNALS_FILE
+from contrastkit.doctor.report import plot_curves, write_html
+from contrastkit.doctor.rules import diagnose
+from contrastkit.errors import RunDirError
+
+DATA_FINDINGS_FILE = "data_findings.json"
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSONL file; a torn last line (a run still writing) is ignored."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def read_signals(run_dir: Path) -> list[dict[str, Any]]:
+    """`signals.jsonl`, keeping the last record per (monitor, step, event): a resumed run
+    re-measures the steps after its checkpoint and appends them again."""
+    latest: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    for rec in read_jsonl(run_dir / SIGNALS_FILE):
+        latest[(rec.get("monitor"), rec.get("step"), rec.get("event"))] = rec
+    return sorted(latest.values(), key=lambda r: r.get("step", 0))
+
+
+def nonfinite_metrics(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Signal records for logged loss values that are NaN / Inf (between doctor cadences)."""
+    out = []
+    for rec in metrics:
+        bad = [
+            k
+            for k, v in rec.items()
+            if "loss" in k and isinstance(v, float) and not math.isfinite(v)
+        ]
+        if bad:
+            out.append({"step": rec.get("step", 0), "monitor": "metrics", "nonfinite_steps": 1})
+    return out
+
+
+def doctor_run(run_dir: str | Path) -> list[Finding]:
+    """Re-diagnose a finished or running run; writes findings.json, training_curves.png
+    and report.html into it.
+
+    Raises:
+        RunDirError: the folder or its config.yaml is missing.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise RunDirError(f"{run_dir} is not a run directory: config.yaml is missing")
+    cfg = load_config(run_dir / "config.yaml")
+    signals = read_signals(run_dir)
+    signals += nonfinite_metrics(read_jsonl(run_dir / "metrics.jsonl"))
+    data = read_findings(run_dir / DATA_FINDINGS_FILE)
+    findings = diagnose(signals, cfg, data_findings=data)
+    write_findings(findings, run_dir / "findings.json")
+    curves = None
+    if signals:
+        curves = plot_curves(signals, run_dir / "training_curves.png")
+    write_html(findings, run_dir / "report.html", curves)
+    return findings
+
+
+def doctor_data(
+    cfg: Config,
+    *,
+    embed_texts: Callable[[list[str]], Tensor] | None = None,
+    out: str | Path | None = None,
+) -> list[Finding]:
+    """Build the datasets of `cfg` and run the data checks (before any training).
+
+    Args:
+        cfg: the run config.
+        embed_texts: optional text embedder for the near-duplicate (false negative) search.
+        out: if given, the findings are also written there (e.g. run_dir/data_findings.json).
+    """
+    from contrastkit.data import build_datasets
+
+    findings = sort_findings(check_data(build_datasets(cfg.data), cfg, embed_texts=embed_texts))
+    if out is not None:
+        write_findings(findings, out)
+    return findings

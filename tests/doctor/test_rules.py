@@ -1,0 +1,265 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+from doctor_toys import TOWERS, make_config
+
+from contrastkit.doctor.findings import Finding
+from contrastkit.doctor.rules import diagnose
+
+
+def history(**series: list[float]) -> list[dict]:
+    """One record per index: history(a=[1, 2]) -> [{"step": 0, "a": 1}, {"step": 10, "a": 2}]."""
+    n = max(len(v) for v in series.values())
+    return [
+        {"step": 10 * i, **{k: v[i] for k, v in series.items() if i < len(v)}} for i in range(n)
+    ]
+
+
+def find(findings: list[Finding], code: str) -> Finding | None:
+    hits = [f for f in findings if f.code == code]
+    return hits[0] if hits else None
+
+
+LOG64 = math.log(64)
+AUX_MODEL = {"towers": TOWERS, "captioning": {"tower": "image"}}
+
+
+def test_temperature_ten_is_out_of_range_and_at_chance():
+    cfg = make_config(
+        ["loss.objectives.0.temperature=10.0", "loss.objectives.0.max_logit_scale=100"]
+    )
+    sig = history(**{"contrastive/logit_scale": [0.1] * 6, "loss/contrastive": [LOG64 - 0.01] * 6})
+    out = diagnose(sig, cfg, batch_size=64)
+    f = find(out, "temperature_out_of_range")
+    assert f.severity == "error" and f.evidence["temperature"] == pytest.approx(10.0)
+    assert f.fix == {
+        "loss.objectives.0.temperature": 0.07,
+        "loss.objectives.0.learnable_temperature": True,
+    }
+    chance = find(out, "loss_at_chance")
+    assert chance.evidence["chance"] == pytest.approx(LOG64, rel=1e-3)
+    assert chance.fix == {"loss.objectives.0.temperature": 0.07}
+    assert out.index(f) < out.index(chance) or f.severity == chance.severity
+
+
+def test_default_temperature_is_fine():
+    sig = history(
+        **{"contrastive/logit_scale": [14.3, 15, 16, 17], "loss/contrastive": [4.0, 3.0, 2.0, 1.0]}
+    )
+    out = diagnose(sig, make_config(), batch_size=64)
+    assert not {"temperature_out_of_range", "loss_at_chance", "loss_not_decreasing"} & {
+        f.code for f in out
+    }
+
+
+def test_temperature_from_config_without_signals():
+    assert find(
+        diagnose([], make_config(["loss.objectives.0.temperature=2.0"])), "temperature_out_of_range"
+    )
+
+
+def test_logit_scale_at_clamp_and_toward_one():
+    cfg = make_config(["loss.objectives.0.max_logit_scale=50"])
+    pinned = diagnose(history(**{"contrastive/logit_scale": [30, 50, 50, 50, 50]}), cfg)
+    f = find(pinned, "logit_scale_at_clamp")
+    assert f.severity == "warning" and f.fix == {"loss.objectives.0.max_logit_scale": 100.0}
+    assert not find(
+        diagnose(history(**{"contrastive/logit_scale": [14, 20, 25, 30, 35]}), cfg),
+        "logit_scale_at_clamp",
+    )
+    falling = diagnose(history(**{"contrastive/logit_scale": [14, 10, 6, 3, 2.5]}), make_config())
+    assert find(falling, "logit_scale_toward_one").evidence["end"] == 2.5
+    assert not find(
+        diagnose(history(**{"contrastive/logit_scale": [14, 14, 13, 13]}), make_config()),
+        "logit_scale_toward_one",
+    )
+
+
+def test_siglip_bias_off():
+    cfg = make_config(loss={"objectives": [{"type": "siglip", "towers": ["image", "text"]}]})
+    stuck = history(
+        **{
+            "contrastive/logit_bias": [-10, -10, -10, -10],
+            "loss/contrastive": [1.0, 1.0, 1.0, 1.0],
+            "contrastive/logit_scale": [10] * 4,
+        }
+    )
+    f = find(diagnose(stuck, cfg, batch_size=4), "siglip_bias_off")
+    assert f.evidence["log_1_over_B"] == pytest.approx(-math.log(4), abs=1e-3)
+    assert f.fix["loss.objectives.0.init_logit_bias"] == pytest.approx(-1.39)
+    learning = history(
+        **{"contrastive/logit_bias": [-10, -8, -6, -4], "loss/contrastive": [1.0, 0.8, 0.5, 0.3]}
+    )
+    assert not find(diagnose(learning, cfg, batch_size=4), "siglip_bias_off")
+
+
+def test_loss_not_decreasing():
+    flat = diagnose(
+        history(**{"loss/total": [2.0, 2.0, 1.99, 2.0, 2.0]}), make_config(), batch_size=64
+    )
+    f = find(flat, "loss_not_decreasing")
+    assert f.evidence["term"] == "total" and f.fix == {"train.lr": pytest.approx(3e-3)}
+    assert not find(
+        diagnose(history(**{"loss/total": [2.0, 1.5, 1.0, 0.8, 0.7]}), make_config()),
+        "loss_not_decreasing",
+    )
+
+
+def test_alignment_negative_and_gap_shrinking():
+    neg = find(
+        diagnose(history(**{"align/gap": [0.0, -0.05, -0.1]}), make_config()), "alignment_negative"
+    )
+    assert neg.evidence["gap_end"] == pytest.approx(-0.1)
+    shrink = find(
+        diagnose(history(**{"align/gap": [0.0, 0.3, 0.3, 0.2, 0.1, 0.05]}), make_config()),
+        "gap_shrinking",
+    )
+    assert shrink.evidence["gap_peak"] == pytest.approx(0.3) and shrink.evidence["peak_step"] == 10
+    growing = diagnose(history(**{"align/gap": [0.0, 0.1, 0.2, 0.3]}), make_config())
+    assert not {"alignment_negative", "gap_shrinking"} & {f.code for f in growing}
+
+
+def test_aux_dominates_loss_and_gradient():
+    cfg = make_config(model=AUX_MODEL, loss={"captioning": {"weight": 4.0}})
+    sig = history(
+        **{
+            "share/captioning": [0.85] * 4,
+            "share/contrastive": [0.15] * 4,
+            "grad_share/captioning": [0.9] * 4,
+            "grad_share/contrastive": [0.1] * 4,
+        }
+    )
+    out = diagnose(sig, cfg)
+    loss = find(out, "aux_dominates_loss")
+    assert loss.fix == {"loss.captioning.weight": pytest.approx(4.0 * 0.15 / 0.85, rel=1e-2)}
+    assert find(out, "aux_dominates_gradient").evidence["share"] == 0.9
+    balanced = history(**{"share/captioning": [0.4] * 4, "share/contrastive": [0.6] * 4})
+    assert not find(diagnose(balanced, cfg), "aux_dominates_loss")
+
+
+def test_gradient_interference():
+    towers = {**TOWERS, "text2": {"share": "text"}}
+    loss = {
+        "objectives": [
+            {"name": "a", "type": "clip", "towers": ["image", "text"]},
+            {"name": "b", "type": "clip", "towers": ["image", "text2"], "weight": 0.8},
+        ]
+    }
+    cfg = make_config(model={"towers": towers}, loss=loss)
+    f = find(
+        diagnose(history(**{"grad_cos/a|b": [-0.3, -0.5, -0.2]}), cfg), "gradient_interference"
+    )
+    assert f.evidence["mean_cosine"] == pytest.approx(-1 / 3, abs=1e-4)
+    assert f.fix == {"loss.objectives.1.weight": 0.4}
+    assert not find(
+        diagnose(history(**{"grad_cos/a|b": [0.05, -0.05, 0.0]}), cfg), "gradient_interference"
+    )
+
+
+def test_collapse_rule():
+    collapsed = history(
+        **{
+            "collapse/text/std_ratio": [0.9, 0.3, 0.01],
+            "collapse/text/effective_rank": [20, 5, 1.1],
+            "collapse/text/dim": [64] * 3,
+        }
+    )
+    f = find(diagnose(collapsed, make_config()), "collapse")
+    assert f.evidence["tower"] == "text" and f.fix == {"train.lr": pytest.approx(1e-4)}
+    healthy = history(
+        **{
+            "collapse/text/std_ratio": [0.9] * 3,
+            "collapse/text/effective_rank": [20] * 3,
+            "collapse/text/dim": [64] * 3,
+        }
+    )
+    assert not find(diagnose(healthy, make_config()), "collapse")
+
+
+def test_rigidity_and_frozen_backbone():
+    g = "towers.image.encoders.image"
+    stuck = history(
+        **{
+            f"param_drift/{g}": [0.0, 1e-4, 2e-4, 3e-4],
+            "embed_drift/image/drift": [0, 0.001, 0.002, 0.002],
+            f"trainable/{g}": [1.0] * 4,
+            "loss/contrastive": [3.0, 3.0, 2.99, 2.98],
+        }
+    )
+    f = find(diagnose(stuck, make_config()), "rigidity")
+    assert f.fix["train.lr_scale"] == {g: 10.0}
+    assert f.fix["train.phases"][0]["freeze"] == [g]
+    moving = history(
+        **{
+            f"param_drift/{g}": [0.0, 0.01, 0.02, 0.03],
+            f"trainable/{g}": [1.0] * 4,
+            "loss/contrastive": [3.0, 3.0, 2.99, 2.98],
+        }
+    )
+    assert not find(diagnose(moving, make_config()), "rigidity")
+    frozen = history(**{f"trainable/{g}": [0.0] * 4, "loss/contrastive": [3.0] * 4})
+    fb = find(
+        diagnose(frozen, make_config(["train.freeze=[towers.image.encoders.image]"])),
+        "frozen_backbone",
+    )
+    assert fb.fix["train.freeze"] == [] and fb.fix["train.phases"][1]["unfreeze"] == [g]
+    learning = history(**{f"trainable/{g}": [0.0] * 4, "loss/contrastive": [3.0, 2.0, 1.5, 1.0]})
+    assert not find(diagnose(learning, make_config()), "frozen_backbone")
+
+
+def test_zero_gradient():
+    sig = history(
+        **{
+            "grad_norm/classifier": [0.0] * 3,
+            "grad_norm/towers.image.projection": [1.0, 0.5, 0.2],
+            "trainable/classifier": [1.0] * 3,
+        }
+    )
+    f = find(diagnose(sig, make_config()), "zero_gradient")
+    assert f.evidence["modules"] == ["classifier"] and f.severity == "warning"
+    frozen = history(**{"grad_norm/classifier": [0.0] * 3, "trainable/classifier": [0.0] * 3})
+    assert not find(diagnose(frozen, make_config()), "zero_gradient")
+
+
+def test_lr_zero_after_warmup_only():
+    cfg = make_config(["train.warmup_steps=10"])
+    assert find(diagnose(history(**{"lr/max": [0.0, 0.0, 0.0]}), cfg), "lr_zero")
+    warm = history(**{"lr/max": [0.0, 1e-3, 5e-4, 0.0]})  # warm-up from 0 and cosine to 0: fine
+    assert not find(diagnose(warm, cfg), "lr_zero")
+
+
+def test_loss_nan_and_optimizer_records():
+    sig = [
+        {
+            "step": 0,
+            "event": "fit_start",
+            "not_in_optimizer": 2,
+            "not_in_optimizer_names": ["x", "y"],
+            "temperature_groups": [{"param": "logit_scale", "group": 0, "weight_decay": 0.0}],
+        },
+        {"step": 5, "nonfinite_steps": 3, "frozen_with_grad": 0},
+    ]
+    out = diagnose(sig, make_config(["train.amp=fp16", "train.device=cuda"]))
+    assert find(out, "loss_nan").fix == {
+        "train.lr": pytest.approx(1e-4),
+        "train.grad_clip": 1.0,
+        "train.amp": "bf16",
+    }
+    assert find(out, "params_not_in_optimizer").evidence["names"] == ["x", "y"]
+    assert not find(out, "weight_decay_on_temperature") and not find(out, "frozen_param_gets_grad")
+    assert out[0].code == "loss_nan"  # errors first, by catalogue priority
+
+
+def test_data_findings_are_merged_and_sorted():
+    data = Finding("rows_skipped", "warning", {"rows_skipped": 1}, "c")
+    dup = Finding("duplicate_groups", "error", {"rows_affected": 5}, "c")
+    out = diagnose([], make_config(), data_findings=[data, dup])
+    assert [f.code for f in out] == ["duplicate_groups", "rows_skipped"]
+
+
+def test_chance_is_not_reported_twice():
+    sig = history(**{"loss/total": [LOG64] * 5, "loss/contrastive": [LOG64] * 5})
+    codes = [f.code for f in diagnose(sig, make_config(), batch_size=64)]
+    assert codes.count("loss_at_chance") == 1 and "loss_not_decreasing" not in codes
