@@ -27,8 +27,9 @@ from contrastkit.config import Config
 from contrastkit.doctor.findings import Finding
 
 MAX_EXAMPLES = 5
-SKIP_COLUMNS = ("label", "attributes")  # metadata, not content: equal labels are expected
+MEDIA_COLUMNS = ("image", "video", "sequence", "features")  # content; id/split/label are not
 ERROR_SHARE = 0.10  # duplicate groups touching >= 10% of rows make the run unlearnable
+WARN_SHARE = 0.01  # below 1% of rows, a few coincidences (real data has some) are info only
 MAX_EMBED_TEXTS = 20000  # cap for the optional embedding near-duplicate search
 _PUNCT = str.maketrans("", "", string.punctuation)
 _SPACE = re.compile(r"\s+")
@@ -66,7 +67,7 @@ def content_keys(row: Any, cache: dict[Path, str]) -> list[tuple[str, str]]:
     """(column, key) per content column of a row: media hash or normalised text."""
     keys = []
     for column, value in row.values.items():
-        if column in SKIP_COLUMNS or value is None:
+        if value is None or not (_is_text(column) or column in MEDIA_COLUMNS):
             continue
         if _is_text(column):
             norm = normalise_text(value)
@@ -133,7 +134,7 @@ def check_duplicates(rows: list[Any], keys: dict[str, list[tuple[str, str]]]) ->
     return [
         Finding(
             "duplicate_groups",
-            "error" if share >= ERROR_SHARE else "warning",
+            "error" if share >= ERROR_SHARE else "warning" if share >= WARN_SHARE else "info",
             evidence,
             "Rows with identical media or text carry different `group` values, so the loss "
             "treats them as negatives of each other and pushes true matches apart.",
@@ -180,10 +181,12 @@ def check_leakage(
         for v in leaked.values()
         for r, t, c in v[:MAX_EXAMPLES]
     ]
+    share = max(len(v) / max(totals[split], 1) for split, v in leaked.items())
+    evidence["max_share_leaked"] = round(share, 4)
     return [
         Finding(
             "split_leakage",
-            "warning",
+            "warning" if share >= WARN_SHARE else "info",
             evidence,
             "Evaluation rows share media or text with training rows, so retrieval metrics "
             "measure memorisation, not generalisation.",

@@ -1,0 +1,119 @@
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from contrastkit.config import EvalConfig
+from contrastkit.eval.evaluate import embed_dataset, evaluate
+from contrastkit.models.outputs import TowerOutput
+
+
+@dataclass
+class FakeRow:
+    id: str
+    group: str
+    values: dict = field(default_factory=dict)
+
+
+class FakeDataset:
+    """3 images x 2 captions; image i is the vector e_i, caption text 'cap i j'."""
+
+    def __init__(self) -> None:
+        self.rows = [
+            FakeRow(
+                f"r{i}{j}",
+                f"g{i}",
+                {
+                    "image": f"img{i}.png",
+                    "text": f"cap {i} {j} shows a lesion of {i}.5 mm",
+                    "label": i % 2,
+                },
+            )
+            for i in range(3)
+            for j in range(2)
+        ]
+        self.group_ids = np.array([i for i in range(3) for _ in range(2)], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.rows[i]
+        img = int(row.values["image"][3])
+        return {
+            "index": i,
+            "id": row.id,
+            "group_id": int(self.group_ids[i]),
+            "image": torch.eye(3)[img],
+            "text": row.values["text"],
+            "label": row.values["label"],
+        }
+
+
+class FakeModel(nn.Module):
+    """image tower: identity; text tower: one-hot of the image index in the caption,
+    except caption 'cap 2 1', which points at image 0 (one retrieval error)."""
+
+    tower_names = ["image", "text"]
+    has_captioning = True
+    text_column = "text"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.encoded = 0
+
+    def tower_inputs(self, tower: str) -> list[str]:
+        return [tower]
+
+    def encode(self, tower: str, batch: dict) -> TowerOutput:
+        assert not self.training and not torch.is_grad_enabled()
+        self.encoded += len(batch["ids"])
+        if tower == "image":
+            emb = batch["image"] * self.scale
+        else:
+            idx = [0 if t.startswith("cap 2 1 ") else int(t.split()[1]) for t in batch["text"]]
+            emb = torch.eye(3)[idx] * self.scale
+        return TowerOutput(tokens=emb[:, None], pooled=emb, embedding=emb)
+
+    def generate(self, batch: dict, **kwargs) -> list[str]:
+        assert kwargs["method"] == "greedy"
+        return list(batch["text"])
+
+
+def test_embed_dataset_deduplicates_images_not_captions():
+    model, data = FakeModel(), FakeDataset()
+    ids, emb, rows = embed_dataset(model, data, "image", batch_size=2)
+    assert ids == ["r00", "r10", "r20"] and rows == [0, 2, 4] and emb.shape == (3, 3)
+    assert model.encoded == 3
+    ids, emb, rows = embed_dataset(model, data, "text")
+    assert len(ids) == 6 and rows == list(range(6))
+
+
+def test_evaluate_keys_and_values():
+    model, data = FakeModel(), FakeDataset()
+    model.train()
+    out = evaluate(
+        model,
+        data,
+        EvalConfig(ks=[1, 5]),
+        split="test",
+        pairs=[("text", "image"), ("image", "text")],
+    )
+    assert model.training  # mode restored
+    # text -> image: 5 of 6 captions find their image; 'cap 2 1' scores image 0 at 1 and
+    # ties images 1 and 2 at 0, so its image is ranked 3rd (ties count against it).
+    assert out["test/text_to_image/R@1"] == pytest.approx(5 / 6)
+    assert out["test/text_to_image/mean_rank"] == pytest.approx(8 / 6)
+    assert out["test/image_to_text/R@5"] == 1.0
+    assert out["test/text_to_image/num_queries"] == 6.0
+    assert "test/text_to_image/class_R@1" in out and "test/image_to_text/class_R@1" in out
+    assert out["test/text_image/alignment"] == pytest.approx(5 / 6)
+    # Images e0, e1, e2 (orthogonal) with labels 0, 1, 0: leave-one-out k-NN (k capped at
+    # 2) is a 1-1 vote with equal similarity, which goes to class 0: 2 of 3 correct.
+    assert out["test/image/knn_accuracy"] == pytest.approx(2 / 3)
+    assert "test/text/knn_accuracy" in out
+    assert out["test/captioning/BLEU"] == pytest.approx(100.0)
+    assert out["test/captioning/numeric_fidelity"] == 1.0
