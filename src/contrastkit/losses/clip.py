@@ -1,0 +1,105 @@
+"""Softmax contrastive loss (CLIP, Radford et al. 2021 / InfoNCE, van den Oord et al. 2018)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from contrastkit.errors import ConfigError
+from contrastkit.losses.distributed import gather_no_grad, gather_with_grad
+from contrastkit.losses.functional import (
+    pair_similarity_means,
+    softmax_contrastive_loss,
+    softmax_contrastive_loss_dense,
+)
+from contrastkit.losses.result import ContrastiveResult
+
+
+class ClipLoss(nn.Module):
+    """Symmetric, multi-positive softmax contrastive loss with a learnable temperature.
+
+    The temperature is stored as `logit_scale` = log(1/τ) (CLIP's parametrisation: the
+    optimiser works in log space, so it can never turn negative), initialised to
+    log(1/0.07). The scale exp(logit_scale) is clamped at `max_logit_scale` (100 in CLIP)
+    in the forward pass; below the clamp it is differentiable.
+
+    Rows sharing a group id are all positives; the target of a row is uniform over its
+    positives (SupCon-style). With unique groups this is exactly CLIP's loss.
+
+    Args:
+        init_temperature: τ₀; 0.07 as in CLIP. A τ near 1 or above makes the softmax so flat
+            that the loss barely moves.
+        learnable: learn the temperature (else `logit_scale` is a buffer).
+        max_logit_scale: clamp for exp(logit_scale).
+        hard_negative_beta: 0 disables; > 0 re-weights negatives by exp(β·cos) normalised
+            over each row's negatives (Robinson et al. 2021, "Contrastive Learning with
+            Hard Negative Samples"). Uses a dense path with several B x B matrices.
+    """
+
+    def __init__(
+        self,
+        init_temperature: float = 0.07,
+        learnable: bool = True,
+        max_logit_scale: float = 100.0,
+        hard_negative_beta: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if init_temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {init_temperature}")
+        if hard_negative_beta < 0:
+            raise ConfigError(f"hard_negative_beta must be >= 0, got {hard_negative_beta}")
+        init = torch.tensor(math.log(1.0 / init_temperature))
+        if learnable:
+            self.logit_scale = nn.Parameter(init)
+        else:
+            self.register_buffer("logit_scale", init)
+        self.max_logit_scale = max_logit_scale
+        self.hard_negative_beta = hard_negative_beta
+
+    def scale(self) -> Tensor:
+        """exp(logit_scale) clamped at `max_logit_scale` (the inverse temperature)."""
+        return self.logit_scale.exp().clamp(max=self.max_logit_scale)
+
+    def forward(
+        self,
+        a: Tensor,
+        b: Tensor,
+        group_ids: Tensor,
+        attributes: Tensor | None = None,
+        labels: Tensor | None = None,
+    ) -> ContrastiveResult:
+        """Loss between two L2-normalised embedding sets whose row i belongs to group_ids[i].
+
+        Under an initialised process group the embeddings and ids of all ranks are
+        gathered first (global negatives).
+
+        Shape:
+            a, b: B x D; group_ids: B.
+        """
+        del attributes, labels  # accepted for a uniform objective signature
+        if b is None:
+            raise ConfigError("clip loss needs two towers (a and b embeddings)")
+        a, b = gather_with_grad(a), gather_with_grad(b)
+        groups = gather_no_grad(group_ids)
+        scale = self.scale().to(a.dtype)
+        if self.hard_negative_beta > 0:
+            parts = softmax_contrastive_loss_dense(
+                a, b, scale, groups, groups, self.hard_negative_beta
+            )
+        else:
+            parts = softmax_contrastive_loss(a, b, scale, groups, groups)
+        pos_sim, neg_sim = pair_similarity_means(a, b, groups, groups)
+        return ContrastiveResult(
+            loss=parts.loss,
+            a_to_b=parts.a_to_b,
+            b_to_a=parts.b_to_a,
+            logit_scale=scale.detach(),
+            num_positives=parts.num_positives,
+            stats={
+                "pos_sim": pos_sim,
+                "neg_sim": neg_sim,
+                "temperature": 1.0 / float(scale.detach()),
+            },
+        )

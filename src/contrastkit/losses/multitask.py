@@ -1,0 +1,192 @@
+"""The multitask loss: contrastive objectives + auxiliary terms, weighted per step.
+
+`build_loss(cfg.loss)` is the only place that reads the loss config. The engine calls
+`forward` for plain steps, or `contrastive` on the concatenated embeddings of several
+micro-batches plus `auxiliary` per micro-batch for cached (GradCache-style) accumulation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from contrastkit.config import (
+    ClipObjective,
+    LossConfig,
+    SiglipObjective,
+    TripletObjective,
+)
+from contrastkit.errors import ConfigError, DataError
+from contrastkit.losses.auxiliary import (
+    captioning_loss,
+    classification_loss,
+    distillation_loss,
+    masked_modelling_loss,
+)
+from contrastkit.losses.clip import ClipLoss
+from contrastkit.losses.result import ContrastiveResult, LossOutput
+from contrastkit.losses.siglip import SiglipLoss
+from contrastkit.losses.triplet import TripletLoss
+from contrastkit.models.outputs import ModelOutput
+from contrastkit.registry import Registry
+
+# name -> factory(objective config) -> nn.Module whose forward is
+# (a, b | None, group_ids, attributes=None, labels=None) -> ContrastiveResult.
+LOSSES: Registry[Callable[[Any], nn.Module]] = Registry("loss")
+
+
+@LOSSES.register("clip")
+def _clip(o: ClipObjective) -> nn.Module:
+    return ClipLoss(o.temperature, o.learnable_temperature, o.max_logit_scale, o.hard_negative_beta)
+
+
+@LOSSES.register("siglip")
+def _siglip(o: SiglipObjective) -> nn.Module:
+    return SiglipLoss(o.init_logit_scale, o.init_logit_bias, o.learnable, o.block_size)
+
+
+@LOSSES.register("triplet")
+def _triplet(o: TripletObjective) -> nn.Module:
+    return TripletLoss(
+        base_margin=o.base_margin,
+        margin_scale=o.margin_scale,
+        miner=o.miner,
+        pos_percentile=o.pos_percentile,
+        neg_percentile=o.neg_percentile,
+        same_label_negatives=o.same_label_negatives,
+        distance=o.distance,
+    )
+
+
+def _result_stats(name: str, r: ContrastiveResult) -> dict[str, float]:
+    """Flatten one objective's result into `<name>/<stat>` floats."""
+    out: dict[str, float] = {f"{name}/num_positives": float(r.num_positives)}
+    for key in ("logit_scale", "logit_bias", "a_to_b", "b_to_a"):
+        value = getattr(r, key)
+        if value is not None:
+            out[f"{name}/{key}"] = float(value.detach())
+    for key, value in r.stats.items():
+        out[f"{name}/{key}"] = float(value)
+    return out
+
+
+class MultitaskLoss(nn.Module):
+    """One loss module per objective (in `objectives`, keyed by objective name) plus the
+    configured auxiliary terms.
+
+    Temperature / bias parameters are named `objectives.<name>.logit_scale` (log space)
+    and `objectives.<name>.logit_bias`, so the optimiser can keep them out of weight decay.
+    """
+
+    def __init__(self, cfg: LossConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.objectives = nn.ModuleDict()
+        self.towers: dict[str, list[str]] = {}
+        for obj in cfg.objectives:
+            self.objectives[obj.name] = LOSSES.get(obj.type)(obj)
+            self.towers[obj.name] = list(obj.towers)
+
+    def contrastive(
+        self, embeddings: dict[str, Tensor], batch: dict[str, Any]
+    ) -> tuple[dict[str, Tensor], dict[str, ContrastiveResult]]:
+        """Every contrastive objective on (possibly concatenated) embeddings.
+
+        Uses only `group_ids`, `label` and `attributes` from the batch.
+        """
+        terms: dict[str, Tensor] = {}
+        results: dict[str, ContrastiveResult] = {}
+        if self.cfg.objectives and "group_ids" not in batch:
+            raise DataError("batch has no `group_ids`; contrastive objectives need them")
+        for i, (name, module) in enumerate(self.objectives.items()):
+            towers = self.towers[name]
+            missing = [t for t in towers if t not in embeddings]
+            if missing:
+                raise ConfigError(
+                    f"loss.objectives.{i}.towers: no embeddings for {missing} in this batch; "
+                    f"available: {sorted(embeddings)}"
+                )
+            a = embeddings[towers[0]]
+            b = embeddings[towers[1]] if len(towers) == 2 else None
+            result = module(
+                a,
+                b,
+                batch["group_ids"],
+                attributes=batch.get("attributes"),
+                labels=batch.get("label"),
+            )
+            terms[name], results[name] = result.loss, result
+        return terms, results
+
+    def auxiliary(self, output: ModelOutput, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Auxiliary terms of one micro-batch; a configured term whose inputs are absent
+        from `output` (e.g. captioning on a batch without text) is left out."""
+        cfg, terms = self.cfg, {}
+        if cfg.captioning is not None and output.caption_logits is not None:
+            terms["captioning"] = captioning_loss(
+                output.caption_logits, output.caption_targets, cfg.captioning.label_smoothing
+            )
+        if cfg.masked is not None and output.masked_prediction is not None:
+            terms["masked"] = masked_modelling_loss(
+                output.masked_prediction, output.masked_target, output.masked_mask
+            )
+        if cfg.classification is not None and output.class_logits is not None:
+            if "label" not in batch:
+                raise DataError("loss.classification is set but the batch has no `label` column")
+            terms["classification"] = classification_loss(
+                output.class_logits, batch["label"], cfg.classification.label_smoothing
+            )
+        if cfg.distillation is not None:
+            term = self._distillation(output)
+            if term is not None:
+                terms["distillation"] = term
+        return terms
+
+    def _distillation(self, output: ModelOutput) -> Tensor | None:
+        """Mean distillation over objectives whose towers both have teacher embeddings."""
+        values = []
+        for towers in self.towers.values():
+            if len(towers) != 2:
+                continue
+            keys = [f"teacher:{t}" for t in towers]
+            if all(k in output.extras for k in keys) and all(t in output.towers for t in towers):
+                student = [output.towers[t].embedding for t in towers]
+                teacher = [output.extras[k] for k in keys]
+                values.append(
+                    distillation_loss(*student, *teacher, self.cfg.distillation.temperature)
+                )
+        return torch.stack(values).mean() if values else None
+
+    def forward(
+        self, output: ModelOutput, batch: dict[str, Any], weights: dict[str, float] | None = None
+    ) -> LossOutput:
+        """All terms of one step, weighted (default: the config's base weights).
+
+        A term with weight 0 is still computed and reported raw (detached) but does not
+        enter `total`.
+        """
+        weights = dict(self.cfg.term_weights() if weights is None else weights)
+        terms, results = self.contrastive(output.embeddings, batch)
+        terms.update(self.auxiliary(output, batch))
+        total: Tensor | None = None
+        for name, value in terms.items():
+            w = float(weights.get(name, 0.0))
+            if w == 0.0:
+                terms[name] = value.detach()
+                continue
+            total = w * value if total is None else total + w * value
+        if total is None:
+            anchor = next(iter(terms.values()), None)
+            total = anchor.new_zeros(()) if anchor is not None else torch.zeros(())
+        stats: dict[str, float] = {}
+        for name, r in results.items():
+            stats.update(_result_stats(name, r))
+        return LossOutput(total=total, terms=terms, weights=weights, stats=stats, results=results)
+
+
+def build_loss(cfg: LossConfig) -> MultitaskLoss:
+    """The multitask loss described by `cfg` (objectives by registered `type`)."""
+    return MultitaskLoss(cfg)
