@@ -153,9 +153,25 @@ def test_gradient_interference():
     )
     assert f.evidence["mean_cosine"] == pytest.approx(-1 / 3, abs=1e-4)
     assert f.fix == {"loss.objectives.1.weight": 0.4}
-    assert not find(
+    # Two contrastive heads on one tower: near-orthogonal gradients already mean two targets.
+    weak = find(
         diagnose(history(**{"grad_cos/a|b": [0.05, -0.05, 0.0]}), cfg), "gradient_interference"
     )
+    assert "different targets" in weak.cause
+    assert not find(
+        diagnose(history(**{"grad_cos/a|b": [0.6, 0.5, 0.7]}), cfg), "gradient_interference"
+    )
+
+
+def test_aux_term_near_orthogonal_is_not_interference():
+    cfg = make_config(
+        model={"towers": TOWERS, "captioning": {"tower": "image"}},
+        loss={"captioning": {"weight": 0.5}},
+    )
+    signals = history(**{"grad_cos/contrastive|captioning": [0.05, -0.05, 0.0]})
+    assert not find(diagnose(signals, cfg), "gradient_interference")
+    signals = history(**{"grad_cos/contrastive|captioning": [-0.3, -0.4, -0.2]})
+    assert find(diagnose(signals, cfg), "gradient_interference")
 
 
 def test_collapse_rule():

@@ -41,6 +41,11 @@ CONTRASTIVE_SHARE = 0.3  # ... while the objectives hold less than 30% = dominat
 # require a mean below -0.1 over the records so noise around 0 does not fire. Cosines
 # near 0 are not flagged: unrelated objectives are nearly orthogonal in high dimension.
 INTERFERENCE_COSINE = -0.1
+# Two *contrastive* heads on one shared tower that pursue the same alignment agree
+# strongly (cosine well above 0.3: both pull matching pairs together). Below that, the
+# tower is being pulled toward two different targets and most of each head's update is
+# noise for the other -- the "two heads pull one text tower two ways" failure.
+SHARED_HEADS_COSINE = 0.3
 COLLAPSE_STD_RATIO = 0.1  # std * sqrt(D) below 0.1 (1 = spread over the sphere)
 COLLAPSE_RANK_SHARE = 0.02  # effective rank below 2% of the dimension (and below 2)
 RIGID_PARAM_DRIFT = 1e-3  # backbone weights moved < 0.1% (relative L2) ...
@@ -217,12 +222,16 @@ def rule_temperature(ctx: Context) -> list[Finding]:
         scale = ctx.series(f"{o.name}/logit_scale")
         key = f"loss.objectives.{i}"
         if o.type == "clip":
+            # Out of range = mis-set: the configured start (or the value a fixed temperature
+            # keeps). A learned temperature that drifts from a good start is a trend
+            # finding (`_scale_trend`), whose cause is usually elsewhere (e.g. the lr).
             end = start_end(scale)[1] if scale else 1.0 / o.temperature
-            tau = 1.0 / end
+            tau = o.temperature if o.learnable_temperature else 1.0 / end
             ev = {
                 "objective": o.name,
                 "temperature": _r(tau),
-                "logit_scale": _r(end),
+                "logit_scale": _r(1.0 / tau),
+                "logit_scale_at_end": _r(end),
                 "range": [TAU_MIN, TAU_MAX],
                 "steps": [scale[0][0], scale[-1][0]] if scale else [],
             }
@@ -232,7 +241,7 @@ def rule_temperature(ctx: Context) -> list[Finding]:
                         "temperature_out_of_range",
                         "error" if tau > TAU_MAX else "warning",
                         ev,
-                        f"A softmax temperature of {tau:.3g} makes the logits span {2 * end:.3g} nats, "
+                        f"A softmax temperature of {tau:.3g} makes the logits span {2 / tau:.3g} nats, "
                         "so the softmax cannot separate positives from negatives."
                         if tau > TAU_MAX
                         else f"A softmax temperature of {tau:.3g} makes the loss so sharp that it only sees the hardest negative and gradients spike.",
@@ -243,7 +252,9 @@ def rule_temperature(ctx: Context) -> list[Finding]:
                 ctx, i, o.name, scale, o.max_logit_scale if o.learnable_temperature else None
             )
         elif o.type == "siglip":
-            end = start_end(scale)[1] if scale else math.exp(o.init_logit_scale)
+            end = math.exp(o.init_logit_scale)
+            if not o.learnable and scale:
+                end = start_end(scale)[1]
             if end < SIGLIP_T_MIN:
                 out.append(
                     Finding(
@@ -515,12 +526,14 @@ def rule_balance(ctx: Context) -> list[Finding]:
 def rule_interference(ctx: Context) -> list[Finding]:
     out = []
     weights = ctx.cfg.loss.term_weights()
+    objectives = {o.name for o in ctx.cfg.loss.objectives}
     for key in ctx.keys("grad_cos/"):
         series = ctx.series(key)
         mean = sum(v for _, v in series) / len(series)
-        if mean >= INTERFERENCE_COSINE:
-            continue
         a, b = key[len("grad_cos/") :].split("|")
+        both_contrastive = a in objectives and b in objectives
+        if mean >= (SHARED_HEADS_COSINE if both_contrastive else INTERFERENCE_COSINE):
+            continue
         weaker = min((a, b), key=lambda t: weights.get(t, 1.0))
         out.append(
             Finding(
@@ -534,8 +547,15 @@ def rule_interference(ctx: Context) -> list[Finding]:
                     "records": len(series),
                     "steps": [series[0][0], series[-1][0]],
                 },
-                f"The gradients of {a} and {b} on their shared parameters point in opposite "
-                f"directions (mean cosine {mean:.2f}), so each undoes the other's update.",
+                (
+                    f"The contrastive heads {a} and {b} pull their shared tower toward "
+                    f"different targets (mean gradient cosine {mean:.2f}; heads with one "
+                    f"target agree above {SHARED_HEADS_COSINE})."
+                    if both_contrastive
+                    else f"The gradients of {a} and {b} on their shared parameters point in "
+                    f"opposite directions (mean cosine {mean:.2f}), so each undoes the "
+                    "other's update."
+                ),
                 {term_key(ctx.cfg, weaker): _r(weights.get(weaker, 1.0) / 2)},
                 "or give the second head its own tower (streams instead of share), or train "
                 "them in turn with train.phases weights.",
@@ -735,4 +755,35 @@ def diagnose(
     findings = list(ctx.data)
     for rule in RULES:
         findings += rule(ctx)
-    return sort_findings(findings)
+    return sort_findings(_demote_explained(findings))
+
+
+# Symptoms (the loss does not move, no alignment) that any of these causes explains: when
+# a cause is found, the symptom stays in the list but below it, so the top finding is the
+# one whose fix helps.
+SYMPTOMS = ("loss_at_chance", "loss_not_decreasing", "alignment_negative", "gap_shrinking")
+CAUSES = (
+    "loss_nan",
+    "lr_zero",
+    "params_not_in_optimizer",
+    "duplicate_groups",
+    "temperature_out_of_range",
+    "zero_gradient",
+    "frozen_backbone",
+    "collapse",
+    "aux_dominates_loss",
+    "aux_dominates_gradient",
+    "gradient_interference",
+    "rigidity",
+)
+
+
+def _demote_explained(findings: list[Finding]) -> list[Finding]:
+    causes = [f.code for f in findings if f.code in CAUSES and f.severity != "info"]
+    if not causes:
+        return findings
+    for f in findings:
+        if f.code in SYMPTOMS and f.severity == "error":
+            f.severity = "warning"
+            f.evidence = {**f.evidence, "explained_by": causes}
+    return findings
