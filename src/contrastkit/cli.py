@@ -159,7 +159,6 @@ def embed_cmd(
     """Export ids and L2-normalised embeddings of a split (one file per tower)."""
     from contrastkit.eval.evaluate import embed_dataset
     from contrastkit.eval.export import export_embeddings
-
     from contrastkit.train.checkpoint import load_run
 
     run = load_run(run_dir, checkpoint=checkpoint)
@@ -167,7 +166,9 @@ def embed_cmd(
     towers = [tower] if tower else list(run.model.tower_names)
     for t in towers:
         _check_tower(run, t)
-        ids, emb, _ = embed_dataset(run.model, dataset, t, batch_size=run.config.data.eval_batch_size)
+        ids, emb, _ = embed_dataset(
+            run.model, dataset, t, batch_size=run.config.data.eval_batch_size
+        )
         path = out if len(towers) == 1 else out.with_name(f"{out.stem}.{t}{out.suffix}")
         export_embeddings(path, ids, emb)
         console.print(f"{t}: {len(ids)} x {emb.shape[1]} -> {path}")

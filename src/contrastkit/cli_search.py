@@ -108,7 +108,9 @@ def run_search(
         with torch.no_grad():
             emb = model.encode(q_tower, {column: [query]}).embedding
         scores, idx = topk_search(emb, g.embeddings, k)
-        _show(console, f"{query!r} -> {g_tower}", scores[0], idx[0], g.rows, dataset, g_columns, None)
+        _show(
+            console, f"{query!r} -> {g_tower}", scores[0], idx[0], g.rows, dataset, g_columns, None
+        )
         return
     if query_id is not None:
         by_id = {row.id: i for i, row in enumerate(dataset.rows)}

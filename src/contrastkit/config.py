@@ -71,13 +71,12 @@ class DataConfig(Section):
     @model_validator(mode="after")
     def _groups_fit_batch(self) -> DataConfig:
         s = self.sampler
-        if s.type == "groups" and s.groups_per_batch is not None:
-            if s.groups_per_batch * s.members_per_group != self.batch_size:
-                raise ValueError(
-                    f"sampler.groups_per_batch * sampler.members_per_group "
-                    f"({s.groups_per_batch} * {s.members_per_group}) must equal "
-                    f"batch_size ({self.batch_size})"
-                )
+        k = s.groups_per_batch
+        if s.type == "groups" and k is not None and k * s.members_per_group != self.batch_size:
+            raise ValueError(
+                f"sampler.groups_per_batch * sampler.members_per_group "
+                f"({k} * {s.members_per_group}) must equal batch_size ({self.batch_size})"
+            )
         return self
 
 
@@ -205,7 +204,9 @@ class ClipObjective(_Objective):
     temperature: float = Field(0.07, gt=0.0, description="initial temperature tau (scale = 1/tau)")
     learnable_temperature: bool = True
     max_logit_scale: float = Field(100.0, gt=0.0)
-    hard_negative_beta: float = Field(0.0, ge=0.0, description="0 = off; >0 up-weights hard negatives")
+    hard_negative_beta: float = Field(
+        0.0, ge=0.0, description="0 = off; >0 up-weights hard negatives"
+    )
 
     @model_validator(mode="after")
     def _two_towers(self) -> ClipObjective:
@@ -254,7 +255,9 @@ class TripletObjective(_Objective):
         return self
 
 
-Objective = Annotated[ClipObjective | SiglipObjective | TripletObjective, Field(discriminator="type")]
+Objective = Annotated[
+    ClipObjective | SiglipObjective | TripletObjective, Field(discriminator="type")
+]
 
 
 class AuxTermConfig(Section):
@@ -281,7 +284,9 @@ class WeightSchedule(Section):
     start: float = Field(..., ge=0.0)
     end: float | None = Field(None, ge=0.0)
     steps: int | None = Field(None, ge=1, description="steps to go from start to end")
-    milestones: list[int] = Field(default_factory=list, description="kind: step; steps where start*gamma^i")
+    milestones: list[int] = Field(
+        default_factory=list, description="kind: step; steps where start*gamma^i"
+    )
     gamma: float = Field(0.1, ge=0.0)
 
 
@@ -383,7 +388,9 @@ class TrainConfig(Section):
     phases: list[Phase] = Field(default_factory=list)
     log_every: int = Field(10, ge=1)
     eval_every_epochs: int = Field(1, ge=1)
-    monitor: str | None = Field(None, description="metric key for best/early stop, e.g. val/text_to_image/R@1")
+    monitor: str | None = Field(
+        None, description="metric key for best/early stop, e.g. val/text_to_image/R@1"
+    )
     monitor_mode: Literal["max", "min"] = "max"
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
@@ -461,7 +468,11 @@ class Config(Section):
                     raise ValueError(
                         f"loss.objectives.{i}.towers names no tower {t!r}; towers: {sorted(towers)}"
                     )
-        for term, head in (("captioning", "captioning"), ("masked", "masked"), ("classification", "classifier")):
+        for term, head in (
+            ("captioning", "captioning"),
+            ("masked", "masked"),
+            ("classification", "classifier"),
+        ):
             if getattr(self.loss, term) is not None and getattr(self.model, head) is None:
                 raise ValueError(f"loss.{term} is set but model.{head} is not configured")
         weights = self.loss.term_weights()
@@ -535,12 +546,18 @@ def _format_error(err: ValidationError, source: str) -> str:
         elif e["type"] == "missing":
             msg = "required key is missing"
         value = e.get("input")
-        shown = f" (got {value!r})" if e["type"] not in ("missing",) and not isinstance(value, dict) else ""
+        shown = (
+            f" (got {value!r})"
+            if e["type"] not in ("missing",) and not isinstance(value, dict)
+            else ""
+        )
         lines.append(f"  {loc or '<root>'}: {msg}{shown}")
     return f"invalid config {source}:\n" + "\n".join(lines)
 
 
-def config_from_dict(data: dict, source: str = "<dict>", overrides: list[str] | None = None) -> Config:
+def config_from_dict(
+    data: dict, source: str = "<dict>", overrides: list[str] | None = None
+) -> Config:
     """Validate a plain mapping (after applying overrides) into a `Config`."""
     data = yaml.safe_load(yaml.safe_dump(data, sort_keys=False))  # deep copy, keeps key order
     for ov in overrides or []:

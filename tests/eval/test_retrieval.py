@@ -178,3 +178,23 @@ def test_one_to_one_recall_matches_torchmetrics_recall():
             scores_q.flatten(), torch.eye(20).bool().flatten(), indexes=idx
         )
         assert recall.item() == pytest.approx(ours[key]["R@1"])
+
+
+def test_self_retrieval_leaves_the_query_out():
+    from contrastkit.eval.retrieval import self_retrieval_metrics
+
+    # 2-D unit vectors at known angles; groups {0,1} and {2,3}, item 4 alone.
+    angles = torch.tensor([0.0, 0.3, 0.1, 1.5, 3.0])
+    x = torch.stack([angles.cos(), angles.sin()], 1)
+    groups = [0, 0, 1, 1, 2]
+    out = self_retrieval_metrics(x, groups, labels=torch.tensor([5, 5, 5, 6, 7]), ks=(1, 2))
+    # Item 0: others by score are 2 (0.1), 1 (0.3) -> its positive (1) is at rank 2.
+    # Item 1: 2 (0.2 away), then 0 (0.3) -> rank 2. Item 2: 0 (0.1), 1 (0.2), then 3 -> rank 3.
+    # Item 3 (1.5): 1 (1.2), 2 (1.4) ... its positive 2 at rank 2. Item 4 has no positive.
+    assert out["num_queries"] == 4
+    assert out["R@1"] == 0.0
+    assert out["R@2"] == pytest.approx(3 / 4)
+    assert out["mean_rank"] == pytest.approx((2 + 2 + 3 + 2) / 4)
+    # class_R@1 over labelled rows: nearest other of 0 is 2 (5=5), of 1 is 2 (5=5),
+    # of 2 is 0 (5=5), of 3 is 1 (6!=5), of 4 is 3 (7!=6).
+    assert out["class_R@1"] == pytest.approx(3 / 5)

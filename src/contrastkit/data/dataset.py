@@ -186,7 +186,8 @@ class ManifestDataset(Dataset):
         """Shape of one sample per input column, read from the first row that has it.
 
         Text columns are `()`; `sequence` reports T = `max_length` (the padded maximum);
-        `features` reports the first row's N x F (N may vary; F is checked to agree).
+        `features` reports the largest N over the rows x F (N may vary per row; F is
+        checked to agree), read from file headers, so position tables fit every row.
         """
         specs: dict[str, tuple[int, ...]] = {}
         for column in sorted(self.columns - {"label"}):
@@ -196,6 +197,11 @@ class ManifestDataset(Dataset):
             first = next(i for i, r in enumerate(self.rows) if column in r.values)
             shape = tuple(self._read(first)[column].shape)
             specs[column] = (self.opts.max_length, *shape[1:]) if column == "sequence" else shape
+            if column == "features" and len(shape) == 2:
+                most = max(
+                    features_shape(Path(r.paths[column]))[0] for r in self.rows if column in r.paths
+                )
+                specs[column] = (max(most, shape[0]), shape[1])
         return specs
 
 

@@ -20,7 +20,11 @@ from contrastkit.data import collate
 from contrastkit.errors import ConfigError
 from contrastkit.eval.captioning import captioning_metrics
 from contrastkit.eval.probes import knn_accuracy
-from contrastkit.eval.retrieval import label_recall_at_1, retrieval_metrics
+from contrastkit.eval.retrieval import (
+    label_recall_at_1,
+    retrieval_metrics,
+    self_retrieval_metrics,
+)
 from contrastkit.eval.stats import embedding_stats
 
 
@@ -121,6 +125,12 @@ def _retrieval_keys(
     cfg: EvalConfig,
     both: bool,
 ) -> dict[str, float]:
+    if q == g:  # within one tower: leave-one-out, a query never retrieves itself
+        labels = eq.labels if bool((eq.labels >= 0).any()) else None
+        res = self_retrieval_metrics(
+            eq.embeddings, eq.groups, labels=labels, ks=cfg.ks, chunk_size=cfg.chunk_size
+        )
+        return {f"{split}/{q}_to_{g}/{k}": v for k, v in res.items()}
     res = retrieval_metrics(
         eq.embeddings, eg.embeddings, eq.groups, eg.groups, ks=cfg.ks, chunk_size=cfg.chunk_size
     )

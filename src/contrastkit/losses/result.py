@@ -49,4 +49,6 @@ class LossOutput:
     results: dict[str, ContrastiveResult] = field(default_factory=dict)
 
     def weighted(self) -> dict[str, float]:
-        return {k: float(self.weights.get(k, 0.0)) * float(v.detach()) for k, v in self.terms.items()}
+        return {
+            k: float(self.weights.get(k, 0.0)) * float(v.detach()) for k, v in self.terms.items()
+        }

@@ -223,6 +223,17 @@ def _findings(cfg: Config, run_dir: Path, data_findings: list) -> None:
     plot_curves(signals, run_dir / "training_curves.png")
 
 
+def _input_specs(bundle: Any, train_split: str) -> dict[str, tuple[int, ...]]:
+    """Input shapes from the train split; variable-length token grids take the longest row
+    of any split, so evaluation never meets more tokens than the model has positions for."""
+    specs = dict(bundle.splits[train_split].input_specs())
+    for dataset in bundle.splits.values():
+        for column, shape in dataset.input_specs().items():
+            if column == "features" and len(shape) == 2 and column in specs:
+                specs[column] = (max(specs[column][0], shape[0]), shape[1])
+    return specs
+
+
 def train(
     cfg: Config, run_dir: Path, *, resume: str | None = None, callbacks: Sequence[Callback] = ()
 ) -> dict:
@@ -247,7 +258,10 @@ def train(
         data_findings = _check_data(bundle, cfg, run_dir) if info.is_main else []
         train_set = bundle.splits[cfg.data.train_split]
         tokenizer = _tokenizer(cfg, train_set.texts(), run_dir, info.is_main)
-        specs, num_classes = train_set.input_specs(), len(bundle.label_names) or None
+        specs, num_classes = (
+            _input_specs(bundle, cfg.data.train_split),
+            len(bundle.label_names) or None,
+        )
         if info.is_main:
             spec = {
                 "input_specs": {k: list(v) for k, v in specs.items()},
