@@ -64,7 +64,7 @@ def test_samples_and_input_specs(media: Path) -> None:
     assert torch.equal(sample["attributes"], torch.tensor([1.0, 2.0]))
     assert bundle.splits["val"][0]["label"] == -1  # no label in this row
     assert train.input_specs() == {
-        "attributes": (2,), "features": (2, 6), "image": (1, 8, 8), "sequence": (64, 4, 2),
+        "attributes": (2,), "features": (3, 6), "image": (1, 8, 8), "sequence": (64, 4, 2),
         "text": (), "video": (2, 1, 4, 4),
     }  # fmt: skip
     assert train.texts() == ["first", "second"]
