@@ -156,13 +156,18 @@ def check_leakage(
         if r.split == train:
             for ck in keys[r.id]:
                 train_keys.setdefault(ck, r)
+    # A row leaks when *all* its content (media and text) was seen in training: the same
+    # pair is then in both splits. One matching side alone (a generic caption reused for
+    # another image) is common and harmless; it is counted as `partial` evidence only.
     leaked: dict[str, list[tuple[Any, Any, str]]] = defaultdict(list)
+    partial: Counter = Counter()
     for r in rows:
-        if r.split in evals:
-            for ck in keys[r.id]:
-                if ck in train_keys:
-                    leaked[r.split].append((r, train_keys[ck], ck[0]))
-                    break
+        if r.split in evals and keys[r.id]:
+            seen = [ck for ck in keys[r.id] if ck in train_keys]
+            if len(seen) == len(keys[r.id]):
+                leaked[r.split].append((r, train_keys[seen[0]], seen[0][0]))
+            elif seen:
+                partial[r.split] += 1
     if not leaked:
         return []
     totals = Counter(r.split for r in rows)
@@ -183,6 +188,7 @@ def check_leakage(
     ]
     share = max(len(v) / max(totals[split], 1) for split, v in leaked.items())
     evidence["max_share_leaked"] = round(share, 4)
+    evidence["rows_partly_shared"] = dict(partial)
     return [
         Finding(
             "split_leakage",

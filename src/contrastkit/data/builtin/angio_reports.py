@@ -10,8 +10,12 @@ The two views of a study are the same lesion seen from two angles (mirrored cour
 different wobble and noise).
 
 The report is the ground truth in words, e.g. "70% stenosis of the proximal LAD. No
-significant disease of the RCA." group = study; label = the diseased artery; attributes
-= [severity / 100, segment index / 2]. Splits by study: 70 / 15 / 15 %.
+significant disease of the RCA." Many studies share one finding and so one report word for
+word; such studies are positives of each other, so group = the report (all studies with
+that finding), not the study -- grouping by study would make identical reports negatives
+of each other, the false-negative bug the data doctor flags. label = the diseased artery;
+attributes = [severity / 100, segment index / 2]. Splits by group (report): 70 / 15 / 15 %,
+so no report appears in two splits.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 from contrastkit.data.builtin.cache import write_manifest
 
 NAME = "angio-reports"
-VERSION = 1
+VERSION = 2
 DEFAULTS: dict[str, Any] = {"n_studies": 600, "frames": 8, "size": 32, "max_views": 2, "seed": 0}
 ARTERIES = ("LAD", "LCx", "RCA")
 SEGMENTS = ("proximal", "mid", "distal")
@@ -92,9 +96,6 @@ def report(artery: int, segment: int, severity: int, rng: np.random.Generator) -
 def generate(folder: Path, options: dict[str, Any]) -> None:
     """Write clips/<study>_v<k>.npy and manifest.jsonl into `folder`."""
     n = options["n_studies"]
-    order = np.random.default_rng([options["seed"], 1]).permutation(n)
-    split = {int(i): "train" for i in order[: round(0.7 * n)]}
-    split.update({int(i): "val" for i in order[round(0.7 * n) : round(0.85 * n)]})
     (folder / "clips").mkdir()
     rows = []
     for s in range(n):
@@ -112,11 +113,23 @@ def generate(folder: Path, options: dict[str, Any]) -> None:
         rows.append(
             {
                 "id": f"study{s:04d}",
-                "split": split.get(s, "test"),
                 "video": views if len(views) > 1 else views[0],
                 "text": report(artery, segment, severity, rng),
                 "label": ARTERIES[artery],
                 "attributes": [severity / 100.0, segment / 2.0],
             }
         )
-    write_manifest(folder, rows)
+    reports = sorted({r["text"] for r in rows})
+    group_of = {t: f"report{i:03d}" for i, t in enumerate(reports)}
+    order = np.random.default_rng([options["seed"], 1]).permutation(len(reports))
+    cut_train, cut_val = round(0.7 * len(reports)), round(0.85 * len(reports))
+    split_of = {
+        reports[int(j)]: "train" if k < cut_train else "val" if k < cut_val else "test"
+        for k, j in enumerate(order)
+    }
+    for r in rows:
+        r["group"] = group_of[r["text"]]
+        r["split"] = split_of[r["text"]]
+    write_manifest(
+        folder, [{"id": r["id"], "group": r["group"], "split": r["split"], **r} for r in rows]
+    )

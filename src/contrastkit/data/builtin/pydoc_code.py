@@ -4,8 +4,9 @@ Real: every function and class with a docstring in the Python standard library n
 `os.__file__` (tests, `idle_test`, `lib2to3` tests, `site-packages` and `__pycache__`
 skipped), parsed with `ast`. `text` = the docstring's first paragraph (whitespace
 collapsed); `text_code` = the definition's source without its docstring, dedented and
-truncated to `max_code_chars`. Pairs are de-duplicated on the docstring (a docstring seen
-twice keeps its first definition in path order), so no two groups share a text.
+truncated to `max_code_chars`. Pairs are de-duplicated on the docstring and on the code,
+both compared after lowercasing and dropping punctuation and whitespace (a docstring or
+body seen twice keeps its first definition in path order), so no two groups share a text.
 
 Nothing is generated, but the content depends on the Python version, which is therefore
 part of the cache key. Splits are by module (`sha256(module name)`, 80 / 10 / 10 %), so no
@@ -27,7 +28,7 @@ from typing import Any
 from contrastkit.data.builtin.cache import write_manifest
 
 NAME = "pydoc-code"
-VERSION = 1
+VERSION = 2
 DEFAULTS: dict[str, Any] = {"max_code_chars": 400, "min_words": 3, "max_pairs": None}
 SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 
@@ -92,6 +93,11 @@ def split_of(module: str) -> str:
     return "val" if bucket == 8 else "test" if bucket == 9 else "train"
 
 
+def _key(kind: str, text: str) -> str:
+    """Case-, punctuation- and whitespace-blind key, so near-identical copies count once."""
+    return kind + ":" + "".join(c for c in text.lower() if c.isalnum())
+
+
 def generate(folder: Path, options: dict[str, Any]) -> None:
     """Write manifest.jsonl (text = docstring, text_code = code) into `folder`."""
     root = Path(os.__file__).parent
@@ -102,9 +108,10 @@ def generate(folder: Path, options: dict[str, Any]) -> None:
         for name, text, code in pairs_in_file(
             path, options["min_words"], options["max_code_chars"]
         ):
-            if text in seen:
+            keys = (_key("doc", text), _key("code", code))
+            if any(k in seen for k in keys):
                 continue
-            seen.add(text)
+            seen.update(keys)
             rows.append(
                 {
                     "id": f"{module}:{name}",
