@@ -29,7 +29,7 @@ import numpy as np
 from contrastkit.data.builtin.cache import write_manifest
 
 NAME = "digits-captions"
-VERSION = 1
+VERSION = 2
 DEFAULTS: dict[str, Any] = {"seed": 0, "captions_per_image": 5, "max_images": None}
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -102,12 +102,30 @@ def measure(images: np.ndarray, digits: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+REDRAWS = 20
+
+
 def _pick(options: tuple[str, ...], rng: np.random.Generator) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def captions_for(digit: int, props: dict[str, int], n: int, rng: np.random.Generator) -> list[str]:
-    """`n` captions of one image, cycling through the templates from a random start."""
+def _norm(text: str) -> str:
+    return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+
+
+def captions_for(
+    digit: int,
+    props: dict[str, int],
+    n: int,
+    rng: np.random.Generator,
+    avoid: set[str] | None = None,
+) -> list[str]:
+    """`n` captions of one image, cycling through the templates from a random start.
+
+    A caption whose normalised text is in `avoid` (another image's caption) is drawn again,
+    up to `REDRAWS` times: an identical caption under two images would make a positive of
+    one the negative of the other.
+    """
     words = {
         "thick": THICK,
         "slant": SLANT,
@@ -124,7 +142,18 @@ def captions_for(digit: int, props: dict[str, int], n: int, rng: np.random.Gener
         fill["numeral"] = _pick(
             (f"the number {DIGIT_WORDS[digit]}", f"{'an' if digit == 8 else 'a'} {digit}"), rng
         )
-        out.append(TEMPLATES[(start + k) % len(TEMPLATES)].format(**fill))
+        caption = TEMPLATES[(start + k) % len(TEMPLATES)].format(**fill)
+        for retry in range(REDRAWS):
+            if avoid is None or _norm(caption) not in avoid:
+                break
+            fill = {key: _pick(words[key][props[key]], rng) for key in words}
+            fill["digit"] = _pick((DIGIT_WORDS[digit], str(digit)), rng)
+            fill["numeral"] = _pick(
+                (f"the number {DIGIT_WORDS[digit]}", f"{'an' if digit == 8 else 'a'} {digit}"),
+                rng,
+            )
+            caption = TEMPLATES[(start + k + retry + 1) % len(TEMPLATES)].format(**fill)
+        out.append(caption)
     return out
 
 
@@ -145,13 +174,16 @@ def generate(folder: Path, options: dict[str, Any]) -> None:
     split[order[n_train + n_val :]] = "test"
     (folder / "images").mkdir()
     rows = []
+    taken: set[str] = set()
     for i, (image, digit) in enumerate(zip(images, digits, strict=True)):
         np.save(folder / "images" / f"{i:04d}.npy", image)
         rng = np.random.default_rng([options["seed"], i])
         image_props = {key: int(v[i]) for key, v in props.items()}
-        for k, caption in enumerate(
-            captions_for(int(digit), image_props, options["captions_per_image"], rng)
-        ):
+        captions = captions_for(
+            int(digit), image_props, options["captions_per_image"], rng, avoid=taken
+        )
+        taken.update(_norm(c) for c in captions)
+        for k, caption in enumerate(captions):
             rows.append(
                 {
                     "id": f"digit{i:04d}-c{k}",
