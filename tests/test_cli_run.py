@@ -1,0 +1,135 @@
+"""The run-directory commands end to end on one small trained digits run: eval, embed,
+search, doctor; plus the data doctor and a sweep through the CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from contrastkit.cli import main
+from contrastkit.eval.export import load_embeddings
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "digits.yaml"
+TINY = [
+    "data.max_rows=120",
+    "data.batch_size=40",
+    "train.epochs=2",
+    "train.progress=none",
+    "train.loggers.tensorboard=false",
+]
+
+
+def _args(*args: str, overrides=TINY) -> list[str]:
+    out = list(args)
+    for o in overrides:
+        out += ["-o", o]
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert main(_args("train", str(EXAMPLE), "--run-dir", str(run))) == 0
+    return run
+
+
+@pytest.mark.slow
+def test_run_dir_contents(run_dir):
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "findings.json"):
+        assert (run_dir / name).is_file()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in (
+        "test/text_to_image/R@1",
+        "test/image_to_text/R@1",
+        "test/text_to_image/median_rank",
+    ):
+        assert key in summary
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert all(isinstance(json.loads(line), dict) for line in lines)
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["max_rows"] == 120
+
+
+@pytest.mark.slow
+def test_eval_writes_eval_json_matching_summary(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--split", "test"]) == 0
+    metrics = json.loads((run_dir / "eval.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    # Same checkpoint (best), same data: the numbers must agree exactly.
+    assert metrics["test/text_to_image/R@1"] == summary["test/text_to_image/R@1"]
+    assert "text_to_image" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".npy", ".parquet"])
+def test_embed_exports_unique_items(run_dir, tmp_path, suffix):
+    out = tmp_path / f"emb{suffix}"
+    assert main(["embed", str(run_dir), "--split", "test", "--out", str(out)]) == 0
+    img_ids, img = load_embeddings(out.with_name(f"emb.image{suffix}"))
+    txt_ids, txt = load_embeddings(out.with_name(f"emb.text{suffix}"))
+    # 5 captions per image: the image file holds each image once, the text file each caption.
+    assert len(txt_ids) == 5 * len(img_ids)
+    assert len(set(img_ids)) == len(img_ids)
+    assert np.allclose(np.linalg.norm(np.asarray(img), axis=1), 1.0, atol=1e-5)
+    assert txt.shape[1] == img.shape[1]
+
+
+@pytest.mark.slow
+def test_search_text_query_and_examples(run_dir, capsys):
+    assert main(["search", str(run_dir), "a thick seven leaning right", "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("images/") == 3  # three gallery images listed with their paths
+    assert main(["search", str(run_dir), "--examples", "2", "-k", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "true match in the top 5:" in out
+
+
+@pytest.mark.slow
+def test_search_by_query_id(run_dir, tmp_path, capsys):
+    out = tmp_path / "t.npy"
+    assert main(["embed", str(run_dir), "--tower", "text", "--out", str(out)]) == 0
+    query_id = load_embeddings(out)[0][0]
+    assert main(["search", str(run_dir), "--query-id", query_id, "-k", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert query_id in printed and "true match in the top 3:" in printed
+    assert main(["search", str(run_dir), "--query-id", "no-such-row"]) == 2
+    assert "not a row of this split" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_doctor_run_and_data(run_dir, capsys):
+    assert main(["doctor", "run", str(run_dir)]) == 0
+    assert (run_dir / "training_curves.png").is_file()
+    assert main(_args("doctor", "data", str(EXAMPLE))) == 0
+
+
+def test_missing_run_dir_is_a_user_error(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_sweep_three_trials_on_demo_data(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        yaml.safe_dump({"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}})
+    )
+    args = _args(
+        "sweep",
+        str(EXAMPLE),
+        "--space",
+        str(space),
+        "--trials",
+        "3",
+        "--storage",
+        f"sqlite:///{tmp_path / 'study.db'}",
+        "--run-root",
+        str(tmp_path / "trials"),
+        overrides=[*TINY, "train.epochs=1", "eval.splits=[val]"],
+    )
+    assert main(args) == 0
+    best = yaml.safe_load((tmp_path / "trials" / "best_config.yaml").read_text())
+    assert 1e-4 <= best["train"]["lr"] <= 1e-2
+    assert len(list((tmp_path / "trials").glob("trial_*"))) == 3
