@@ -133,3 +133,30 @@ def test_sweep_three_trials_on_demo_data(tmp_path):
     best = yaml.safe_load((tmp_path / "trials" / "best_config.yaml").read_text())
     assert 1e-4 <= best["train"]["lr"] <= 1e-2
     assert len(list((tmp_path / "trials").glob("trial_*"))) == 3
+
+
+@pytest.mark.slow
+def test_skipped_rows_are_counted_in_log_metrics_and_findings(tmp_path):
+    from contrastkit.data.builtin import builtin_manifest
+
+    src = builtin_manifest("digits-captions")
+    rows = [json.loads(line) for line in src.read_text().splitlines()[:300]]
+    for r in rows:
+        r["image"] = str(src.parent / r["image"])
+    rows[3]["image"] = str(tmp_path / "missing.npy")  # one bad row
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = tmp_path / "run"
+    overrides = [*TINY, f"data.manifest={manifest}", "data.on_error=skip", "train.epochs=1"]
+    assert main(_args("train", str(EXAMPLE), "--run-dir", str(run), overrides=overrides)) == 0
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"step": 0, "data/rows_skipped": 1} in records
+    assert json.loads((run / "summary.json").read_text())["data/rows_skipped"] == 1.0
+    codes = [f["code"] for f in json.loads((run / "findings.json").read_text())["findings"]]
+    assert "rows_skipped" in codes
+    # Raise mode stops before training, naming the manifest, row and column.
+    overrides[-2] = "data.on_error=raise"
+    assert (
+        main(_args("train", str(EXAMPLE), "--run-dir", str(tmp_path / "r2"), overrides=overrides))
+        == 2
+    )

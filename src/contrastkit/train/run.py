@@ -234,6 +234,27 @@ def _input_specs(bundle: Any, train_split: str) -> dict[str, tuple[int, ...]]:
     return specs
 
 
+def _log_skipped(bundle: Any, run_dir: Path) -> None:
+    """Rows dropped by `data.on_error: skip` go to the log and to metrics.jsonl, never silently."""
+    if not bundle.skipped:
+        return
+    for row in bundle.skipped[:10]:
+        log.warning(
+            "skipped %s row %s (%s): column %r: %s",
+            row.manifest,
+            row.line,
+            row.id,
+            row.column,
+            row.reason,
+        )
+    log.warning(
+        "data.on_error=skip dropped %d rows (details in findings.json)", len(bundle.skipped)
+    )
+    record = {"step": 0, "data/rows_skipped": len(bundle.skipped)}
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def train(
     cfg: Config, run_dir: Path, *, resume: str | None = None, callbacks: Sequence[Callback] = ()
 ) -> dict:
@@ -256,8 +277,13 @@ def train(
         _seed(cfg.train.seed)
         bundle = build_datasets(cfg.data)
         data_findings = _check_data(bundle, cfg, run_dir) if info.is_main else []
+        if info.is_main:
+            _log_skipped(bundle, run_dir)
         train_set = bundle.splits[cfg.data.train_split]
-        tokenizer = _tokenizer(cfg, train_set.texts(), run_dir, info.is_main)
+        texts = [
+            t for c in sorted(train_set.columns) if c.startswith("text") for t in train_set.texts(c)
+        ]
+        tokenizer = _tokenizer(cfg, texts, run_dir, info.is_main)
         specs, num_classes = (
             _input_specs(bundle, cfg.data.train_split),
             len(bundle.label_names) or None,
@@ -299,6 +325,7 @@ def train(
             return fit
         summary = {
             **_final_eval(model, bundle, cfg, run_dir),
+            "data/rows_skipped": float(len(bundle.skipped)),
             "train/steps": fit["train/steps"],
             "train/seconds": fit["train/seconds"],
         }
