@@ -46,6 +46,9 @@ INTERFERENCE_COSINE = -0.1
 # tower is being pulled toward two different targets and most of each head's update is
 # noise for the other -- the "two heads pull one text tower two ways" failure.
 SHARED_HEADS_COSINE = 0.3
+# An opposing auxiliary term matters only when it carries a material part of the gradient
+# on the shared parameters; below 10% it cannot undo the contrastive update.
+MATERIAL_GRAD_SHARE = 0.1
 COLLAPSE_STD_RATIO = 0.1  # std * sqrt(D) below 0.1 (1 = spread over the sphere)
 COLLAPSE_RANK_SHARE = 0.02  # effective rank below 2% of the dimension (and below 2)
 RIGID_PARAM_DRIFT = 1e-3  # backbone weights moved < 0.1% (relative L2) ...
@@ -360,7 +363,10 @@ def rule_loss_progress(ctx: Context) -> list[Finding]:
         if not values:
             continue
         s0, s1 = start_end(values)
-        chance = math.log(b) if o.type == "clip" else o.base_margin if o.type == "triplet" else None
+        margins = ctx.series(f"{o.name}/mean_margin")
+        margin = start_end(margins)[1] if margins else getattr(o, "base_margin", 0.0)
+        # Triplet "chance" = every distance equal, loss = the (mean, adaptive) margin.
+        chance = math.log(b) if o.type == "clip" else margin if o.type == "triplet" else None
         if chance and s1 >= CHANCE_RATIO * chance:
             at_chance.add(o.name)
             scale = ctx.series(f"{o.name}/logit_scale")
@@ -393,7 +399,9 @@ def rule_loss_progress(ctx: Context) -> list[Finding]:
     terms = [o.name for o in ctx.cfg.loss.objectives] + [
         t for t in AUX_TERMS if f"loss/{t}" in ctx.keys("loss/")
     ]
-    for term in ["total", *terms]:
+    # With phases the weights change mid-run, so the weighted total may rise while every
+    # term falls (a term switched on): judge the terms alone then.
+    for term in ["total", *terms] if not ctx.cfg.train.phases else list(terms):
         if term in at_chance or (term == "total" and at_chance):  # already explained
             continue
         values = ctx.series("loss/total") if term == "total" else _active(ctx, term)
@@ -489,6 +497,8 @@ def _shares(ctx: Context, prefix: str) -> dict[str, float]:
 def rule_balance(ctx: Context) -> list[Finding]:
     out = []
     objectives = {o.name for o in ctx.cfg.loss.objectives}
+    if not objectives:  # e.g. classifier pre-training: there is nothing to drown
+        return out
     weights = ctx.cfg.loss.term_weights()
     for prefix, code, what in (
         ("share/", "aux_dominates_loss", "weighted loss"),
@@ -534,6 +544,9 @@ def rule_interference(ctx: Context) -> list[Finding]:
         both_contrastive = a in objectives and b in objectives
         if mean >= (SHARED_HEADS_COSINE if both_contrastive else INTERFERENCE_COSINE):
             continue
+        minor = min(_shares(ctx, "grad_share/").get(t, 1.0) for t in (a, b))
+        if not both_contrastive and minor < MATERIAL_GRAD_SHARE:
+            continue  # a term with a sliver of the gradient cannot undo the other's update
         weaker = min((a, b), key=lambda t: weights.get(t, 1.0))
         out.append(
             Finding(
@@ -694,7 +707,11 @@ def _flat_terms(ctx: Context, threshold: float) -> list[str]:
 
 def rule_zero_gradient(ctx: Context) -> list[Finding]:
     zero = []
-    keys = ctx.keys("grad_norm/")
+    used = {t for o in ctx.cfg.loss.objectives for t in o.towers}
+    # A tower's projection only feeds the contrastive embedding: unused by design when no
+    # objective names the tower (heads read the tokens / pooled features before it).
+    unused = {f"towers.{t}.projection" for t in ctx.cfg.model.towers if t not in used}
+    keys = [k for k in ctx.keys("grad_norm/") if k.split("/", 1)[1] not in unused]
     for key in keys:
         g = key.split("/", 1)[1]
         trainable = dict(ctx.series(f"trainable/{g}"))
