@@ -11,6 +11,7 @@ and `monitor`) in `history`, restores them through `state_dict`, and appends the
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from contrastkit.train.events import Callback, State
 
 SIGNALS_FILE = "signals.jsonl"
 MAX_NAMES = 10  # parameter names listed per record
+
+
+log = logging.getLogger(__name__)
 
 
 class Monitor(Callback):
@@ -371,9 +375,15 @@ class DoctorReport(Callback):
                     )
         run_dir = Path(state.run_dir) if state.run_dir is not None else None
         data = read_findings(run_dir / "data_findings.json") if run_dir else []
-        self.findings = diagnose(
-            records, self.cfg, batch_size=state.batch_size or None, data_findings=data
-        )
+        try:
+            self.findings = diagnose(
+                records, self.cfg, batch_size=state.batch_size or None, data_findings=data
+            )
+        except Exception:  # an observer's bug must not cost the run its final evaluation
+            log.exception(
+                "the doctor failed to diagnose this run; `contrastkit doctor run` retries"
+            )
+            return
         if state.is_main and run_dir is not None:
             write_findings(self.findings, run_dir / "findings.json")
             if records:
