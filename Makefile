@@ -51,6 +51,7 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/losses.py
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/logging_demo.py
 	$(BIN)/python bench/doctor.py
 
 clean:

@@ -36,6 +36,16 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+def test_train_prints_table_and_findings(tmp_path, capsys):
+    run = tmp_path / "run"
+    overrides = [*TINY, "train.epochs=1"]
+    assert main(_args("train", str(EXAMPLE), "--run-dir", str(run), overrides=overrides)) == 0
+    out = capsys.readouterr().out
+    assert "text_to_image" in out and "R@1" in out
+    assert "doctor" in out.lower()  # the findings table, or "doctor: no findings"
+
+
+@pytest.mark.slow
 def test_run_dir_contents(run_dir):
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "findings.json"):
         assert (run_dir / name).is_file()

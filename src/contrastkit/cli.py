@@ -78,7 +78,12 @@ def _train(config: Path, run_dir: Path | None, overrides: list[str], resume: str
         run_dir = _default_run_dir(cfg.name)
     summary = train(cfg, run_dir, resume=resume)
     if _rank0():
+        from contrastkit.doctor.findings import read_findings
+        from contrastkit.doctor.report import print_findings
+
         print_summary(summary, title=f"{cfg.name}: {run_dir}")
+        if cfg.doctor.enabled:
+            print_findings(read_findings(Path(run_dir) / "findings.json"), console)
 
 
 @app.command("train")
