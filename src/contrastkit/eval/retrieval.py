@@ -362,8 +362,7 @@ def self_retrieval_metrics(
         if labels is not None:
             class_hits.append(labels[r0:r1] == labels[s.argmax(1)])
         p_scores = torch.where(pos, s, float("-inf")).sort(1, descending=True).values[:, :r_max]
-        neg = torch.where(pos, float("-inf"), s)
-        neg[rows, rows + r0] = float("-inf")
+        neg = torch.where(pos, float("-inf"), s)  # self is already -inf in s
         neg_ge = (neg[:, None, :] >= p_scores[:, :, None]).sum(-1)  # chunk x R
         k = torch.arange(r_max).expand_as(neg_ge)
         counts = pos.sum(1)

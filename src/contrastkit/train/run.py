@@ -227,7 +227,9 @@ def _input_specs(bundle: Any, train_split: str) -> dict[str, tuple[int, ...]]:
     """Input shapes from the train split; variable-length token grids take the longest row
     of any split, so evaluation never meets more tokens than the model has positions for."""
     specs = dict(bundle.splits[train_split].input_specs())
-    for dataset in bundle.splits.values():
+    for name, dataset in bundle.splits.items():
+        if name == train_split:
+            continue
         for column, shape in dataset.input_specs().items():
             if column == "features" and len(shape) == 2 and column in specs:
                 specs[column] = (max(specs[column][0], shape[0]), shape[1])
