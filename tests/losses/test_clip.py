@@ -181,3 +181,49 @@ def test_unique_groups_reduce_to_clip(n: int, seed: int) -> None:
     ref = 0.5 * (F.cross_entropy(s * a @ b.T, labels) + F.cross_entropy(s * b @ a.T, labels))
     got = _fixed(0.07)(a, b, torch.randperm(n) + 100).loss
     assert got.item() == pytest.approx(ref.item(), abs=1e-10)
+
+
+def _far_apart_rows() -> tuple[torch.Tensor, torch.Tensor]:
+    """Float64 pairs where row/column 1's best logit sits ~109 below the global max at
+    scale 100, so exp(x − max x) underflows to 0 in float32 for that whole row/column."""
+    a = torch.tensor([[1.0, 0, 0, 0], [-1.0, 0.3, 0, 0], [0, 0.2, 1.0, 0], [0, 0.3, 0, 1.0]])
+    b = torch.tensor([[1.0, 0, 0, 0], [-0.2, -1.0, 0, 0], [0.2, 0, 1.0, 0], [0.3, 0, 0.4, 1.0]])
+    return F.normalize(a.double(), dim=1), F.normalize(b.double(), dim=1)
+
+
+def test_rows_far_below_the_global_max_are_recomputed_exactly(monkeypatch) -> None:
+    a64, b64 = _far_apart_rows()
+    groups = torch.tensor([0, 1, 2, 2])
+    scale = torch.tensor(100.0)
+
+    def run(dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        a = a64.to(dtype).requires_grad_(True)
+        b = b64.to(dtype).requires_grad_(True)
+        s = scale.to(dtype).requires_grad_(True)
+        loss = softmax_contrastive_loss(a, b, s, groups, groups).loss
+        return (loss, *torch.autograd.grad(loss, [a, b, s]))
+
+    dense_a, dense_b = a64.clone().requires_grad_(True), b64.clone().requires_grad_(True)
+    dense_s = scale.double().requires_grad_(True)
+    ref = softmax_contrastive_loss_dense(dense_a, dense_b, dense_s, groups, groups).loss
+    ref_all = (ref, *torch.autograd.grad(ref, [dense_a, dense_b, dense_s]))
+    for ours, want in zip(run(torch.float32), ref_all, strict=True):
+        torch.testing.assert_close(ours.double(), want, rtol=1e-5, atol=1e-5)
+    # The fallback is what makes float32 right here: without it the row sum is 0.
+    monkeypatch.setattr("contrastkit.losses.functional._underflow_floor", lambda dtype: 0.0)
+    assert not torch.isfinite(run(torch.float32)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_loss_is_float32_under_autocast_and_for_half_inputs(dtype: torch.dtype) -> None:
+    a, b = (x.float() for x in _random(64, d=32, seed=2))
+    groups = torch.arange(64) // 2
+    loss = ClipLoss()
+    want = loss(a, b, groups).loss
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        under_amp = loss(a, b, groups).loss
+    assert under_amp.dtype == torch.float32
+    assert under_amp.item() == pytest.approx(want.item(), rel=1e-6)
+    half = loss(a.to(dtype), b.to(dtype), groups).loss  # towers ran in half precision
+    assert half.dtype == torch.float32
+    assert half.item() == pytest.approx(want.item(), rel=2e-2)

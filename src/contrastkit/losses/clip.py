@@ -14,6 +14,7 @@ from contrastkit.losses.functional import (
     softmax_contrastive_loss,
     softmax_contrastive_loss_dense,
 )
+from contrastkit.losses.precision import full_precision
 from contrastkit.losses.result import ContrastiveResult
 
 
@@ -62,6 +63,7 @@ class ClipLoss(nn.Module):
         """exp(logit_scale) clamped at `max_logit_scale` (the inverse temperature)."""
         return self.logit_scale.exp().clamp(max=self.max_logit_scale)
 
+    @full_precision
     def forward(
         self,
         a: Tensor,

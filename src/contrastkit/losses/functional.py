@@ -56,12 +56,26 @@ def group_sums(a: Tensor, b: Tensor, groups_a: Tensor, groups_b: Tensor) -> Grou
     return GroupSums(sum_b[inv_a], sum_a[inv_b], cnt_b[inv_a], cnt_a[inv_b])
 
 
+def _underflow_floor(dtype: torch.dtype) -> float:
+    """Smallest row/column sum of exp(x − max x) trusted as exact: √tiny.
+
+    Terms lost to underflow are each below `tiny`, so a sum above √tiny carries a relative
+    error under B·√tiny (≈ 2e-15 for float32 at B = 16384).
+    """
+    return torch.finfo(dtype).tiny ** 0.5
+
+
 class _SymmetricLogSumExp(torch.autograd.Function):
     """Σ w_row·LSE_row + Σ w_col·LSE_col of s·A·Bᵀ with one B x B matrix.
 
-    The logits are computed once; both directions' log-sum-exps come from the same
-    matrix. When a gradient is needed it is formed in the forward pass (the matrix is
-    overwritten in place, chunk by chunk, by dL/dlogits), so the whole loss costs three
+    The logits are computed once and exponentiated once, with a single shift (their
+    global max), so both directions' sums come from the same matrix: one exp pass and two
+    cheap reductions instead of two max-subtract-exp passes (one per direction). A row or
+    column whose sum falls below `_underflow_floor` (its best logit sits far below the
+    global max, possible at large scales) is recomputed exactly from its own logits.
+
+    When a gradient is needed it is formed in the forward pass, in place, as
+    E_ij·(u_i + v_j) with u, v the normalisers, so the whole loss costs three
     B x D x B matmuls and one B x B buffer. Backward only scales the stored gradients
     (no double backward).
     """
@@ -70,28 +84,46 @@ class _SymmetricLogSumExp(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx, a: Tensor, b: Tensor, scale: Tensor, w_row: Tensor, w_col: Tensor, need_grad: bool
     ) -> tuple[Tensor, Tensor, Tensor]:
-        logits = torch.matmul(a * scale, b.T)  # scaling a (B x D) is cheaper than B x B
-        # torch.logsumexp allocates one B x B temporary per call; a chunked version was
-        # measured slower on CPU, so peak memory is ~2 B x B floats during these two lines.
-        lse_row = torch.logsumexp(logits, dim=1)
-        lse_col = torch.logsumexp(logits, dim=0)
+        a_s = a * scale  # scaling a (B x D) is cheaper than scaling B x B
+        exps = torch.matmul(a_s, b.T)
+        shift = exps.max()
+        for r0 in range(0, exps.shape[0], CHUNK_ROWS):  # two ops per chunk, while cached
+            exps[r0 : r0 + CHUNK_ROWS].sub_(shift).exp_()
+        row_sum, col_sum = exps.sum(1), exps.sum(0)
+        floor = _underflow_floor(exps.dtype)
+        bad_rows = (row_sum < floor).nonzero().squeeze(1)
+        bad_cols = (col_sum < floor).nonzero().squeeze(1)
+        lse_row, lse_col = row_sum.log_() + shift, col_sum.log_() + shift
+        if bad_rows.numel():
+            lse_row[bad_rows] = torch.logsumexp(a_s[bad_rows] @ b.T, dim=1)
+        if bad_cols.numel():
+            lse_col[bad_cols] = torch.logsumexp(a_s @ b[bad_cols].T, dim=0)
         total = (w_row * lse_row).sum() + (w_col * lse_col).sum()
         ctx.need_grad = need_grad
         if need_grad:
-            # dL/dlogits_ij = w_row_i softmax_row_ij + w_col_j softmax_col_ij, in place.
-            # Weights enter the exponent (w·e^x = e^(x + log w); w = 0 gives exp(-inf) = 0),
-            # saving two passes over the matrix.
-            shift_row = (lse_row - w_row.log())[:, None]
-            shift_col = lse_col - w_col.log()
-            tmp = logits.new_empty((min(CHUNK_ROWS, logits.shape[0]), logits.shape[1]))
-            for r0 in range(0, logits.shape[0], CHUNK_ROWS):
-                blk = logits[r0 : r0 + CHUNK_ROWS]
-                col_part = torch.sub(blk, shift_col, out=tmp[: blk.shape[0]]).exp_()
-                blk.sub_(shift_row[r0 : r0 + CHUNK_ROWS]).exp_().add_(col_part)
-            grad_a_unscaled = logits @ b
-            grad_b = (logits.T @ a).mul_(scale)
+            # dL/dlogits_ij = w_row_i·softmax_row_ij + w_col_j·softmax_col_ij
+            #               = E_ij·(u_i + v_j),  u_i = w_row_i·e^(shift − LSE_row_i).
+            u = (w_row * (shift - lse_row).exp()).index_fill_(0, bad_rows, 0.0)
+            v = (w_col * (shift - lse_col).exp()).index_fill_(0, bad_cols, 0.0)
+            tmp = exps.new_empty((min(CHUNK_ROWS, exps.shape[0]), exps.shape[1]))
+            for r0 in range(0, exps.shape[0], CHUNK_ROWS):
+                blk = exps[r0 : r0 + CHUNK_ROWS]
+                blk.mul_(torch.add(u[r0 : r0 + CHUNK_ROWS, None], v, out=tmp[: len(blk)]))
+            grad = exps
+            if bad_rows.numel():  # exact rows, from their own logits
+                x = a_s[bad_rows] @ b.T
+                grad[bad_rows] = (x - lse_row[bad_rows, None]).exp() * w_row[bad_rows, None] + (
+                    x - lse_col
+                ).exp() * w_col
+            if bad_cols.numel():
+                x = a_s @ b[bad_cols].T
+                grad[:, bad_cols] = (x - lse_row[:, None]).exp() * w_row[:, None] + (
+                    x - lse_col[bad_cols]
+                ).exp() * w_col[bad_cols]
+            grad_a_unscaled = grad @ b
+            grad_b = grad.T @ a_s
             grad_scale = (a * grad_a_unscaled).sum()
-            del logits
+            del exps, grad
             ctx.save_for_backward(grad_a_unscaled.mul_(scale), grad_b, grad_scale)
         ctx.mark_non_differentiable(lse_row, lse_col)
         return total, lse_row, lse_col

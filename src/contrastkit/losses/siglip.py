@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from contrastkit.errors import ConfigError
 from contrastkit.losses.distributed import gather_no_grad, gather_with_grad
 from contrastkit.losses.functional import pair_similarity_means
+from contrastkit.losses.precision import full_precision
 from contrastkit.losses.result import ContrastiveResult
 
 
@@ -44,13 +45,11 @@ class _BlockwiseSigmoidLoss(torch.autograd.Function):
         need_grad: bool,
     ) -> Tensor:
         t = float(log_scale.exp())
-        beta = float(bias)
         n = a.shape[0]
         loss = a.new_zeros(())
         grad_a = torch.zeros_like(a) if need_grad else None
         grad_b = torch.zeros_like(b) if need_grad else None
         g_bias = a.new_zeros(())
-        g_x_dot = a.new_zeros(())  # Σ G·x, gives dL/dt' together with Σ G
         bias_t = bias.detach().to(a.dtype)
         for i0 in range(0, n, block_size):
             a_blk = a[i0 : i0 + block_size]
@@ -67,13 +66,14 @@ class _BlockwiseSigmoidLoss(torch.autograd.Function):
                     grad = torch.sigmoid(x)
                     grad[pos] -= 1.0
                     g_bias += grad.sum()
-                    g_x_dot += torch.dot(grad.view(-1), x.view(-1))
                     grad_a[i0 : i0 + block_size].addmm_(grad, b_blk)
                     grad_b[j0 : j0 + block_size].addmm_(grad.T, a_blk)
         ctx.need_grad = need_grad
         if need_grad:
-            # dx/dt' = t·a·b = x − bias; all terms carry the 1/B of the mean over rows.
-            g_log_scale = (g_x_dot - beta * g_bias) / n
+            # dx/dt' = t·a_i·b_j, so dL/dt' = t·Σ_i a_i·(Σ_j G_ij b_j): the unscaled
+            # dL/da already holds Σ_j G_ij b_j (no extra pass over the blocks). All terms
+            # carry the 1/B of the mean over rows.
+            g_log_scale = t * (a * grad_a).sum() / n
             ctx.save_for_backward(grad_a.mul_(t / n), grad_b.mul_(t / n), g_log_scale, g_bias / n)
         return loss / n
 
@@ -158,6 +158,7 @@ class SiglipLoss(nn.Module):
             self.register_buffer("logit_bias", bias)
         self.block_size = block_size
 
+    @full_precision
     def forward(
         self,
         a: Tensor,

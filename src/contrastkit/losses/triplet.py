@@ -15,6 +15,7 @@ from contrastkit.errors import ConfigError, DataError
 from contrastkit.losses.distributed import gather_no_grad, gather_with_grad
 from contrastkit.losses.functional import pairwise_distance
 from contrastkit.losses.miners import MINERS, TripletChunk, percentile_thresholds
+from contrastkit.losses.precision import full_precision
 from contrastkit.losses.result import ContrastiveResult
 
 # Upper bound on c x B x B elements handled per anchor chunk (16 MiB of float32).
@@ -75,6 +76,7 @@ class TripletLoss(nn.Module):
                 "triplet loss with same_label_negatives needs a `label` column in the manifest"
             )
 
+    @full_precision
     def forward(
         self,
         a: Tensor,
