@@ -146,6 +146,7 @@ def eval_cmd(
         split=split,
         pairs=retrieval_pairs(run.config),
         batch_size=run.config.data.eval_batch_size,
+        train_dataset=run.bundle.splits.get(run.config.data.train_split),
     )
     out = Path(run_dir) / "eval.json"
     out.write_text(json.dumps(metrics, indent=2, sort_keys=True))

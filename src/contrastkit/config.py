@@ -432,9 +432,26 @@ class EvalConfig(Section):
     )
     captioning: GenerationConfig = Field(default_factory=GenerationConfig)
     max_caption_samples: int = Field(200, ge=1)
-    zero_shot_prompt: str | None = Field(None, description="e.g. 'a photo of the digit {label}'")
+    zero_shot_prompt: str | list[str] | None = Field(
+        None,
+        description="prompt(s) with {label}, e.g. 'a photo of the digit {label}'; several "
+        "are averaged per class (a prompt ensemble)",
+    )
     knn_k: int = Field(10, ge=1)
-    linear_probe: bool = False
+    linear_probe: bool = Field(
+        False, description="fit a logistic-regression probe on frozen train embeddings"
+    )
+
+    @field_validator("zero_shot_prompt")
+    @classmethod
+    def _prompt_has_label(cls, v: str | list[str] | None) -> str | list[str] | None:
+        prompts = [v] if isinstance(v, str) else (v or [])
+        if v is not None and not prompts:
+            raise ValueError("give at least one prompt (or leave the key out)")
+        for p in prompts:
+            if "{label}" not in p:
+                raise ValueError(f"prompt {p!r} has no '{{label}}' placeholder")
+        return v
 
 
 class DoctorConfig(Section):

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from contrastkit.config import EvalConfig
-from contrastkit.eval.evaluate import embed_dataset, evaluate
+from contrastkit.errors import ConfigError
+from contrastkit.eval.evaluate import check_probe_config, embed_dataset, evaluate
 from contrastkit.models.outputs import TowerOutput
 
 
@@ -35,6 +36,7 @@ class FakeDataset:
             for j in range(2)
         ]
         self.group_ids = np.array([i for i in range(3) for _ in range(2)], dtype=np.int64)
+        self.label_index = {"0": 0, "1": 1}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -70,7 +72,7 @@ class FakeModel(nn.Module):
 
     def encode(self, tower: str, batch: dict) -> TowerOutput:
         assert not self.training and not torch.is_grad_enabled()
-        self.encoded += len(batch["ids"])
+        self.encoded += len(batch[tower])
         if tower == "image":
             emb = batch["image"] * self.scale
         else:
@@ -117,3 +119,54 @@ def test_evaluate_keys_and_values():
     assert "test/text/knn_accuracy" in out
     assert out["test/captioning/BLEU"] == pytest.approx(100.0)
     assert out["test/captioning/numeric_fidelity"] == 1.0
+
+
+def _evaluate(data: FakeDataset, cfg: EvalConfig, **kw) -> dict[str, float]:
+    return evaluate(FakeModel(), data, cfg, split="test", pairs=[("text", "image")], **kw)
+
+
+def test_zero_shot_embeds_prompts_in_class_index_order():
+    data = FakeDataset()
+    # The text tower maps "cap i ..." to e_i. Images e0, e1, e2 have labels 0, 1, 0.
+    out = _evaluate(data, EvalConfig(zero_shot_prompt="cap {label} of a lesion"))
+    # Class 0 -> e0, class 1 -> e1: e0 and e1 are right; e2 ties (0, 0) -> class 0, right.
+    assert out["test/image/zero_shot_accuracy"] == 1.0
+    assert "test/text/zero_shot_accuracy" not in out  # the prompts' own tower is not scored
+    # Swap the names: class 0 is now called "1" (prompt -> e1), class 1 is "0" (-> e0), so
+    # e0 and e1 are misread and only the tie of e2 (-> class 0) is right.
+    data.label_index = {"1": 0, "0": 1}
+    ensemble = EvalConfig(zero_shot_prompt=["cap {label} a", "cap {label} b"])
+    assert _evaluate(data, ensemble)["test/image/zero_shot_accuracy"] == pytest.approx(1 / 3)
+
+
+def test_linear_probe_fits_on_the_train_split_only():
+    cfg = EvalConfig(linear_probe=True)
+    assert "test/image/linear_probe_accuracy" not in _evaluate(FakeDataset(), cfg)
+    out = _evaluate(FakeDataset(), cfg, train_dataset=FakeDataset())
+    # Orthogonal embeddings: the probe separates the train labels and the test split is
+    # the same set, so both towers score 1.
+    assert out["test/image/linear_probe_accuracy"] == 1.0
+    assert out["test/text/linear_probe_accuracy"] == 1.0
+    # Train labels flipped: a probe that really learns from train gets every test row wrong.
+    flipped = FakeDataset()
+    for row in flipped.rows:
+        row.values["label"] = 1 - row.values["label"]
+    out = _evaluate(FakeDataset(), cfg, train_dataset=flipped)
+    assert out["test/image/linear_probe_accuracy"] == 0.0
+
+
+def test_probe_config_errors_name_the_key():
+    model = FakeModel()
+    with pytest.raises(ConfigError, match="eval.linear_probe.*m.jsonl.*label"):
+        check_probe_config(EvalConfig(linear_probe=True), model, [], "m.jsonl")
+    model.tower_inputs = lambda tower: ["pixels", "keypoints"]  # no text tower
+    with pytest.raises(ConfigError, match="eval.zero_shot_prompt.*text"):
+        check_probe_config(EvalConfig(zero_shot_prompt="a {label}"), model, ["0"], "m.jsonl")
+    check_probe_config(EvalConfig(linear_probe=True), model, ["0", "1"], "m.jsonl")
+
+
+def test_prompt_without_placeholder_is_a_config_error():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="label"):
+        EvalConfig(zero_shot_prompt="a photo of a digit")

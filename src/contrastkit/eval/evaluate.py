@@ -2,7 +2,9 @@
 
 Keys are flat, `<split>/<query>_to_<gallery>/<metric>` (e.g. `test/text_to_image/R@1`),
 `<split>/<a>_<b>/<stat>` for embedding statistics, `<split>/<tower>/knn_accuracy`
-(leave-one-out k-NN on labelled rows) and `<split>/captioning/<metric>`;
+(leave-one-out k-NN on labelled rows), `<split>/<tower>/zero_shot_accuracy` (nearest
+class prompt, `eval.zero_shot_prompt`), `<split>/<tower>/linear_probe_accuracy`
+(`eval.linear_probe`, fit on the train split) and `<split>/captioning/<metric>`;
 they go to `summary.json` / `eval.json` as they are.
 """
 
@@ -17,9 +19,9 @@ from torch import Tensor, nn
 
 from contrastkit.config import EvalConfig
 from contrastkit.data import collate
-from contrastkit.errors import ConfigError
+from contrastkit.errors import ConfigError, DataError
 from contrastkit.eval.captioning import captioning_metrics
-from contrastkit.eval.probes import knn_accuracy
+from contrastkit.eval.probes import knn_accuracy, linear_probe_accuracy, zero_shot_accuracy
 from contrastkit.eval.retrieval import (
     label_recall_at_1,
     retrieval_metrics,
@@ -170,6 +172,98 @@ def _caption_keys(
     return {f"{split}/captioning/{k}": v for k, v in captioning_metrics(hyps, refs).items()}
 
 
+def _text_column(model: Any, tower: str) -> str | None:
+    """The text column of a tower that reads exactly one text column, else None."""
+    columns = list(model.tower_inputs(tower))
+    return columns[0] if len(columns) == 1 and columns[0].startswith("text") else None
+
+
+def class_names(dataset: Any) -> list[str]:
+    """Label names in class-index order (the manifest's `label` values)."""
+    index = getattr(dataset, "label_index", None) or {}
+    return [name for name, _ in sorted(index.items(), key=lambda kv: kv[1])]
+
+
+def _prompt_embeddings(model: Any, tower: str, prompts: list[str], names: list[str]) -> Tensor:
+    """C x E class embeddings: each class's prompts embedded by the text tower, averaged
+    after L2 normalisation (CLIP's prompt ensembling), then re-normalised."""
+    column = _text_column(model, tower)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            per_prompt = [
+                model.encode(tower, {column: [p.format(label=n) for n in names]})
+                .embedding.float()
+                .cpu()
+                for p in prompts
+            ]
+    finally:
+        model.train(was_training)
+    mean = torch.stack([torch.nn.functional.normalize(e, dim=1) for e in per_prompt]).mean(0)
+    return torch.nn.functional.normalize(mean, dim=1)
+
+
+def check_probe_config(
+    cfg: EvalConfig, model: Any, label_names: Sequence[str], manifest: str
+) -> None:
+    """Fail before training when `eval.zero_shot_prompt` / `eval.linear_probe` cannot run
+    (no labels in the manifest, or no text tower to embed the prompts)."""
+    wanted = [k for k in ("zero_shot_prompt", "linear_probe") if getattr(cfg, k)]
+    if wanted and not label_names:
+        raise ConfigError(
+            f"eval.{wanted[0]} needs class labels, but {manifest} has no 'label' column"
+        )
+    if cfg.zero_shot_prompt and not any(_text_column(model, t) for t in model.tower_names):
+        raise ConfigError(
+            "eval.zero_shot_prompt needs a tower whose only input is a text column; "
+            f"towers: {list(model.tower_names)}"
+        )
+
+
+def _zero_shot_keys(
+    model: Any, dataset: Any, cfg: EvalConfig, split: str, embedded: dict[str, TowerEmbeddings]
+) -> dict[str, float]:
+    """Zero-shot accuracy of every labelled non-text tower against the text tower's
+    embeddings of the class prompts."""
+    zs = cfg.zero_shot_prompt
+    prompts = [zs] if isinstance(zs, str) else list(zs or [])
+    names = class_names(dataset)
+    text_towers = [t for t in embedded if _text_column(model, t)]
+    if not prompts or not names or not text_towers:
+        return {}
+    classes = _prompt_embeddings(model, text_towers[0], prompts, names)
+    out = {}
+    for tower, emb in embedded.items():
+        if tower in text_towers or not bool((emb.labels >= 0).any()):
+            continue
+        acc = zero_shot_accuracy(emb.embeddings, emb.labels, classes)
+        out[f"{split}/{tower}/zero_shot_accuracy"] = acc
+    return out
+
+
+def _linear_probe_keys(
+    model: Any,
+    train_dataset: Any,
+    split: str,
+    embedded: dict[str, TowerEmbeddings],
+    batch_size: int,
+) -> dict[str, float]:
+    """Logistic-regression probe per labelled tower: fit on train, scored on `split`."""
+    out = {}
+    for tower, emb in embedded.items():
+        if not bool((emb.labels >= 0).any()):
+            continue
+        train = embed_tower(model, train_dataset, tower, batch_size=batch_size)
+        if not bool((train.labels >= 0).any()):
+            raise DataError(
+                f"eval.linear_probe: the train split has no labelled rows for tower {tower!r}"
+            )
+        acc = linear_probe_accuracy(train.embeddings, train.labels, emb.embeddings, emb.labels)
+        out[f"{split}/{tower}/linear_probe_accuracy"] = acc
+    return out
+
+
 def evaluate(
     model: Any,
     dataset: Any,
@@ -178,6 +272,7 @@ def evaluate(
     split: str,
     pairs: Sequence[tuple[str, str]],
     batch_size: int = 256,
+    train_dataset: Any | None = None,
 ) -> dict[str, float]:
     """All metrics of one split as flat `<split>/...` keys (see the module docstring).
 
@@ -188,6 +283,8 @@ def evaluate(
         cfg: the `eval` config section (ks, chunk_size, captioning, max_caption_samples).
         split: name used as the key prefix.
         pairs: (query tower, gallery tower) pairs; a pair and its reverse share one pass.
+        train_dataset: the train split, for `eval.linear_probe` (skipped without it, and
+            when `split` is the train split itself).
     """
     towers = model.tower_names if hasattr(model, "tower_names") else None
     for q, g in pairs:
@@ -218,6 +315,10 @@ def evaluate(
         if int(labelled.sum()) >= 2 and len(torch.unique(emb.labels[labelled])) >= 2:
             acc = knn_accuracy(emb.embeddings, emb.labels, k=cfg.knn_k, chunk_size=cfg.chunk_size)
             out[f"{split}/{name}/knn_accuracy"] = acc
+    if cfg.zero_shot_prompt:
+        out.update(_zero_shot_keys(model, dataset, cfg, split, embedded))
+    if cfg.linear_probe and train_dataset is not None and train_dataset is not dataset:
+        out.update(_linear_probe_keys(model, train_dataset, split, embedded, batch_size))
     if getattr(model, "has_captioning", False) and len(dataset) > 0:
         was_training = model.training
         model.eval()

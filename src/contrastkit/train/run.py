@@ -176,6 +176,7 @@ def _evaluator(bundle: Any, cfg: Config, split: str) -> Callable[[nn.Module], di
         split=split,
         pairs=eval_pairs(cfg),
         batch_size=cfg.data.eval_batch_size,
+        train_dataset=bundle.splits.get(cfg.data.train_split),
     )
 
 
@@ -267,6 +268,7 @@ def train(
         callbacks: extra callbacks (after the doctor's monitors).
     """
     from contrastkit.data import build_datasets
+    from contrastkit.eval.evaluate import check_probe_config
     from contrastkit.losses import build_loss
     from contrastkit.models import build_model
 
@@ -299,6 +301,7 @@ def train(
         model = build_model(
             cfg.model, tokenizer=tokenizer, input_specs=specs, num_classes=num_classes
         )
+        check_probe_config(cfg.eval, model, bundle.label_names, cfg.data.manifest)
         if cfg.model.init_from:
             init_from(model, cfg.model.init_from)
         model.to(info.device)
