@@ -1,11 +1,15 @@
 """Benchmark: contrastkit retrieval metrics vs a bare matmul and vs torchmetrics.
 
-(a) one N×N×D float32 similarity matmul, computed in the same tiles our metrics use;
+(a) one N×N×D float32 similarity matmul, in row chunks of 4096 × all columns (the plain
+    way to hold it in bounded memory; independent of the tiles our metrics use);
 (b) all our metrics (Recall@1/5/10/50, median/mean rank, NDCG@5/10, mAP, mAP@R), both
     directions, at N=50k, 1-to-1 groups, and a 5-captions-per-image case (50k × 10k)
     against its own matmul;
 (c) torchmetrics RetrievalRecall(top_k=1) at N=5k (flattened N² preds/target/indexes, as
-    it requires) vs ours at N=5k; the R@1 values must agree.
+    it requires) vs ours at N=5k; the R@1 values must agree. Ours is timed best of 5,
+    torchmetrics best of 2, and so is one bare 5k × 5k matmul: any exact method needs
+    that matmul, so torchmetrics ÷ matmul is the ceiling of the speed-up on this machine
+    (`speedup_ceiling_matmul`).
 
 Embeddings are random unit vectors with group structure: a positive is its anchor plus
 isotropic noise (cosine ≈ 0.16), so ranks are neither trivial nor random.
@@ -24,7 +28,7 @@ import time
 
 import torch
 
-from contrastkit.eval.retrieval import TILE_ELEMENTS, retrieval_metrics
+from contrastkit.eval.retrieval import retrieval_metrics
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:
@@ -36,13 +40,20 @@ def noisy_copy(anchor: torch.Tensor, g: torch.Generator, noise: float = 6.0) -> 
     return unit(anchor + noise * torch.randn(anchor.shape, generator=g) / d**0.5)
 
 
-def chunked_matmul(a: torch.Tensor, b: torch.Tensor, chunk_size: int) -> None:
-    """The full a·bᵀ in row chunks × column tiles (the tiles retrieval_metrics uses)."""
-    for r0 in range(0, len(a), chunk_size):
-        rows = a[r0 : r0 + chunk_size]
-        width = max(64, TILE_ELEMENTS // len(rows))
-        for c0 in range(0, len(b), width):
-            rows @ b[c0 : c0 + width].T
+def chunked_matmul(a: torch.Tensor, b: torch.Tensor, rows: int = 4096) -> None:
+    """The full a·bᵀ, `rows` query rows at a time against the whole gallery."""
+    for r0 in range(0, len(a), rows):
+        a[r0 : r0 + rows] @ b.T
+
+
+def best_of(repeats: int, fn, *args, **kwargs):
+    """(result, best wall seconds, CPU seconds of that run) over `repeats` runs."""
+    best = None
+    for _ in range(repeats):
+        out = timed(fn, *args, **kwargs)
+        if best is None or out[1] < best[1]:
+            best = out
+    return best
 
 
 def timed(fn, *args, **kwargs):
@@ -78,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--chunk-size", type=int, default=4096)
+    parser.add_argument("--chunk-size", type=int, default=1024)
     args = parser.parse_args()
     n_big, n_img, n_tm = (4000, 800, 500) if args.quick else (50_000, 10_000, 5_000)
     g = torch.Generator().manual_seed(0)
@@ -89,7 +100,7 @@ def main() -> None:
     a = unit(torch.randn(n_big, args.dim, generator=g))
     b = noisy_copy(a, g)
     ids = torch.arange(n_big)
-    _, t_mm, c_mm = timed(chunked_matmul, a, b, args.chunk_size)
+    _, t_mm, c_mm = timed(chunked_matmul, a, b)
     ours, t_ours, c_ours = timed(retrieval_metrics, a, b, ids, ids, chunk_size=args.chunk_size)
     ratio, cpu_ratio = t_ours / t_mm, c_ours / c_mm
     rows.append((f"matmul {n_big}x{n_big}x{args.dim}", t_mm, c_mm, ""))
@@ -106,7 +117,7 @@ def main() -> None:
     images = unit(torch.randn(n_img, args.dim, generator=g))
     texts = noisy_copy(images.repeat_interleave(5, 0), g)
     groups_t, groups_i = torch.arange(n_img).repeat_interleave(5), torch.arange(n_img)
-    _, t_mm5, c_mm5 = timed(chunked_matmul, texts, images, args.chunk_size)
+    _, t_mm5, c_mm5 = timed(chunked_matmul, texts, images)
     ours5, t_ours5, c_ours5 = timed(
         retrieval_metrics, texts, images, groups_t, groups_i, chunk_size=args.chunk_size
     )
@@ -117,16 +128,20 @@ def main() -> None:
     # (c) torchmetrics at small N (its input is the flattened N^2 matrix).
     a_s, b_s = a[:n_tm].contiguous(), b[:n_tm].contiguous()
     small_ids = torch.arange(n_tm)
-    ours_s, t_ours_s, c_ours_s = timed(
-        retrieval_metrics, a_s, b_s, small_ids, small_ids, chunk_size=args.chunk_size
+    ours_s, t_ours_s, c_ours_s = best_of(
+        5, retrieval_metrics, a_s, b_s, small_ids, small_ids, chunk_size=args.chunk_size
     )
-    tm_r1, t_tm, c_tm = timed(torchmetrics_recall, a_s, b_s)
+    tm_r1, t_tm, c_tm = best_of(2, torchmetrics_recall, a_s, b_s)
+    _, t_mm_s, c_mm_s = best_of(5, torch.matmul, a_s, b_s.T)
     assert abs(tm_r1 - ours_s["a_to_b"]["R@1"]) < 1e-6, (tm_r1, ours_s["a_to_b"]["R@1"])
-    speedup = t_tm / t_ours_s
+    speedup, ceiling = t_tm / t_ours_s, t_tm / t_mm_s
     tm_name = f"torchmetrics RetrievalRecall@1, N={n_tm} (incl. matmul)"
     rows.append((tm_name, t_tm, c_tm, f"R@1={tm_r1:.4f}"))
     ours_name = f"ours, all metrics both directions, N={n_tm}"
-    rows.append((ours_name, t_ours_s, c_ours_s, f"{speedup:.1f}x faster (wall)"))
+    note = f"{speedup:.1f}x faster (wall), {t_ours_s / t_mm_s:.2f}x matmul"
+    rows.append((ours_name, t_ours_s, c_ours_s, note))
+    mm_name = f"one matmul {n_tm}x{n_tm}x{args.dim}"
+    rows.append((mm_name, t_mm_s, c_mm_s, f"ceiling: {ceiling:.1f}x torchmetrics"))
 
     print(f"{'case':<58} {'wall s':>8} {'cpu s':>8}  note")
     for name, sec, cpu, note in rows:
@@ -137,6 +152,8 @@ def main() -> None:
         "time_vs_matmul_50k": round(ratio, 3),
         "cpu_time_vs_matmul_50k": round(cpu_ratio, 3),
         "speedup_vs_torchmetrics": round(speedup, 2),
+        "speedup_ceiling_matmul": round(ceiling, 2),
+        "time_vs_matmul_5k": round(t_ours_s / t_mm_s, 3),
     }
     print("RESULT " + json.dumps(result))
 

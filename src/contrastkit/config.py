@@ -426,7 +426,7 @@ class GenerationConfig(Section):
 class EvalConfig(Section):
     splits: list[str] = Field(default_factory=lambda: ["val", "test"])
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 50])
-    chunk_size: int = Field(4096, ge=1)
+    chunk_size: int = Field(1024, ge=1, description="query rows per similarity chunk")
     pairs: list[tuple[str, str]] | None = Field(
         None, description="(query tower, gallery tower); default: both directions of each objective"
     )

@@ -33,7 +33,9 @@ from contrastkit.errors import DataError
 
 ScoreFn = Callable[[int, int, int, int], Tensor]  # (r0, r1, c0, c1) -> scores[r0:r1, c0:c1]
 
-TILE_ELEMENTS = 1 << 22  # off-diagonal tile: 16 MiB of float32; larger tiles mean fewer ops
+# Off-diagonal tile: 4 MiB of float32, small enough that the comparisons after the matmul
+# read it from cache; measured faster than 16 MiB tiles at N = 5k and equal at N = 50k.
+TILE_ELEMENTS = 1 << 20
 
 
 @dataclass
@@ -124,7 +126,7 @@ def positive_ranks(
     ga: Tensor,
     gb: Tensor,
     *,
-    chunk_size: int = 4096,
+    chunk_size: int = 1024,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
 ) -> tuple[PositiveRanks, PositiveRanks]:
@@ -229,7 +231,7 @@ def retrieval_metrics_from_scores(
     groups_b: Sequence | Tensor,
     *,
     ks: Sequence[int] = (1, 5, 10, 50),
-    chunk_size: int = 4096,
+    chunk_size: int = 1024,
 ) -> dict[str, dict[str, float]]:
     """`retrieval_metrics` on a given score matrix (hand-made cases, tie tests)."""
     ga, gb = _dense_groups(groups_a, groups_b)
@@ -254,7 +256,7 @@ def retrieval_metrics(
     groups_b: Sequence | Tensor,
     *,
     ks: Sequence[int] = (1, 5, 10, 50),
-    chunk_size: int = 4096,
+    chunk_size: int = 1024,
 ) -> dict[str, dict[str, float]]:
     """All retrieval metrics for a→b and b→a in one chunked pass over a·bᵀ.
 
