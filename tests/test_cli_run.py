@@ -56,6 +56,11 @@ def test_run_dir_contents(run_dir):
         "test/text_to_image/median_rank",
     ):
         assert key in summary
+    # The digits example turns on both probes: image tower against the class prompts, and
+    # a logistic regression fit on the train split's image embeddings.
+    for key in ("test/image/zero_shot_accuracy", "test/image/linear_probe_accuracy"):
+        assert 0.0 <= summary[key] <= 1.0
+    assert "test/text/zero_shot_accuracy" not in summary
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert all(isinstance(json.loads(line), dict) for line in lines)
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["max_rows"] == 120
@@ -68,7 +73,10 @@ def test_eval_writes_eval_json_matching_summary(run_dir, capsys):
     summary = json.loads((run_dir / "summary.json").read_text())
     # Same checkpoint (best), same data: the numbers must agree exactly.
     assert metrics["test/text_to_image/R@1"] == summary["test/text_to_image/R@1"]
-    assert "text_to_image" in capsys.readouterr().out
+    key = "test/image/zero_shot_accuracy"
+    assert metrics[key] == summary[key]
+    out = capsys.readouterr().out
+    assert "text_to_image" in out and "zero_shot_accuracy" in out
 
 
 @pytest.mark.slow

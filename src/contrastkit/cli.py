@@ -334,7 +334,15 @@ def print_summary(metrics: dict[str, float], title: str = "") -> None:
         table.add_row(name, *[_fmt(r.get(c)) for c in present])
     if rows:
         console.print(table)
-    for key in ("captioning/BLEU", "captioning/ROUGE-L", "captioning/numeric_fidelity"):
+    suffixes = (
+        "/knn_accuracy",
+        "/zero_shot_accuracy",
+        "/linear_probe_accuracy",
+        "captioning/BLEU",
+        "captioning/ROUGE-L",
+        "captioning/numeric_fidelity",
+    )
+    for key in suffixes:
         for k, v in other.items():
             if k.endswith(key):
                 console.print(f"{k}: {_fmt(v)}")

@@ -165,10 +165,15 @@ def _loader_factory(dataset: Any, cfg: Config, info: DistInfo) -> tuple[Callable
     return make, steps
 
 
-def _evaluator(bundle: Any, cfg: Config, split: str) -> Callable[[nn.Module], dict[str, float]]:
+def _evaluator(
+    bundle: Any, cfg: Config, split: str, *, final: bool = True
+) -> Callable[[nn.Module], dict[str, float]]:
+    """Evaluation of one split. The linear probe (which embeds the whole train split and
+    fits a classifier) runs only in the final evaluation, not in the periodic ones."""
     from contrastkit.eval.evaluate import evaluate
 
     dataset = bundle.splits[split]
+    train = bundle.splits.get(cfg.data.train_split) if final else None
     return lambda model: evaluate(
         model,
         dataset,
@@ -176,7 +181,7 @@ def _evaluator(bundle: Any, cfg: Config, split: str) -> Callable[[nn.Module], di
         split=split,
         pairs=eval_pairs(cfg),
         batch_size=cfg.data.eval_batch_size,
-        train_dataset=bundle.splits.get(cfg.data.train_split),
+        train_dataset=train,
     )
 
 
@@ -314,7 +319,7 @@ def train(
             make_loader=make_loader,
             steps_per_epoch=steps,
             weights=make_weights_fn(cfg.loss, cfg.train.phases),
-            evaluate=_evaluator(bundle, cfg, val)
+            evaluate=_evaluator(bundle, cfg, val, final=False)
             if val in bundle.splits and len(bundle.splits[val])
             else None,
             monitor=default_monitor(cfg),
