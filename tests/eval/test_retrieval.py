@@ -198,3 +198,31 @@ def test_self_retrieval_leaves_the_query_out():
     # class_R@1 over labelled rows: nearest other of 0 is 2 (5=5), of 1 is 2 (5=5),
     # of 2 is 0 (5=5), of 3 is 1 (6!=5), of 4 is 3 (7!=6).
     assert out["class_R@1"] == pytest.approx(3 / 5)
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+@pytest.mark.parametrize("spread", [0.1, 10.0])  # few / most scores reach the weakest positive
+def test_count_ge_sparse_and_dense_paths_equal_brute_force(
+    dim: int, spread: float, monkeypatch
+) -> None:
+    from contrastkit.eval import retrieval as R
+
+    g = torch.Generator().manual_seed(dim)
+    tile = torch.randn(40, 60, generator=g).round(decimals=1)  # many exact ties
+    n = tile.shape[1 - dim]
+    thresholds = (2.2 + spread * torch.rand(5, n, generator=g)).round(decimals=1)
+    thresholds = thresholds.sort(0, descending=True).values - (spread > 1) * 4.0
+    thresholds[3:, : n // 2] = math.inf  # queries with only 3 positives (padding)
+    thresholds[:, 0] = tile.select(1 - dim, 0).max()  # ties with the best score
+    want = torch.stack([(tile >= t.unsqueeze(dim)).sum(dim) for t in thresholds]).int()
+    dense_calls = []
+    dense = R._count_ge_dense
+    monkeypatch.setattr(R, "_count_ge_dense", lambda *a: dense_calls.append(1) or dense(*a))
+    out = torch.full_like(want, 7)
+    R._count_ge(tile, thresholds, dim, out)
+    assert torch.equal(out, want + 7)
+    assert bool(dense_calls) == (spread > 1)  # few candidates: sparse; most: dense
+    monkeypatch.undo()
+    out = torch.full_like(want, 7)
+    R._count_ge_dense(tile, thresholds, dim, out)
+    assert torch.equal(out, want + 7)
