@@ -1,0 +1,93 @@
+"""`diagnose`: run every rule over the signals, then demote the symptoms a found cause
+explains (SYMPTOMS / CAUSES) so the top finding is the one whose fix helps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from contrastkit.config import Config
+from contrastkit.doctor.findings import Finding, sort_findings
+from contrastkit.doctor.rules.context import Context
+from contrastkit.doctor.rules.objectives import rule_alignment, rule_balance, rule_interference
+from contrastkit.doctor.rules.optimisation import (
+    rule_loss_nan,
+    rule_loss_progress,
+    rule_lr_zero,
+    rule_optimizer,
+    rule_zero_gradient,
+)
+from contrastkit.doctor.rules.representation import rule_backbone, rule_collapse
+from contrastkit.doctor.rules.temperature import rule_temperature
+
+RULES: tuple[Callable[[Context], list[Finding]], ...] = (
+    rule_loss_nan,
+    rule_lr_zero,
+    rule_optimizer,
+    rule_temperature,
+    rule_loss_progress,
+    rule_alignment,
+    rule_balance,
+    rule_interference,
+    rule_collapse,
+    rule_backbone,
+    rule_zero_gradient,
+)
+
+
+def diagnose(
+    signals: list[dict[str, Any]],
+    cfg: Config,
+    *,
+    batch_size: int | None = None,
+    data_findings: Iterable[Finding] = (),
+) -> list[Finding]:
+    """Findings for a run, most important first.
+
+    Args:
+        signals: the monitors' records (`signals.jsonl` lines), any order.
+        cfg: the run config.
+        batch_size: global batch size (default: recorded at fit start, else
+            data.batch_size * train.accumulate).
+        data_findings: findings of the data doctor, merged in.
+    """
+    signals = sorted(signals, key=lambda r: r.get("step", 0))
+    recorded = [r["batch_size"] for r in signals if r.get("batch_size")]
+    b = batch_size or (recorded[0] if recorded else cfg.data.batch_size * cfg.train.accumulate)
+    ctx = Context(signals, cfg, int(b), list(data_findings))
+    findings = list(ctx.data)
+    for rule in RULES:
+        findings += rule(ctx)
+    return sort_findings(_demote_explained(findings))
+
+
+# Symptoms (the loss does not move, no alignment) that any of these causes explains: when
+# a cause is found, the symptom stays in the list but below it, so the top finding is the
+# one whose fix helps.
+SYMPTOMS = ("loss_at_chance", "loss_not_decreasing", "alignment_negative", "gap_shrinking")
+CAUSES = (
+    "loss_nan",
+    "lr_zero",
+    "params_not_in_optimizer",
+    "duplicate_groups",
+    "temperature_out_of_range",
+    "zero_gradient",
+    "frozen_backbone",
+    "collapse",
+    "aux_dominates_loss",
+    "aux_dominates_gradient",
+    "gradient_interference",
+    "rigidity",
+)
+
+
+def _demote_explained(findings: list[Finding]) -> list[Finding]:
+    causes = [f.code for f in findings if f.code in CAUSES and f.severity != "info"]
+    if not causes:
+        return findings
+    for f in findings:
+        if f.code in SYMPTOMS and f.severity == "error":
+            f.severity = "warning"
+            f.evidence = {**f.evidence, "explained_by": causes}
+    return findings

@@ -1,0 +1,131 @@
+"""Representation rules: collapsed embeddings, and a backbone that is frozen or too rigid
+for the objective to be learned through it.
+"""
+
+from __future__ import annotations
+
+from contrastkit.config import AUX_TERMS
+from contrastkit.doctor.findings import Finding
+from contrastkit.doctor.rules.context import Context, _flat_terms, _r, start_end
+from contrastkit.doctor.rules.thresholds import (
+    COLLAPSE_RANK_SHARE,
+    COLLAPSE_STD_RATIO,
+    RIGID_EMBED_DRIFT,
+    RIGID_LOSS_DECREASE,
+    RIGID_PARAM_DRIFT,
+)
+from contrastkit.doctor.signals import is_backbone
+
+
+def rule_collapse(ctx: Context) -> list[Finding]:
+    out = []
+    for key in ctx.keys("collapse/"):
+        if not key.endswith("/std_ratio"):
+            continue
+        tower = key.split("/")[1]
+        std = start_end(ctx.series(key))[1]
+        rank_series = ctx.series(f"collapse/{tower}/effective_rank")
+        dims = ctx.series(f"collapse/{tower}/dim")
+        dim = dims[-1][1] if dims else 0
+        rank = start_end(rank_series)[1] if rank_series else float("inf")
+        if std >= COLLAPSE_STD_RATIO and rank >= max(2.0, COLLAPSE_RANK_SHARE * dim):
+            continue
+        out.append(
+            Finding(
+                "collapse",
+                "error",
+                {
+                    "tower": tower,
+                    "std_ratio": _r(std),
+                    "effective_rank": _r(rank),
+                    "dim": dim,
+                    "step": ctx.series(key)[-1][0],
+                },
+                f"The {tower} embeddings have collapsed (spread {std:.3g} of an even spread, "
+                f"effective rank {rank:.3g}), so every input maps to nearly the same point.",
+                {"train.lr": _r(ctx.cfg.train.lr / 10)},
+                "a too-large learning rate is the usual cause; also check duplicate_groups.",
+            )
+        )
+    return out
+
+
+def rule_backbone(ctx: Context) -> list[Finding]:
+    out = []
+    groups = sorted(
+        {k.split("/", 1)[1] for k in ctx.keys("trainable/")}
+        | {k.split("/", 1)[1] for k in ctx.keys("param_drift/")}
+    )
+    backbone = [g for g in groups if is_backbone(g)]
+    if not backbone:
+        return out
+    flat = _flat_terms(ctx, RIGID_LOSS_DECREASE)
+    frozen = [
+        g
+        for g in backbone
+        if ctx.series(f"trainable/{g}") and max(v for _, v in ctx.series(f"trainable/{g}")) == 0
+    ]
+    if frozen and flat:
+        out.append(
+            Finding(
+                "frozen_backbone",
+                "warning",
+                {"frozen": frozen, "flat_terms": flat},
+                "The backbone is frozen for the whole run and the loss does not improve, so the "
+                "frozen features cannot express what the objective needs.",
+                {
+                    "train.freeze": [p for p in ctx.cfg.train.freeze if p not in frozen],
+                    "train.phases": [
+                        {"name": "heads", "until_epoch": 1, "freeze": frozen},
+                        {"name": "all", "unfreeze": frozen},
+                    ],
+                },
+            )
+        )
+    moving = [g for g in backbone if g not in frozen]
+    drift = {
+        g: start_end(ctx.series(f"param_drift/{g}"))[1]
+        for g in moving
+        if ctx.series(f"param_drift/{g}")
+    }
+    embed = {
+        k.split("/")[1]: start_end(ctx.series(k))[1]
+        for k in ctx.keys("embed_drift/")
+        if k.endswith("/drift")
+    }
+    if (
+        drift
+        and flat
+        and max(drift.values()) < RIGID_PARAM_DRIFT
+        and all(v < RIGID_EMBED_DRIFT for v in embed.values())
+    ):
+        ratio = ctx.series("grad_ratio/backbone_head")
+        heads = [t for t in AUX_TERMS if t in ctx.cfg.loss.term_weights()]
+        phases = [
+            {
+                "name": "align",
+                "until_epoch": 2,
+                "freeze": sorted(drift),
+                "weights": {t: 0.0 for t in heads},
+            },
+            {"name": "finetune"},
+        ]
+        out.append(
+            Finding(
+                "rigidity",
+                "warning",
+                {
+                    "param_drift": {g: _r(v) for g, v in drift.items()},
+                    "embedding_drift": {t: _r(v) for t, v in embed.items()},
+                    "backbone_head_grad_ratio": _r(start_end(ratio)[1]) if ratio else None,
+                    "flat_terms": flat,
+                    "thresholds": [RIGID_PARAM_DRIFT, RIGID_EMBED_DRIFT],
+                },
+                "The pretrained backbone barely moves (weights < 0.1%, embeddings < 1%) while the "
+                "new objective's loss stays flat: the heads cannot reach the objective through features that do not change.",
+                {"train.phases": phases, "train.lr_scale": {g: 10.0 for g in sorted(drift)}},
+                "first align the new heads with the backbone frozen and competing terms at weight 0, "
+                "then fine-tune everything with a larger backbone lr (LP-FT, Kumar et al. 2022).",
+            )
+        )
+    return out
