@@ -153,6 +153,12 @@ def test_linear_probe_fits_on_the_train_split_only():
         row.values["label"] = 1 - row.values["label"]
     out = _evaluate(FakeDataset(), cfg, train_dataset=flipped)
     assert out["test/image/linear_probe_accuracy"] == 0.0
+    # No labelled train row: skipped (this runs after training; the summary must survive).
+    unlabelled = FakeDataset()
+    for row in unlabelled.rows:
+        row.values["label"] = -1
+    out = _evaluate(FakeDataset(), cfg, train_dataset=unlabelled)
+    assert "test/image/linear_probe_accuracy" not in out and "test/text_to_image/R@1" in out
 
 
 def test_probe_config_errors_name_the_key():

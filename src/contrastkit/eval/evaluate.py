@@ -10,6 +10,7 @@ they go to `summary.json` / `eval.json` as they are.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 
 from contrastkit.config import EvalConfig
 from contrastkit.data import collate
-from contrastkit.errors import ConfigError, DataError
+from contrastkit.errors import ConfigError
 from contrastkit.eval.captioning import captioning_metrics
 from contrastkit.eval.probes import knn_accuracy, linear_probe_accuracy, zero_shot_accuracy
 from contrastkit.eval.retrieval import (
@@ -28,6 +29,8 @@ from contrastkit.eval.retrieval import (
     self_retrieval_metrics,
 )
 from contrastkit.eval.stats import embedding_stats
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -172,6 +175,11 @@ def _caption_keys(
     return {f"{split}/captioning/{k}": v for k, v in captioning_metrics(hyps, refs).items()}
 
 
+def _labelled(embedded: dict[str, TowerEmbeddings]) -> dict[str, TowerEmbeddings]:
+    """The towers whose embedded rows include at least one class label."""
+    return {t: e for t, e in embedded.items() if bool((e.labels >= 0).any())}
+
+
 def _text_column(model: Any, tower: str) -> str | None:
     """The text column of a tower that reads exactly one text column, else None."""
     columns = list(model.tower_inputs(tower))
@@ -233,13 +241,13 @@ def _zero_shot_keys(
     if not prompts or not names or not text_towers:
         return {}
     classes = _prompt_embeddings(model, text_towers[0], prompts, names)
-    out = {}
-    for tower, emb in embedded.items():
-        if tower in text_towers or not bool((emb.labels >= 0).any()):
-            continue
-        acc = zero_shot_accuracy(emb.embeddings, emb.labels, classes)
-        out[f"{split}/{tower}/zero_shot_accuracy"] = acc
-    return out
+    return {
+        f"{split}/{tower}/zero_shot_accuracy": zero_shot_accuracy(
+            emb.embeddings, emb.labels, classes
+        )
+        for tower, emb in _labelled(embedded).items()
+        if tower not in text_towers
+    }
 
 
 def _linear_probe_keys(
@@ -249,16 +257,17 @@ def _linear_probe_keys(
     embedded: dict[str, TowerEmbeddings],
     batch_size: int,
 ) -> dict[str, float]:
-    """Logistic-regression probe per labelled tower: fit on train, scored on `split`."""
+    """Logistic-regression probe per labelled tower: fit on train, scored on `split`.
+
+    A tower whose train rows carry no label is skipped with a warning (this runs after
+    training; raising here would lose the run's summary).
+    """
     out = {}
-    for tower, emb in embedded.items():
-        if not bool((emb.labels >= 0).any()):
-            continue
+    for tower, emb in _labelled(embedded).items():
         train = embed_tower(model, train_dataset, tower, batch_size=batch_size)
         if not bool((train.labels >= 0).any()):
-            raise DataError(
-                f"eval.linear_probe: the train split has no labelled rows for tower {tower!r}"
-            )
+            log.warning("eval.linear_probe: no labelled train rows for tower %r; skipped", tower)
+            continue
         acc = linear_probe_accuracy(train.embeddings, train.labels, emb.embeddings, emb.labels)
         out[f"{split}/{tower}/linear_probe_accuracy"] = acc
     return out
