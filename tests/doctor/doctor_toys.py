@@ -117,7 +117,10 @@ class ToyCriterion(nn.Module):
         self.weights = weights or {"contrastive": 1.0, "captioning": 1.0}
         self.aux_sign = aux_sign
 
-    def forward(self, output: ModelOutput, batch: dict) -> LossOutput:
+    def forward(
+        self, output: ModelOutput, batch: dict, weights: dict[str, float] | None = None
+    ) -> LossOutput:
+        weights = dict(self.weights if weights is None else weights)
         a, b = output.towers["image"].embedding, output.towers["text"].embedding
         scale = self.logit_scale.exp()
         logits = scale * a @ b.T
@@ -125,10 +128,10 @@ class ToyCriterion(nn.Module):
         clip = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
         aux = self.aux_sign * clip + 3.0
         terms = {"contrastive": clip, "captioning": aux}
-        total = sum(self.weights[k] * v for k, v in terms.items())
+        total = sum(weights[k] * v for k, v in terms.items())
         result = ContrastiveResult(loss=clip, logit_scale=scale.detach())
         return LossOutput(
-            total=total, terms=terms, weights=dict(self.weights), results={"contrastive": result}
+            total=total, terms=terms, weights=weights, results={"contrastive": result}
         )
 
 

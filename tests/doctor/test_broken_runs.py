@@ -95,6 +95,19 @@ BROKEN = {
         ],
         "gradient_interference",
     ),
+    # The same conflict under cached accumulation, where the step's terms arrive detached:
+    # the doctor measures it on the probe batch instead (as large as the global batch).
+    "second_head_on_shared_text_tower_accumulated": (
+        [
+            "model.towers.text2={share: text}",
+            f"loss.objectives=[{json.dumps(CLIP)}, "
+            '{"name": "second", "type": "clip", "towers": ["image", "text2"]}]',
+            "data.batch_size=16",
+            "train.accumulate=2",
+            "doctor.probe_size=32",
+        ],
+        "gradient_interference",
+    ),
     "backbone_refuses_to_move": (["train.lr=0.000001"], "rigidity"),
     "projector_collapse_huge_lr": (["train.lr=5", "train.grad_clip=null"], "collapse"),
     "lr_stuck_at_zero": (["train.lr=1e-12"], "lr_zero"),

@@ -25,6 +25,7 @@ from contrastkit.doctor.monitors import (
     build_monitors,
 )
 from contrastkit.doctor.rules import diagnose
+from contrastkit.losses.result import LossOutput
 from contrastkit.train.events import Event, fire
 
 
@@ -53,6 +54,30 @@ def test_interference_negative_cosine_and_backward_unchanged(tmp_path):
     crit(model(state.batch), state.batch).total.backward()
     for g1, g2 in zip(with_monitor, grads_of(model), strict=True):
         assert (g1 is None and g2 is None) or torch.allclose(g1, g2)
+
+
+def test_interference_on_the_probe_batch_when_the_step_terms_are_detached(tmp_path):
+    # Under cached accumulation the engine reports detached terms; the monitor measures the
+    # conflict on the probe batch without touching .grad, the RNG stream or the train mode.
+    torch.manual_seed(0)
+    weights = {"contrastive": 1.0, "captioning": 0.5}
+    model, crit = ToyModel(), ToyCriterion(aux_sign=-1.0, weights=weights)
+    mon = InterferenceMonitor(every=1)
+    state = make_state(model, crit, tmp_path)
+    state.batch = make_batch(0)
+    live = crit(model(state.batch), state.batch)
+    terms = {k: v.detach() for k, v in live.terms.items()}
+    state.loss = LossOutput(total=live.total.detach(), terms=terms, weights=live.weights)
+    rng = torch.get_rng_state()
+    fire([mon], Event.AFTER_LOSS, state)
+    (rec,) = mon.history
+    assert rec["grad_cos/contrastive|captioning"] == pytest.approx(-1.0, abs=1e-5)
+    assert rec["grad_share/contrastive"] == pytest.approx(1 / 1.5, abs=1e-5)
+    assert model.training and torch.equal(torch.get_rng_state(), rng)
+    assert all(p.grad is None for p in model.parameters())
+    state.probe_batch = None  # nothing to measure on: no record, no error
+    fire([mon], Event.AFTER_LOSS, state)
+    assert len(mon.history) == 1
 
 
 def test_interference_finding_from_a_run(tmp_path):

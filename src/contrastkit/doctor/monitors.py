@@ -180,8 +180,12 @@ class InterferenceMonitor(Monitor):
     """Per-objective gradient norms and cosines on shared parameters (at AFTER_LOSS).
 
     Uses `torch.autograd.grad(..., retain_graph=True)` per weighted term, so the engine's
-    backward still finds its graph and `.grad` is untouched. Skipped under DDP (the
-    reducer expects one backward per forward) and when a term has no graph.
+    backward still finds its graph and `.grad` is untouched. Under accumulation
+    (`cached`/`naive`) the step's terms arrive detached — the graph is per micro-batch or
+    already freed — so the same measurement runs on the fixed probe batch instead: one
+    extra forward in eval mode with a forked RNG (training's dropout stream and batch-norm
+    statistics are left alone) every `every` steps. Skipped under DDP (the probe loss would
+    all-gather across ranks outside the engine's collective schedule).
     """
 
     name = "interference"
@@ -192,11 +196,32 @@ class InterferenceMonitor(Monitor):
         dist = torch.distributed
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             return
-        terms = {
-            k: v
-            for k, v in state.loss.terms.items()
-            if isinstance(v, Tensor) and v.requires_grad and state.loss.weights.get(k, 0.0) > 0
-        }
+        weights = state.loss.weights
+        weighted = [k for k, v in state.loss.terms.items() if weights.get(k, 0.0) > 0]
+        terms = _graph_terms(state.loss.terms, weights)
+        if len(weighted) >= 2 and len(terms) < 2:  # detached: accumulation
+            self._probe_measure(state, weights)
+            return
+        self._measure(state, terms, weights)
+
+    def _probe_measure(self, state: State, weights: dict[str, float]) -> None:
+        if state.probe_batch is None:
+            return
+        model = state.model
+        was_training = model.training
+        devices = sorted(
+            {p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"}
+        )
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            model.eval()
+            try:
+                output = model(state.probe_batch)
+                loss = state.criterion(output, state.probe_batch, weights)
+                self._measure(state, _graph_terms(loss.terms, weights), weights)
+            finally:
+                model.train(was_training)
+
+    def _measure(self, state: State, terms: dict[str, Tensor], weights: dict[str, float]) -> None:
         if len(terms) < 2:
             return
         params = [p for _, p in sig.named_parameters(state.model) if p.requires_grad]
@@ -206,10 +231,10 @@ class InterferenceMonitor(Monitor):
                 grads[k] = list(
                     torch.autograd.grad(v, params, retain_graph=True, allow_unused=True)
                 )
-        except RuntimeError:  # graph already freed (e.g. cached accumulation)
+        except RuntimeError:  # graph already freed
             return
         result = sig.gradient_cosines(grads)
-        weighted = {k: state.loss.weights[k] * n for k, n in result["norm"].items()}
+        weighted = {k: weights[k] * n for k, n in result["norm"].items()}
         total = sum(weighted.values())
         values: dict[str, Any] = {"shared_params": int(result["shared_params"]["count"])}
         for k, n in result["norm"].items():
@@ -217,6 +242,15 @@ class InterferenceMonitor(Monitor):
             values[f"grad_share/{k}"] = weighted[k] / total if total > 0 else 0.0
         values.update({f"grad_cos/{pair}": c for pair, c in result["cosine"].items()})
         self.record(state, state.step, values)
+
+
+def _graph_terms(terms: dict[str, Any], weights: dict[str, float]) -> dict[str, Tensor]:
+    """The weighted terms that still carry an autograd graph."""
+    return {
+        k: v
+        for k, v in terms.items()
+        if isinstance(v, Tensor) and v.requires_grad and weights.get(k, 0.0) > 0
+    }
 
 
 @contextmanager
