@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from contrastkit.config import Config
 from contrastkit.doctor import signals as sig
 from contrastkit.errors import DataError
+from contrastkit.losses.result import result_stats
 from contrastkit.train.events import Callback, State
 
 SIGNALS_FILE = "signals.jsonl"
@@ -146,13 +147,7 @@ class LossMonitor(Monitor):
             values[f"loss/{k}"] = v
             values[f"weight/{k}"] = float(out.weights.get(k, 0.0))
             values[f"share/{k}"] = abs(weighted[k]) / norm if norm > 0 else 0.0
-        for name, r in out.results.items():
-            if r.logit_scale is not None:
-                values[f"{name}/logit_scale"] = float(r.logit_scale)
-            if r.logit_bias is not None:
-                values[f"{name}/logit_bias"] = float(r.logit_bias)
-            for k, v in r.stats.items():
-                values[f"{name}/{k}"] = float(v)
+        values.update(result_stats(out.results))
         values.update({k: float(v) for k, v in out.stats.items()})
         values.update(self._embedding_stats(state))
         return values
@@ -207,19 +202,10 @@ class InterferenceMonitor(Monitor):
     def _probe_measure(self, state: State, weights: dict[str, float]) -> None:
         if state.probe_batch is None:
             return
-        model = state.model
-        was_training = model.training
-        devices = sorted(
-            {p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"}
-        )
-        with torch.random.fork_rng(devices=devices), torch.enable_grad():
-            model.eval()
-            try:
-                output = model(state.probe_batch)
-                loss = state.criterion(output, state.probe_batch, weights)
-                self._measure(state, _graph_terms(loss.terms, weights), weights)
-            finally:
-                model.train(was_training)
+        with probe_mode(state.model, grad=True):
+            output = state.model(state.probe_batch)
+            loss = state.criterion(output, state.probe_batch, weights)
+            self._measure(state, _graph_terms(loss.terms, weights), weights)
 
     def _measure(self, state: State, terms: dict[str, Tensor], weights: dict[str, float]) -> None:
         if len(terms) < 2:
@@ -254,11 +240,12 @@ def _graph_terms(terms: dict[str, Any], weights: dict[str, float]) -> dict[str, 
 
 
 @contextmanager
-def probe_mode(model: nn.Module):
-    """Eval mode, no grad, and a forked RNG; restores the previous mode afterwards."""
+def probe_mode(model: nn.Module, *, grad: bool = False):
+    """Eval mode, a forked RNG and (unless `grad`) no grad; restores the previous mode
+    afterwards, so a measurement never touches training's RNG stream or mode."""
     was_training = model.training
     devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
+    with torch.random.fork_rng(devices=devices), torch.set_grad_enabled(grad):
         model.eval()
         try:
             yield

@@ -27,7 +27,7 @@ from contrastkit.losses.auxiliary import (
     masked_modelling_loss,
 )
 from contrastkit.losses.clip import ClipLoss
-from contrastkit.losses.result import ContrastiveResult, LossOutput
+from contrastkit.losses.result import ContrastiveResult, LossOutput, result_stats
 from contrastkit.losses.siglip import SiglipLoss
 from contrastkit.losses.triplet import TripletLoss
 from contrastkit.models.outputs import ModelOutput
@@ -59,18 +59,6 @@ def _triplet(o: TripletObjective) -> nn.Module:
         same_label_negatives=o.same_label_negatives,
         distance=o.distance,
     )
-
-
-def _result_stats(name: str, r: ContrastiveResult) -> dict[str, float]:
-    """Flatten one objective's result into `<name>/<stat>` floats."""
-    out: dict[str, float] = {f"{name}/num_positives": float(r.num_positives)}
-    for key in ("logit_scale", "logit_bias", "a_to_b", "b_to_a"):
-        value = getattr(r, key)
-        if value is not None:
-            out[f"{name}/{key}"] = float(value.detach())
-    for key, value in r.stats.items():
-        out[f"{name}/{key}"] = float(value)
-    return out
 
 
 class MultitaskLoss(nn.Module):
@@ -181,10 +169,9 @@ class MultitaskLoss(nn.Module):
         if total is None:
             anchor = next(iter(terms.values()), None)
             total = anchor.new_zeros(()) if anchor is not None else torch.zeros(())
-        stats: dict[str, float] = {}
-        for name, r in results.items():
-            stats.update(_result_stats(name, r))
-        return LossOutput(total=total, terms=terms, weights=weights, stats=stats, results=results)
+        return LossOutput(
+            total=total, terms=terms, weights=weights, stats=result_stats(results), results=results
+        )
 
 
 def build_loss(cfg: LossConfig) -> MultitaskLoss:

@@ -52,3 +52,19 @@ class LossOutput:
         return {
             k: float(self.weights.get(k, 0.0)) * float(v.detach()) for k, v in self.terms.items()
         }
+
+
+def result_stats(results: dict[str, ContrastiveResult]) -> dict[str, float]:
+    """Flatten each objective's result into `<name>/<stat>` floats (positives count,
+    temperature / bias, per-direction parts, extra stats): the one key scheme the engine
+    logs and the doctor reads, whatever the accumulation mode."""
+    out: dict[str, float] = {}
+    for name, r in results.items():
+        out[f"{name}/num_positives"] = float(r.num_positives)
+        for key in ("logit_scale", "logit_bias", "a_to_b", "b_to_a"):
+            value = getattr(r, key)
+            if value is not None:
+                out[f"{name}/{key}"] = float(value.detach())
+        for key, value in r.stats.items():
+            out[f"{name}/{key}"] = float(value)
+    return out

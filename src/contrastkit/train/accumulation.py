@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from contrastkit.losses.result import LossOutput
+from contrastkit.losses.result import LossOutput, result_stats
 from contrastkit.models.outputs import ModelOutput
 from contrastkit.train.rng import capture_rng, restore_rng
 
@@ -107,19 +107,6 @@ def weighted_sum(terms: dict[str, Tensor], weights: dict[str, float]) -> Tensor 
     """Sum of weight x term over terms with a non-zero weight (None if there are none)."""
     parts = [weights[k] * v for k, v in terms.items() if weights.get(k, 0.0) != 0.0]
     return torch.stack([p.reshape(()) for p in parts]).sum() if parts else None
-
-
-def result_stats(results: dict) -> dict[str, float]:
-    """Flat `objective/stat` floats from ContrastiveResults (temperature, bias, extras)."""
-    stats: dict[str, float] = {}
-    for name, r in results.items():
-        if r.logit_scale is not None:
-            stats[f"{name}/logit_scale"] = float(r.logit_scale)
-        if r.logit_bias is not None:
-            stats[f"{name}/logit_bias"] = float(r.logit_bias)
-        for key, value in r.stats.items():
-            stats[f"{name}/{key}"] = float(value)
-    return stats
 
 
 def _backward(loss: Tensor | None) -> None:
