@@ -12,7 +12,7 @@ from rich.table import Table
 
 from contrastkit.data import collate
 from contrastkit.errors import ContrastkitError
-from contrastkit.eval.evaluate import embed_tower
+from contrastkit.eval.evaluate import embed_tower, text_column_of
 from contrastkit.eval.search import topk_search
 
 
@@ -27,7 +27,7 @@ def _pick_pair(
             (q, gallery) for q in model.tower_names if q != gallery
         ]
     if text_query:
-        candidates = [p for p in candidates if _text_column(model, p[0])]
+        candidates = [p for p in candidates if text_column_of(model, p[0])]
         if not candidates:
             raise ContrastkitError(
                 "a text query needs a tower whose input is text; use --query-id ID instead"
@@ -35,13 +35,6 @@ def _pick_pair(
     if not candidates:
         raise ContrastkitError("no (query, gallery) tower pair to search with")
     return candidates[0]
-
-
-def _text_column(model: Any, tower: str) -> str | None:
-    columns = list(model.tower_inputs(tower))
-    if len(columns) == 1 and columns[0].startswith("text"):
-        return columns[0]
-    return None
 
 
 def _describe(row: Any, columns: list[str]) -> str:
@@ -104,7 +97,7 @@ def run_search(
     g_columns = list(model.tower_inputs(g_tower))
     model.eval()
     if query is not None:
-        column = _text_column(model, q_tower)
+        column = text_column_of(model, q_tower)
         with torch.no_grad():
             emb = model.encode(q_tower, {column: [query]}).embedding
         scores, idx = topk_search(emb, g.embeddings, k)

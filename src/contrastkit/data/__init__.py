@@ -3,7 +3,7 @@
 See docs/data.md for the manifest format and docs/architecture.md for the batch contract.
 """
 
-from contrastkit.data.collate import collate
+from contrastkit.data.collate import collate, to_device
 from contrastkit.data.dataset import ManifestDataset, validate_rows
 from contrastkit.data.loaders import DatasetBundle, build_datasets, build_loader, resolve_manifest
 from contrastkit.data.manifest import Row, SkippedRow, is_text_column, read_manifest
@@ -21,6 +21,7 @@ __all__ = [
     "build_datasets",
     "build_loader",
     "collate",
+    "to_device",
     "is_text_column",
     "read_manifest",
     "resolve_manifest",

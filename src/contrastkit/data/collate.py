@@ -8,6 +8,7 @@ present for every batch of N x F features so its presence does not depend on the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -57,3 +58,10 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             batch[column] = torch.stack([s[column] for s in samples])
     return batch
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """The batch with its tensors on `device` (text lists and ids stay as they are)."""
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()
+    }

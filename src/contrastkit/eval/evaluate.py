@@ -11,7 +11,7 @@ they go to `summary.json` / `eval.json` as they are.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from contrastkit.config import EvalConfig
-from contrastkit.data import collate
+from contrastkit.data import collate, is_text_column, to_device
 from contrastkit.errors import ConfigError
 from contrastkit.eval.captioning import captioning_metrics
 from contrastkit.eval.probes import knn_accuracy, linear_probe_accuracy, zero_shot_accuracy
@@ -61,10 +61,6 @@ def _hashable(value: Any) -> Any:
     return value
 
 
-def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
-
-
 def _device(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
@@ -90,7 +86,7 @@ def embed_tower(model: Any, dataset: Any, tower: str, *, batch_size: int = 256) 
             for start in range(0, len(rows), batch_size):
                 batch = collate([dataset[i] for i in rows[start : start + batch_size]])
                 labels.append(batch.get("label", torch.full((len(batch["ids"]),), -1)))
-                out = model.encode(tower, _to_device(batch, device))
+                out = model.encode(tower, to_device(batch, device))
                 chunks.append(out.embedding.detach().float().cpu())
     finally:
         model.train(was_training)
@@ -163,7 +159,7 @@ def _caption_keys(
         for start in range(0, n, batch_size):
             batch = collate([dataset[i] for i in range(start, min(start + batch_size, n))])
             hyps += model.generate(
-                _to_device(batch, device),
+                to_device(batch, device),
                 method=gen.method,
                 beam_size=gen.beam_size,
                 max_length=gen.max_length,
@@ -180,10 +176,11 @@ def _labelled(embedded: dict[str, TowerEmbeddings]) -> dict[str, TowerEmbeddings
     return {t: e for t, e in embedded.items() if bool((e.labels >= 0).any())}
 
 
-def _text_column(model: Any, tower: str) -> str | None:
-    """The text column of a tower that reads exactly one text column, else None."""
+def text_column_of(model: Any, tower: str) -> str | None:
+    """The column of a tower whose only input is text (so raw strings — a search query,
+    class prompts — can be embedded by it), else None."""
     columns = list(model.tower_inputs(tower))
-    return columns[0] if len(columns) == 1 and columns[0].startswith("text") else None
+    return columns[0] if len(columns) == 1 and is_text_column(columns[0]) else None
 
 
 def class_names(dataset: Any) -> list[str]:
@@ -195,7 +192,7 @@ def class_names(dataset: Any) -> list[str]:
 def _prompt_embeddings(model: Any, tower: str, prompts: list[str], names: list[str]) -> Tensor:
     """C x E class embeddings: each class's prompts embedded by the text tower, averaged
     after L2 normalisation (CLIP's prompt ensembling), then re-normalised."""
-    column = _text_column(model, tower)
+    column = text_column_of(model, tower)
     was_training = model.training
     model.eval()
     try:
@@ -222,7 +219,7 @@ def check_probe_config(
         raise ConfigError(
             f"eval.{wanted[0]} needs class labels, but {manifest} has no 'label' column"
         )
-    if cfg.zero_shot_prompt and not any(_text_column(model, t) for t in model.tower_names):
+    if cfg.zero_shot_prompt and not any(text_column_of(model, t) for t in model.tower_names):
         raise ConfigError(
             "eval.zero_shot_prompt needs a tower whose only input is a text column; "
             f"towers: {list(model.tower_names)}"
@@ -237,7 +234,7 @@ def _zero_shot_keys(
     zs = cfg.zero_shot_prompt
     prompts = [zs] if isinstance(zs, str) else list(zs or [])
     names = class_names(dataset)
-    text_towers = [t for t in embedded if _text_column(model, t)]
+    text_towers = [t for t in embedded if text_column_of(model, t)]
     if not prompts or not names or not text_towers:
         return {}
     classes = _prompt_embeddings(model, text_towers[0], prompts, names)

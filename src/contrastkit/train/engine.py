@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from contrastkit.config import TrainConfig
+from contrastkit.data.collate import to_device
 from contrastkit.errors import ConfigError, RunDirError
 from contrastkit.losses.result import LossOutput
 from contrastkit.train import checkpoint as ckpt
@@ -75,13 +76,6 @@ class EngineParts:
     prepare: Callable | None = None
     ema: EMA | None = None
     extras: dict[str, Any] = field(default_factory=dict)
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {
-        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-        for k, v in batch.items()
-    }
 
 
 def config_hash(config: Any) -> str | None:
