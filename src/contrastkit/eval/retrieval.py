@@ -62,6 +62,17 @@ def _dense_groups(
     return inverse[: len(ga)], inverse[len(ga) :]
 
 
+def _sorted_groups(
+    groups_a: Sequence | Tensor, groups_b: Sequence | Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Dense group ids of both sides sorted ascending (stable), with the permutations that
+    sort them: the row / column order `positive_ranks` expects."""
+    ga, gb = _dense_groups(groups_a, groups_b)
+    ga_s, pa = torch.sort(ga, stable=True)
+    gb_s, pb = torch.sort(gb, stable=True)
+    return ga_s, pa, gb_s, pb
+
+
 def _chunk_bounds(groups_sorted: Tensor, chunk_size: int) -> list[tuple[int, int]]:
     """Row chunks of about `chunk_size` rows that end on group boundaries."""
     n = len(groups_sorted)
@@ -261,9 +272,7 @@ def retrieval_metrics_from_scores(
     chunk_size: int = 1024,
 ) -> dict[str, dict[str, float]]:
     """`retrieval_metrics` on a given score matrix (hand-made cases, tie tests)."""
-    ga, gb = _dense_groups(groups_a, groups_b)
-    ga_s, pa = torch.sort(ga, stable=True)
-    gb_s, pb = torch.sort(gb, stable=True)
+    ga_s, pa, gb_s, pb = _sorted_groups(groups_a, groups_b)
     s = scores[pa.to(scores.device)][:, pb.to(scores.device)]
     a2b, b2a = positive_ranks(
         lambda r0, r1, c0, c1: s[r0:r1, c0:c1],
@@ -310,9 +319,7 @@ def retrieval_metrics(
         raise DataError("retrieval: one group id per embedding row is required")
     if chunk_size < 1:
         raise DataError(f"retrieval: chunk_size must be >= 1, got {chunk_size}")
-    ga, gb = _dense_groups(groups_a, groups_b)
-    ga_s, pa = torch.sort(ga, stable=True)
-    gb_s, pb = torch.sort(gb, stable=True)
+    ga_s, pa, gb_s, pb = _sorted_groups(groups_a, groups_b)
     a_s, b_s = a.detach()[pa.to(a.device)], b.detach()[pb.to(b.device)]
 
     def score_fn(r0: int, r1: int, c0: int, c1: int) -> Tensor:
