@@ -28,9 +28,9 @@ from torch import nn
 
 from contrastkit.config import Config, config_from_dict, load_config
 from contrastkit.doctor.monitors import build_monitors
+from contrastkit.events import Callback, Event, State, fire
 from contrastkit.losses.result import ContrastiveResult, LossOutput
 from contrastkit.models.outputs import ModelOutput, TowerOutput
-from contrastkit.train.events import Callback, Event, State, fire
 
 ROOT = Path(__file__).resolve().parents[1]
 

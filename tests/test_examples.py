@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from contrastkit.cli import main
+from contrastkit.app.cli import main
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from contrastkit.cli import main
+from contrastkit.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

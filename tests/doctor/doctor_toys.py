@@ -12,9 +12,9 @@ from torch import Tensor, nn
 
 from contrastkit.config import Config, config_from_dict
 from contrastkit.data.manifest import Row, SkippedRow
+from contrastkit.events import Callback, Event, State, fire
 from contrastkit.losses.result import ContrastiveResult, LossOutput
 from contrastkit.models.outputs import ModelOutput, TowerOutput
-from contrastkit.train.events import Callback, Event, State, fire
 
 TOWERS = {
     "image": {"streams": {"image": {"type": "cnn"}}},

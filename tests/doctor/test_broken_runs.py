@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from contrastkit.cli import main
+from contrastkit.app.cli import main
 from contrastkit.data.builtin import builtin_manifest
 
 BASE = {

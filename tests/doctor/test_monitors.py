@@ -25,8 +25,8 @@ from contrastkit.doctor.monitors import (
     build_monitors,
 )
 from contrastkit.doctor.rules import diagnose
+from contrastkit.events import Event, fire
 from contrastkit.losses.result import LossOutput
-from contrastkit.train.events import Event, fire
 
 
 def test_interference_negative_cosine_and_backward_unchanged(tmp_path):

@@ -11,7 +11,7 @@ from train_toys import toy_engine, toy_train_config
 
 from contrastkit.config import Phase
 from contrastkit.errors import ConfigError
-from contrastkit.train.events import Callback, Event
+from contrastkit.events import Callback, Event
 
 
 class Recorder(Callback):

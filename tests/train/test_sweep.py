@@ -10,7 +10,7 @@ from contrastkit.errors import ConfigError
 
 optuna = pytest.importorskip("optuna")
 
-from contrastkit.train.sweep import PruningCallback, sweep  # noqa: E402
+from contrastkit.app.sweep import PruningCallback, sweep  # noqa: E402
 
 CONFIG = {
     "data": {"manifest": "builtin:toy", "batch_size": 8},

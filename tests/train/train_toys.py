@@ -231,7 +231,7 @@ def script_run(run_dir, *, resume: bool = False, slow: bool = False) -> dict:
     import time
     from pathlib import Path
 
-    from contrastkit.train.events import Callback
+    from contrastkit.events import Callback
 
     class Slow(Callback):
         def on_batch_end(self, state) -> None:

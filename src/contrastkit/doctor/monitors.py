@@ -22,8 +22,8 @@ from torch import Tensor, nn
 from contrastkit.config import Config
 from contrastkit.doctor import signals as sig
 from contrastkit.errors import DataError
+from contrastkit.events import Callback, State
 from contrastkit.losses.result import result_stats
-from contrastkit.train.events import Callback, State
 
 SIGNALS_FILE = "signals.jsonl"
 MAX_NAMES = 10  # parameter names listed per record

@@ -1,13 +1,13 @@
-"""contrastkit.train: the training engine (application layer).
+"""contrastkit.train: the training engine.
 
-Public entry points: `train` (run.py), `load_run` (checkpoint.py), `Engine`/`EngineParts`
-(engine.py) for custom components, `sweep` (sweep.py).
+Public entry points: `load_run` (checkpoint.py), `Engine`/`EngineParts` (engine.py) for
+custom components. The application (`train(cfg, run_dir)`, sweeps, CLI) lives in
+`contrastkit.app`, which imports this package, never the other way round.
 """
 
+from contrastkit.events import Callback, Event, State, fire
 from contrastkit.train.checkpoint import LoadedRun, load_run
 from contrastkit.train.engine import Engine, EngineParts
-from contrastkit.train.events import Callback, Event, State, fire
-from contrastkit.train.run import train
 
 __all__ = [
     "Callback",
@@ -18,5 +18,4 @@ __all__ = [
     "State",
     "fire",
     "load_run",
-    "train",
 ]

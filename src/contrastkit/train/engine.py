@@ -24,6 +24,7 @@ from torch import nn
 from contrastkit.config import TrainConfig
 from contrastkit.data.collate import to_device
 from contrastkit.errors import ConfigError, RunDirError
+from contrastkit.events import Callback, Event, State, fire
 from contrastkit.losses.result import LossOutput
 from contrastkit.train import checkpoint as ckpt
 from contrastkit.train.accumulation import StepContext, accumulation_step, batch_size_of
@@ -36,7 +37,6 @@ from contrastkit.train.distributed import (
     wrap_ddp,
 )
 from contrastkit.train.ema import EMA
-from contrastkit.train.events import Callback, Event, State, fire
 from contrastkit.train.loggers import Loggers, build_loggers, truncate_jsonl
 from contrastkit.train.lr_schedule import LrScheduler, warmup_steps_for
 from contrastkit.train.optim import build_optimizer

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from contrastkit.app.run import default_monitor, eval_pairs
 from contrastkit.config import config_from_dict, load_config
 from contrastkit.errors import RunDirError
-from contrastkit.train.run import default_monitor, eval_pairs
 
 DIGITS = Path(__file__).parents[2] / "src" / "contrastkit" / "examples" / "digits.yaml"
 
@@ -42,7 +42,8 @@ def test_load_run_missing_dir_is_run_dir_error(tmp_path) -> None:
 @pytest.mark.slow
 def test_tiny_digits_run_end_to_end(tmp_path) -> None:
     pytest.importorskip("sklearn")
-    from contrastkit.train import load_run, train
+    from contrastkit.app.run import train
+    from contrastkit.train import load_run
 
     overrides = [
         "train.epochs=1",

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from contrastkit import __version__
-from contrastkit.cli import main, retrieval_pairs
+from contrastkit.app.cli import main, retrieval_pairs
 from contrastkit.config import config_from_dict
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "digits.yaml"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "digits.yaml"
 
 
 def test_version(capsys):

@@ -21,7 +21,7 @@ import yaml
 
 from contrastkit.config import Config, dump_config, load_config
 from contrastkit.errors import ConfigError
-from contrastkit.train.events import Callback, State
+from contrastkit.events import Callback, State
 
 TrainFn = Callable[..., dict]
 _MISSING = object()
@@ -120,10 +120,10 @@ def sweep(
     """
     import optuna
 
-    from contrastkit.train.run import default_monitor
+    from contrastkit.app.run import default_monitor
 
     if train_fn is None:
-        from contrastkit.train.run import train as train_fn
+        from contrastkit.app.run import train as train_fn
     base = load_config(cfg_path, list(overrides))
     space = load_space(space_path, base)
     monitor = base.train.monitor or default_monitor(base)

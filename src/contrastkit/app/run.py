@@ -1,7 +1,7 @@
 """`train(cfg, run_dir)`: wire the real data, model, loss, doctor and eval into the engine.
 
 This is the application layer: it reads the typed config and calls each package's
-factory (imported inside functions, so `contrastkit.train` imports without them).
+factory.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from torch import nn
 
 from contrastkit.config import Config, dump_config
 from contrastkit.errors import ContrastkitError
+from contrastkit.events import Callback
 from contrastkit.train import checkpoint as ckpt
 from contrastkit.train.distributed import DistInfo, cleanup, init_distributed
 from contrastkit.train.ema import EMA, TeacherHook
 from contrastkit.train.engine import Engine, EngineParts
-from contrastkit.train.events import Callback
 from contrastkit.train.phases import make_weights_fn
 
 log = logging.getLogger(__name__)

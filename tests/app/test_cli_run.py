@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import yaml
 
-from contrastkit.cli import main
+from contrastkit.app.cli import main
 from contrastkit.eval.export import load_embeddings
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "digits.yaml"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "digits.yaml"
 TINY = [
     "data.max_rows=120",
     "data.batch_size=40",

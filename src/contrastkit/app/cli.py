@@ -70,8 +70,8 @@ def _rank0() -> bool:
 
 
 def _train(config: Path, run_dir: Path | None, overrides: list[str], resume: str | None) -> None:
+    from contrastkit.app.run import train
     from contrastkit.config import load_config
-    from contrastkit.train.run import train
 
     cfg = load_config(config, overrides)
     if run_dir is None:
@@ -197,7 +197,7 @@ def search_cmd(
     checkpoint: Annotated[str, typer.Option("--checkpoint")] = "best",
 ) -> None:
     """Search a split's gallery with a text query, a row's inputs (--query-id) or examples."""
-    from contrastkit.cli_search import run_search
+    from contrastkit.app.search import run_search
     from contrastkit.train.checkpoint import load_run
 
     if query is None and query_id is None and examples <= 0:
@@ -259,7 +259,7 @@ def sweep_cmd(
     override: Overrides = None,
 ) -> None:
     """Optuna search over config keys; several workers can share one storage."""
-    from contrastkit.train.sweep import sweep
+    from contrastkit.app.sweep import sweep
 
     best = sweep(
         config,
