@@ -9,14 +9,13 @@ header is row 1, like a spreadsheet) and the 1-based record for Parquet.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-from collections.abc import Iterator
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from contrastkit.data.records import iter_records
 from contrastkit.errors import DataError
 
 PATH_COLUMNS = ("image", "video", "sequence", "features")
@@ -70,55 +69,35 @@ def is_text_column(name: str) -> bool:
     return name == "text" or name.startswith(EXTRA_TEXT_PREFIX)
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """Yield (row number, record) pairs; a string record is a parse error message."""
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        with path.open(encoding="utf-8") as f:
-            for n, text in enumerate(f, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    record = json.loads(text)
-                except json.JSONDecodeError as err:
-                    yield n, f"invalid JSON ({err.msg} at char {err.pos})"
-                    continue
-                yield n, record if isinstance(record, dict) else "a JSONL row must be an object"
-    elif suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-            reader.fieldnames  # noqa: B018 - reads the header so line_num counts it
-            start = reader.line_num
-            for record in reader:
-                yield start + 1, {k: _csv_value(k, v) for k, v in record.items() if k is not None}
-                start = reader.line_num
-    elif suffix in (".parquet", ".pq"):
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise DataError(
-                f"{path}: reading Parquet manifests needs pyarrow: pip install contrastkit[data]"
-            ) from None
-        for n, record in enumerate(pq.read_table(path).to_pylist(), start=1):
-            yield n, record
-    else:
-        raise DataError(f"{path}: unknown manifest format {suffix!r}; use .jsonl, .csv or .parquet")
-
-
-def _csv_value(column: str, value: str | None) -> Any:
-    """CSV cells are strings: empty = missing; lists (attributes, multi-view video) as JSON."""
-    if value is None or value == "":
-        return None
-    if column in ("attributes", "video") and value.lstrip().startswith("["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value  # reported by the column check below
-    return value
-
-
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+# An integer written as a float, as spreadsheets and pandas write integer columns that
+# had a missing value: "1.0", "12.", "+3.00".
+_INTEGRAL_TEXT = re.compile(r"[+-]?\d+\.0*")
+
+
+def canonical_group(value: Any) -> str:
+    """The group name of a `group` value, so `1`, `1.0`, `"1"`, `"1.0"` and `" 1"` are one group.
+
+    Numbers that are whole become their integer text; strings are stripped of surrounding
+    whitespace and of a `.0` suffix on an integer. Other spellings (`"01"`, `"1e0"`) are
+    kept as written: the data doctor flags them (`group_format_clashes`).
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    text = str(value).strip()
+    if _INTEGRAL_TEXT.fullmatch(text):
+        return text.split(".")[0].removeprefix("+")
+    return text
+
+
+def canonical_split(value: Any) -> str:
+    """Split names are case-insensitive: `Test`, ` test` and `TEST` are the split `test`."""
+    return str(value).strip().lower()
 
 
 def _check_value(column: str, value: Any) -> str | None:
@@ -132,9 +111,13 @@ def _check_value(column: str, value: Any) -> str | None:
         views = value if isinstance(value, list) else [value]
         if not views or not all(isinstance(v, str) and v for v in views):
             return "video must be a path or a non-empty list of paths"
+        if any("\x00" in v for v in views):
+            return "video path contains a NUL byte"
     elif column in PATH_COLUMNS:
         if not isinstance(value, str) or not value:
             return f"{column} must be a path string, got {value!r}"
+        if "\x00" in value:
+            return f"{column} path contains a NUL byte"
     elif column == "label":
         if isinstance(value, bool) or not isinstance(value, int | str):
             return f"label must be a string or an integer, got {value!r}"
@@ -145,14 +128,37 @@ def _check_value(column: str, value: Any) -> str | None:
         )
         if not ok or not value:
             return f"attributes must be a non-empty list of finite numbers, got {value!r}"
+    elif column == "group":
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            return f"group must be a string or a number, got {value!r}"
+    elif column == "split" and (not isinstance(value, str) or not value.strip()):
+        return f"split must be a non-empty string, got {value!r}"
     return None
 
 
-def _resolve(base: Path, value: str | list[str]) -> Path | tuple[Path, ...]:
+def _resolve(base: Path, value: str | list[str], confine: Path | None) -> Path | tuple[Path, ...]:
+    """A media path: `~` expanded, relative paths joined to `base`; with `confine` (the
+    resolved data root) symlinks and `..` are resolved and the result must lie inside it.
+
+    Raises:
+        ValueError: the path leaves the root (`confine`), or `~user` names no user.
+    """
     if isinstance(value, list):
-        return tuple(_resolve(base, v) for v in value)  # type: ignore[misc]
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else base / p
+        return tuple(_resolve(base, v, confine) for v in value)  # type: ignore[misc]
+    try:
+        p = Path(value).expanduser()
+    except RuntimeError as err:  # "~nosuchuser/..."
+        raise ValueError(f"cannot expand {value!r}: {err}") from None
+    p = p if p.is_absolute() else base / p
+    if confine is None:
+        return p
+    real = p.resolve()
+    if not real.is_relative_to(confine):
+        raise ValueError(
+            f"path {value!r} resolves to {real}, outside the data root {confine} "
+            "(data.allow_outside_root: false)"
+        )
+    return real
 
 
 def read_manifest(
@@ -160,6 +166,7 @@ def read_manifest(
     *,
     root: str | Path | None = None,
     on_error: Literal["raise", "skip"] = "raise",
+    allow_outside_root: bool = True,
 ) -> tuple[list[Row], list[SkippedRow]]:
     """Parse a manifest into rows; structural checks only (no media is opened).
 
@@ -167,18 +174,21 @@ def read_manifest(
         path: the .jsonl / .csv / .parquet manifest.
         root: base folder for relative media paths (default: the manifest's folder).
         on_error: "raise" on the first bad row, or "skip" it and report it.
+        allow_outside_root: False confines every media path (after `~`, `..` and
+            symlinks are resolved) to the root; a path outside it is a bad row.
 
     Returns:
         (rows, skipped) in file order.
 
     Raises:
         DataError: naming the manifest, row and column (missing `id`, duplicate id,
-            wrong value type, empty text, invalid JSON).
+            wrong value type, empty text, invalid JSON, bytes that are not UTF-8).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"manifest {path} does not exist")
     base = Path(root).expanduser() if root is not None else path.parent
+    confine = None if allow_outside_root else base.resolve()
     rows: list[Row] = []
     skipped: list[SkippedRow] = []
     first_line: dict[str, int] = {}
@@ -188,7 +198,7 @@ def read_manifest(
             raise row_error(path, line, column, reason)
         skipped.append(SkippedRow(str(path), line, row_id, column, reason))
 
-    for line, record in _records(path):
+    for line, record in iter_records(path):
         if isinstance(record, str):
             bad(line, "", "<row>", record)
             continue
@@ -207,10 +217,19 @@ def read_manifest(
         if problem is not None:
             bad(line, row_id, *problem)
             continue
+        paths = {}
+        for column in (c for c in PATH_COLUMNS if c in values):
+            try:
+                paths[column] = _resolve(base, values[column], confine)
+            except ValueError as err:
+                problem = (column, str(err))
+                break
+        if problem is not None:
+            bad(line, row_id, *problem)
+            continue
         first_line[row_id] = line
-        paths = {c: _resolve(base, values[c]) for c in PATH_COLUMNS if c in values}
-        group = str(values.get("group", row_id))
-        split = str(values.get("split", "train"))
+        group = canonical_group(values.get("group", "")) or row_id
+        split = canonical_split(values.get("split", "train"))
         rows.append(Row(row_id, group, split, values, line, paths))
     if not rows and not skipped:
         raise DataError(f"manifest {path} has no rows")
@@ -236,3 +255,18 @@ def _is_int(text: str) -> bool:
 def group_names(rows: list[Row]) -> list[str]:
     """Sorted distinct groups over the whole manifest (all splits share one mapping)."""
     return sorted({r.group for r in rows})
+
+
+def group_format_clashes(rows: list[Row]) -> list[list[str]]:
+    """Groups that are distinct names but the same number (`"01"` and `"1"`, `"1e0"` and
+    `"1"`): probably one group written two ways, which turns positives into negatives.
+    `canonical_group` already merges the common cases; these are the ones it leaves."""
+    by_number: dict[float, set[str]] = {}
+    for name in {r.group for r in rows}:
+        try:
+            number = float(name)
+        except ValueError:
+            continue
+        if math.isfinite(number):
+            by_number.setdefault(number, set()).add(name)
+    return sorted(sorted(names) for names in by_number.values() if len(names) > 1)
