@@ -1,7 +1,7 @@
 """contrastkit.eval: retrieval metrics, embedding statistics, captioning metrics, probes,
 exact search and embedding export. See docs/evaluation.md."""
 
-from contrastkit.eval.captioning import captioning_metrics, numeric_fidelity
+from contrastkit.eval.captioning import captioning_metrics, numeric_error, numeric_fidelity
 from contrastkit.eval.evaluate import embed_dataset, embed_tower, evaluate
 from contrastkit.eval.export import export_embeddings, load_embeddings
 from contrastkit.eval.probes import knn_accuracy, linear_probe_accuracy, zero_shot_accuracy
@@ -21,6 +21,7 @@ __all__ = [
     "label_recall_at_1",
     "linear_probe_accuracy",
     "load_embeddings",
+    "numeric_error",
     "numeric_fidelity",
     "retrieval_metrics",
     "topk_search",

@@ -1,69 +1,56 @@
-"""Captioning metrics: corpus BLEU, ROUGE-L and numeric fidelity.
+"""Captioning metrics: corpus BLEU, ROUGE-L, numeric fidelity and numeric error.
 
 Reports often carry the numbers that matter ("ejection fraction 55%", "3.5 mm lesion");
-BLEU and ROUGE barely move when such a number is wrong, so `numeric_fidelity` checks them
-directly.
+BLEU and ROUGE barely move when such a number is wrong, so two metrics check them
+directly: `numeric_fidelity` counts the stated quantities reproduced exactly and
+`numeric_error` measures how far off the reported percentage is (a 70% stenosis written
+as 60% is a smaller error than one written as 30%, and BLEU scores both the same).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from contrastkit.errors import DataError
-
-# A number (sign, thousands separators, decimals) optionally followed by a unit: "%",
-# or a short alphabetic unit such as "mm", "cm", "ms", "bpm", "kg", "mmHg".
-_NUMBER = re.compile(
-    r"(?<![\w.])([-+]?\d+(?:[.,]\d+)*)\s*(%|[a-zA-Zµ]{1,5}\b)?",
-)
-_UNITS = {"%", "mm", "cm", "m", "km", "ms", "s", "min", "h", "kg", "g", "mg", "ml", "l",
-          "bpm", "mmhg", "hz", "khz", "mhz", "x", "deg", "px", "µm", "um"}  # fmt: skip
-
-
-def parse_numbers(text: str) -> list[tuple[float, str]]:
-    """(value, unit) for each number in `text`; unit is "" when none is recognised.
-
-    "70 %" and "70%" both give (70.0, "%"); "3.5 mm" gives (3.5, "mm"); "1,200" gives
-    1200.0. A word after a number counts as a unit only if it is a known unit, so in
-    "2 chambers" the number is 2 with no unit.
-    """
-    out = []
-    for match in _NUMBER.finditer(text):
-        raw, unit = match.group(1), (match.group(2) or "").lower()
-        if "," in raw and re.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?", raw):
-            raw = raw.replace(",", "")  # thousands separators
-        else:
-            raw = raw.replace(",", ".")  # decimal comma
-        try:
-            value = float(raw)
-        except ValueError:
-            continue
-        out.append((value, unit if unit in _UNITS else ""))
-    return out
+from contrastkit.eval.numbers import first_percentage, parse_quantities
 
 
 def numeric_fidelity(hypotheses: Sequence[str], references: Sequence[str]) -> float:
-    """Share of the references' numbers reproduced with the same value and unit.
+    """Share of the references' quantities reproduced with the same value(s) and unit.
 
-    Each reference number can be matched by at most one generated number (and vice
-    versa). A number without a unit in the generated text does not match a number with a
-    unit. Returns NaN when the references hold no number at all.
+    Quantities follow the grammar of `eval/numbers.py` (a range "70-80%" is one quantity
+    and must be reproduced whole). Each reference quantity can be matched by at most one
+    generated quantity (and vice versa). A number without a unit in the generated text
+    does not match a number with a unit. Returns NaN when the references hold no number.
     """
     _check_lengths(hypotheses, references)
     wanted = found = 0
     for hyp, ref in zip(hypotheses, references, strict=True):
-        available = parse_numbers(hyp)
-        for number in parse_numbers(ref):
+        available = parse_quantities(hyp)
+        for quantity in parse_quantities(ref):
             wanted += 1
-            for i, candidate in enumerate(available):
-                if candidate[1] == number[1] and abs(candidate[0] - number[0]) <= 1e-9 * max(
-                    1.0, abs(number[0])
-                ):
-                    found += 1
-                    del available[i]
-                    break
+            hit = next((i for i, c in enumerate(available) if c.same_as(quantity)), None)
+            if hit is not None:
+                found += 1
+                del available[hit]
     return found / wanted if wanted else float("nan")
+
+
+def numeric_error(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Mean absolute error, in percentage points, of the reported percentage.
+
+    The reported percentage of a text is its first "%" quantity (a range counts as its
+    middle): in a report it is the headline number ("70% stenosis ..."). Only pairs where
+    both the generated caption and the reference state one are averaged, so read it with
+    `numeric_fidelity`, which counts a missing number as a miss. NaN when no pair has one.
+    """
+    _check_lengths(hypotheses, references)
+    errors = []
+    for hyp, ref in zip(hypotheses, references, strict=True):
+        h, r = first_percentage(hyp), first_percentage(ref)
+        if h is not None and r is not None:
+            errors.append(abs(h - r))
+    return sum(errors) / len(errors) if errors else float("nan")
 
 
 def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
@@ -87,11 +74,12 @@ def rouge_l(hypotheses: Sequence[str], references: Sequence[str]) -> float:
 
 
 def captioning_metrics(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """BLEU, ROUGE-L and numeric fidelity of generated captions against one reference each."""
+    """BLEU, ROUGE-L, numeric fidelity and numeric error of generated captions against one reference each."""
     return {
         "BLEU": bleu(hypotheses, references),
         "ROUGE-L": rouge_l(hypotheses, references),
         "numeric_fidelity": numeric_fidelity(hypotheses, references),
+        "numeric_error": numeric_error(hypotheses, references),
     }
 
 
