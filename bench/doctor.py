@@ -177,7 +177,7 @@ def main() -> None:
             batch_size=cfg.data.batch_size,
             max_steps=10**6,
         )
-        monitors = build_monitors(cfg)[:-1]  # without the FIT_END report
+        monitors = build_monitors(cfg)
         fire(monitors, Event.FIT_START, state)
         time_steps([], state, stream, 5)  # warm-up
         done, pair = 0, 0

@@ -7,6 +7,7 @@ these objects; components below them take plain typed arguments.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -49,6 +50,22 @@ class SamplerConfig(Section):
     members_per_group: int = Field(2, ge=1, description="M in K groups x M members")
 
 
+class HardNegativesConfig(Section):
+    """Mined hard negatives (see data/hard_negatives.py): each training query's top-k rows of
+    other groups under `mine_with`, minus likely false negatives, placed in its batch."""
+
+    mine_with: str = Field(
+        "pretrained", description="pretrained (the model at step 0) or a RUN_DIR to mine with"
+    )
+    k: int = Field(3, ge=1, description="negatives kept per query row")
+    skip_top: int = Field(0, ge=0, description="best other-group candidates skipped first")
+    max_score_ratio: float = Field(
+        0.95, gt=0.0, description="drop candidates scoring >= this x the row's positive score"
+    )
+    every_epochs: int | None = Field(None, ge=1, description="re-mine with the current model")
+    objective: str | None = Field(None, description="objective whose towers mine (default: first)")
+
+
 class DataConfig(Section):
     manifest: str = Field(..., description="manifest path (.jsonl/.csv/.parquet) or builtin:NAME")
     root: str | None = Field(None, description="base folder for relative media paths")
@@ -67,10 +84,15 @@ class DataConfig(Section):
     image: ImageOptions = Field(default_factory=ImageOptions)
     video: VideoOptions = Field(default_factory=VideoOptions)
     sequence: SequenceOptions = Field(default_factory=SequenceOptions)
+    hard_negatives: HardNegativesConfig | None = None
 
     @model_validator(mode="after")
     def _groups_fit_batch(self) -> DataConfig:
         s = self.sampler
+        if self.hard_negatives is not None and s.type != "random":
+            raise ValueError(
+                "data.hard_negatives builds its own batches; use data.sampler.type: random"
+            )
         k = s.groups_per_batch
         if s.type == "groups" and k is not None and k * s.members_per_group != self.batch_size:
             raise ValueError(
@@ -103,7 +125,15 @@ class FusionConfig(Section):
 
 
 class ProjectionConfig(Section):
-    type: Literal["linear", "mlp"] = "linear"
+    type: Literal["auto", "none", "linear", "mlp"] = Field(
+        "auto",
+        description="auto: none on an encoder whose output is already an embedding "
+        "(sentence-transformers, CLIP/SigLIP heads), else linear; none: the pooled output",
+    )
+    init: Literal["auto", "identity", "random"] = Field(
+        "auto",
+        description="auto: identity on a pretrained encoder (step 0 = zero-shot), else random",
+    )
     hidden: int | None = Field(None, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
@@ -167,6 +197,11 @@ class ModelConfig(Section):
     masked: MaskedHeadConfig | None = None
     classifier: ClassifierHeadConfig | None = None
     init_from: str | None = Field(None, description="run dir or checkpoint to initialise from")
+    siamese: bool = Field(
+        True,
+        description="towers whose one stream is the same pretrained encoder config share one "
+        "encoder (as sentence-transformers does); false: each gets its own copy",
+    )
 
     @model_validator(mode="after")
     def _towers_consistent(self) -> ModelConfig:
@@ -201,9 +236,13 @@ class ClipObjective(_Objective):
     """Softmax (InfoNCE) loss, symmetric, multi-positive over group ids."""
 
     type: Literal["clip"] = "clip"
-    temperature: float = Field(0.07, gt=0.0, description="initial temperature tau (scale = 1/tau)")
+    # No upper bound here on purpose: tau = 10 is the classic silent failure, and the
+    # doctor (temperature_out_of_range) must be able to see and explain it.
+    temperature: float = Field(
+        0.07, gt=0.0, description="initial temperature tau (scale = 1/tau)"
+    )
     learnable_temperature: bool = True
-    max_logit_scale: float = Field(100.0, gt=0.0)
+    max_logit_scale: float = Field(100.0, ge=1.0, description="ceiling of exp(logit_scale)")
     hard_negative_beta: float = Field(
         0.0, ge=0.0, description="0 = off; >0 up-weights hard negatives"
     )
@@ -228,11 +267,17 @@ class SiglipObjective(_Objective):
     init_logit_bias: float = -10.0
     learnable: bool = True
     block_size: int = Field(1024, ge=1, description="rows/cols per block; bounds peak memory")
+    max_logit_scale: float = Field(100.0, ge=1.0, description="ceiling of exp(t'), on t' itself")
 
     @model_validator(mode="after")
     def _two_towers(self) -> SiglipObjective:
         if len(self.towers) != 2:
             raise ValueError("siglip objective needs exactly two towers")
+        if not 0.0 <= self.init_logit_scale <= math.log(self.max_logit_scale):
+            raise ValueError(
+                f"init_logit_scale {self.init_logit_scale:.4g} must lie in [0, ln max_logit_scale"
+                f" = {math.log(self.max_logit_scale):.4g}]"
+            )
         return self
 
 
@@ -347,7 +392,9 @@ class Phase(Section):
 class CheckpointConfig(Section):
     every_steps: int | None = Field(None, ge=1, description="also checkpoint every N steps")
     keep_last: int = Field(2, ge=1)
-    keep_best: bool = True
+    every_minutes: float | None = Field(
+        None, gt=0.0, description="also checkpoint when this many minutes passed since the last"
+    )
 
 
 class EarlyStoppingConfig(Section):
@@ -362,6 +409,9 @@ class LoggersConfig(Section):
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"
     mlflow: bool = False
     mlflow_tracking_uri: str | None = Field(None, description="default: sqlite in the run dir")
+
+
+RENAMED_TRAIN_KEYS = {"monitor": "select_metric", "monitor_mode": "select_mode"}
 
 
 class TrainConfig(Section):
@@ -384,19 +434,59 @@ class TrainConfig(Section):
     lr_scale: dict[str, float] = Field(
         default_factory=dict, description="module-name prefix -> lr multiplier"
     )
+    new_params_lr_scale: float | None = Field(
+        None,
+        gt=0.0,
+        description="lr multiplier of new parameters (temperature/bias, projections on "
+        "pretrained encoders); default max(1, 1e-3 / lr)",
+    )
     freeze: list[str] = Field(default_factory=list, description="prefixes frozen for the whole run")
     phases: list[Phase] = Field(default_factory=list)
     log_every: int = Field(10, ge=1)
     eval_every_epochs: int = Field(1, ge=1)
-    monitor: str | None = Field(
-        None, description="metric key for best/early stop, e.g. val/text_to_image/R@1"
+    select_metric: str | None = Field(
+        None,
+        description="metric key that picks the best checkpoint and drives early stopping, "
+        "e.g. val/text_to_image/R@1 (default: R@1 of the first evaluated pair, see pairing.py)",
     )
-    monitor_mode: Literal["max", "min"] = "max"
+    select_mode: Literal["max", "min"] = Field(
+        "max", description="whether a larger (max) or smaller (min) select_metric is better"
+    )
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     loggers: LoggersConfig = Field(default_factory=LoggersConfig)
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
     compile: bool = False
+    max_bad_steps: int = Field(
+        10, ge=1, description="consecutive non-finite steps (skipped) before the run stops"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        """`train.monitor` / `monitor_mode` were renamed (the doctor's callbacks are the
+        monitors); the old keys still work, with a warning."""
+        if isinstance(data, dict):
+            for old, new in RENAMED_TRAIN_KEYS.items():
+                if old in data:
+                    if new in data:
+                        raise ValueError(f"give train.{new} only (train.{old} is its old name)")
+                    warnings.warn(
+                        f"train.{old} is deprecated; use train.{new}", FutureWarning, stacklevel=2
+                    )
+                    data = {**data, new: data[old]}
+                    del data[old]
+        return data
+
+    @property
+    def monitor(self) -> str | None:
+        """Deprecated name of `select_metric`."""
+        return self.select_metric
+
+    @property
+    def monitor_mode(self) -> str:
+        """Deprecated name of `select_mode`."""
+        return self.select_mode
 
     @model_validator(mode="after")
     def _phases_ordered(self) -> TrainConfig:
@@ -440,6 +530,11 @@ class EvalConfig(Section):
     knn_k: int = Field(10, ge=1)
     linear_probe: bool = Field(
         False, description="fit a logistic-regression probe on frozen train embeddings"
+    )
+    at_start: bool | None = Field(
+        None,
+        description="evaluate before any training (metrics prefixed at_start/); "
+        "default: on when a tower has a pretrained encoder",
     )
 
     @field_validator("zero_shot_prompt")

@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 
 from contrastkit import __version__
-from contrastkit.app.cli import main, retrieval_pairs
-from contrastkit.config import config_from_dict
+from contrastkit.app.cli import main
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "digits.yaml"
 
@@ -39,23 +38,3 @@ def test_debug_shows_traceback(tmp_path, capsys):
 
 def test_unknown_command_is_usage_error(capsys):
     assert main(["fly"]) != 0
-
-
-@pytest.mark.parametrize(
-    ("towers", "expected"),
-    [
-        ({"image": "image", "text": "text"}, [("text", "image")]),
-        ({"video": "video", "report": "text"}, [("report", "video")]),
-        ({"keypoints": "sequence", "features": "features"}, [("keypoints", "features")]),
-    ],
-)
-def test_retrieval_pairs_put_text_query_first(towers, expected):
-    cfg = config_from_dict(
-        {
-            "data": {"manifest": "m.jsonl"},
-            "model": {
-                "towers": {t: {"streams": {c: {"type": "cnn"}}} for t, c in towers.items()},
-            },
-        }
-    )
-    assert retrieval_pairs(cfg) == expected

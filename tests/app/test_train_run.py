@@ -1,4 +1,4 @@
-"""`train()` wiring: default monitor / eval pairs, and one tiny end-to-end run on the demo data."""
+"""`train()` wiring: one tiny end-to-end run on the demo data."""
 
 from __future__ import annotations
 
@@ -7,29 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from contrastkit.app.run import default_monitor, eval_pairs
-from contrastkit.config import config_from_dict, load_config
+from contrastkit.config import load_config
 from contrastkit.errors import RunDirError
 
 DIGITS = Path(__file__).parents[2] / "src" / "contrastkit" / "examples" / "digits.yaml"
-
-
-def _cfg(objectives, towers=("image", "text")):
-    return config_from_dict(
-        {
-            "data": {"manifest": "builtin:x"},
-            "model": {"towers": {t: {"streams": {t: {"type": "cnn"}}} for t in towers}},
-            "loss": {"objectives": objectives},
-        }
-    )
-
-
-def test_default_monitor_puts_text_first() -> None:
-    cfg = _cfg([{"type": "clip", "towers": ["image", "text"]}])
-    assert default_monitor(cfg) == "val/text_to_image/R@1"
-    assert eval_pairs(cfg) == [("image", "text"), ("text", "image")]
-    cfg = _cfg([{"type": "clip", "towers": ["video", "report"]}], towers=("video", "report"))
-    assert default_monitor(cfg) == "val/video_to_report/R@1"
 
 
 def test_load_run_missing_dir_is_run_dir_error(tmp_path) -> None:

@@ -15,8 +15,8 @@ from doctor_toys import (
 )
 from torch import nn
 
+from contrastkit.config import dump_config
 from contrastkit.doctor.monitors import (
-    DoctorReport,
     DriftMonitor,
     GradientMonitor,
     InterferenceMonitor,
@@ -25,6 +25,7 @@ from contrastkit.doctor.monitors import (
     build_monitors,
 )
 from contrastkit.doctor.rules import diagnose
+from contrastkit.doctor.run import diagnose_run
 from contrastkit.events import Event, fire
 from contrastkit.losses.result import LossOutput
 
@@ -143,11 +144,7 @@ def test_monitors_do_not_change_the_rng_stream(tmp_path):
 def test_state_dict_round_trip(tmp_path):
     torch.manual_seed(0)
     model, crit = ToyModel(), ToyCriterion()
-    mons = [
-        m
-        for m in build_monitors(make_config(["doctor.every=1"]))
-        if not isinstance(m, DoctorReport)
-    ]
+    mons = build_monitors(make_config(["doctor.every=1"]))
     run_steps(mons, make_state(model, crit, tmp_path, lr=0.1), 2)
     for m in mons:
         fresh = type(m)() if not isinstance(m, LossMonitor) else LossMonitor(pair=m.pair)
@@ -211,11 +208,10 @@ def test_frozen_param_with_grad(tmp_path):
     assert mon.history[0]["frozen_with_grad_names"] == ["towers.image.projection.weight"]
 
 
-def test_build_monitors_and_report(tmp_path):
+def test_build_monitors_and_diagnose_run(tmp_path):
     cfg = make_config(["doctor.every=1"])
     cbs = build_monitors(cfg)
-    assert isinstance(cbs[-1], DoctorReport)
-    assert {type(c) for c in cbs[:-1]} == {
+    assert {type(c) for c in cbs} == {
         OptimizerMonitor,
         LossMonitor,
         InterferenceMonitor,
@@ -228,8 +224,11 @@ def test_build_monitors_and_report(tmp_path):
     }
     torch.manual_seed(0)
     run_steps(cbs, make_state(ToyModel(), ToyCriterion(), tmp_path), 2)
+    cfg_path = tmp_path / "config.yaml"
+    cfg_path.write_text(dump_config(cfg))
+    findings = diagnose_run(tmp_path)
     data = json.loads((tmp_path / "findings.json").read_text())
-    assert isinstance(data["findings"], list)
+    assert [f["code"] for f in data["findings"]] == [f.code for f in findings]
     assert (tmp_path / "training_curves.png").stat().st_size > 10_000
 
 

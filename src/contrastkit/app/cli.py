@@ -135,6 +135,7 @@ def eval_cmd(
 ) -> None:
     """Evaluate a run's checkpoint on a split; prints a table and writes eval.json."""
     from contrastkit.eval.evaluate import evaluate
+    from contrastkit.pairing import eval_pairs
     from contrastkit.train.checkpoint import load_run
 
     run = load_run(run_dir, checkpoint=checkpoint)
@@ -144,7 +145,7 @@ def eval_cmd(
         dataset,
         run.config.eval,
         split=split,
-        pairs=retrieval_pairs(run.config),
+        pairs=eval_pairs(run.config),
         batch_size=run.config.data.eval_batch_size,
         train_dataset=run.bundle.splits.get(run.config.data.train_split),
     )
@@ -198,6 +199,7 @@ def search_cmd(
 ) -> None:
     """Search a split's gallery with a text query, a row's inputs (--query-id) or examples."""
     from contrastkit.app.search import run_search
+    from contrastkit.pairing import eval_pairs
     from contrastkit.train.checkpoint import load_run
 
     if query is None and query_id is None and examples <= 0:
@@ -212,7 +214,7 @@ def search_cmd(
         k=k,
         examples=examples,
         seed=seed,
-        pairs=retrieval_pairs(run.config),
+        pairs=eval_pairs(run.config),
         console=console,
     )
 
@@ -276,32 +278,6 @@ def sweep_cmd(
 # --------------------------------------------------------------------------- helpers
 
 
-def retrieval_pairs(cfg) -> list[tuple[str, str]]:
-    """(query, gallery) tower pairs evaluated: config's, else each two-tower objective's
-    towers, text-side query first."""
-    if cfg.eval.pairs:
-        return [tuple(p) for p in cfg.eval.pairs]
-    pairs: list[tuple[str, str]] = []
-    for obj in cfg.loss.objectives:
-        if len(obj.towers) == 2:
-            a, b = obj.towers
-            if _is_text_tower(cfg, b) and not _is_text_tower(cfg, a):
-                a, b = b, a
-            if (a, b) not in pairs:
-                pairs.append((a, b))
-        elif len(obj.towers) == 1:
-            pair = (obj.towers[0], obj.towers[0])
-            if pair not in pairs:
-                pairs.append(pair)
-    return pairs
-
-
-def _is_text_tower(cfg, tower: str) -> bool:
-    t = cfg.model.towers[tower]
-    streams = cfg.model.towers[t.share].streams if t.share else t.streams
-    return any(col.startswith("text") for col in streams)
-
-
 def _split(run, split: str):
     splits = run.bundle.splits
     if split not in splits:
@@ -341,6 +317,7 @@ def print_summary(metrics: dict[str, float], title: str = "") -> None:
         "captioning/BLEU",
         "captioning/ROUGE-L",
         "captioning/numeric_fidelity",
+        "captioning/numeric_error",
     )
     for key in suffixes:
         for k, v in other.items():

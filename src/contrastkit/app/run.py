@@ -18,9 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from contrastkit.app.zero_shot import at_start_metrics
 from contrastkit.config import Config, dump_config
+from contrastkit.data.manifest import is_text_column
+from contrastkit.doctor.run import DATA_FINDINGS_FILE, update_run_info
 from contrastkit.errors import ContrastkitError
 from contrastkit.events import Callback
+from contrastkit.pairing import eval_pairs, select_metric
 from contrastkit.train import checkpoint as ckpt
 from contrastkit.train.distributed import DistInfo, cleanup, init_distributed
 from contrastkit.train.ema import EMA, TeacherHook
@@ -28,31 +32,6 @@ from contrastkit.train.engine import Engine, EngineParts
 from contrastkit.train.phases import make_weights_fn
 
 log = logging.getLogger(__name__)
-
-
-def default_monitor(cfg: Config) -> str | None:
-    """`val/<q>_to_<g>/R@1` of the first objective (a tower named `text` queries first)."""
-    if not cfg.loss.objectives or cfg.data.val_split is None:
-        return None
-    towers = list(cfg.loss.objectives[0].towers)
-    if len(towers) == 1:
-        towers = towers * 2
-    if "text" in towers[1:]:
-        towers = [towers[1], towers[0]]
-    return f"{cfg.data.val_split}/{towers[0]}_to_{towers[1]}/R@1"
-
-
-def eval_pairs(cfg: Config) -> list[tuple[str, str]]:
-    """`eval.pairs`, else both directions of every objective's towers."""
-    if cfg.eval.pairs:
-        return [tuple(p) for p in cfg.eval.pairs]
-    pairs: list[tuple[str, str]] = []
-    for obj in cfg.loss.objectives:
-        a, b = (obj.towers * 2)[:2]
-        for pair in ((a, b), (b, a)):
-            if pair not in pairs:
-                pairs.append(pair)
-    return pairs
 
 
 def _seed(seed: int) -> None:
@@ -73,13 +52,9 @@ def _check_data(bundle: Any, cfg: Config, run_dir: Path) -> list:
     """Run the data doctor; stop when a finding reaches `doctor.fail_on`."""
     if not (cfg.doctor.enabled and cfg.doctor.check_data):
         return []
-    try:
-        from contrastkit.doctor import check_data, should_fail, write_findings
-    except ImportError:
-        log.warning("contrastkit.doctor is not available; skipping data checks")
-        return []
+    from contrastkit.doctor import check_data, should_fail, write_findings
     findings = list(check_data(bundle, cfg))
-    write_findings(findings, run_dir / "findings.json")
+    write_findings(findings, run_dir / DATA_FINDINGS_FILE)
     if should_fail(findings, cfg.doctor.fail_on):
         lines = "; ".join(f"{f.code} ({f.severity}): {f.cause}" for f in findings)
         raise ContrastkitError(
@@ -194,11 +169,8 @@ def _probe_batch(dataset: Any, size: int) -> dict:
 def _monitors(cfg: Config) -> list[Callback]:
     if not cfg.doctor.enabled:
         return []
-    try:
-        from contrastkit.doctor import build_monitors
-    except ImportError:
-        log.warning("contrastkit.doctor is not available; training without monitors")
-        return []
+    from contrastkit.doctor import build_monitors
+
     return list(build_monitors(cfg))
 
 
@@ -215,18 +187,32 @@ def _final_eval(model: nn.Module, bundle: Any, cfg: Config, run_dir: Path) -> di
     return metrics
 
 
-def _findings(cfg: Config, run_dir: Path, data_findings: list) -> None:
+def _diagnose(cfg: Config, run_dir: Path) -> None:
+    """The end-of-run diagnosis (`doctor.run.diagnose_run`), also after a failed run: a
+    run that stops early must still say why in findings.json. A failure of the diagnosis
+    itself is logged, never raised over the run's own outcome."""
     if not cfg.doctor.enabled:
         return
+    from contrastkit.doctor.run import diagnose_run
+
     try:
-        from contrastkit.doctor import diagnose, plot_curves, write_findings
-    except ImportError:
-        log.warning("contrastkit.doctor is not available; no findings.json")
-        return
-    path = run_dir / "signals.jsonl"
-    signals = [json.loads(x) for x in path.read_text().splitlines() if x] if path.exists() else []
-    write_findings(diagnose(signals, cfg, data_findings=data_findings), run_dir / "findings.json")
-    plot_curves(signals, run_dir / "training_curves.png")
+        diagnose_run(run_dir, cfg)
+    except Exception:  # noqa: BLE001 - an observer's bug must not mask the run's result
+        log.exception("the doctor failed to diagnose %s; `contrastkit doctor run` retries", run_dir)
+
+
+def _run_info(cfg: Config, bundle: Any, info: DistInfo) -> dict[str, Any]:
+    """What the doctor and the report need to know about the run that no config holds:
+    the *global* batch (per-rank batch x accumulate x world size) and the data's shape."""
+    return {
+        "world_size": info.world_size,
+        "global_batch_size": cfg.data.batch_size * cfg.train.accumulate * info.world_size,
+        "splits": {
+            name: {"rows": len(ds), "groups": len(set(ds.group_ids.tolist()))}
+            for name, ds in bundle.splits.items()
+        },
+        "rows_skipped": len(bundle.skipped),
+    }
 
 
 def _input_specs(bundle: Any, train_split: str) -> dict[str, tuple[int, ...]]:
@@ -279,18 +265,20 @@ def train(
 
     run_dir = Path(run_dir)
     info = init_distributed(cfg.train.device)
+    status = "failed"
     try:
         if info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             _write_config(cfg, run_dir)
         _seed(cfg.train.seed)
         bundle = build_datasets(cfg.data)
-        data_findings = _check_data(bundle, cfg, run_dir) if info.is_main else []
         if info.is_main:
+            update_run_info(run_dir, status="running", **_run_info(cfg, bundle, info))
+            _check_data(bundle, cfg, run_dir)
             _log_skipped(bundle, run_dir)
         train_set = bundle.splits[cfg.data.train_split]
         texts = [
-            t for c in sorted(train_set.columns) if c.startswith("text") for t in train_set.texts(c)
+            t for c in sorted(train_set.columns) if is_text_column(c) for t in train_set.texts(c)
         ]
         tokenizer = _tokenizer(cfg, texts, run_dir, info.is_main)
         specs, num_classes = (
@@ -310,6 +298,7 @@ def train(
         if cfg.model.init_from:
             init_from(model, cfg.model.init_from)
         model.to(info.device)
+        at_start = at_start_metrics(model, bundle, cfg, run_dir) if info.is_main else {}
         ema, prepare = _teacher(cfg, model)
         make_loader, steps = _loader_factory(train_set, cfg, info)
         val = cfg.data.val_split
@@ -322,7 +311,7 @@ def train(
             evaluate=_evaluator(bundle, cfg, val, final=False)
             if val in bundle.splits and len(bundle.splits[val])
             else None,
-            monitor=default_monitor(cfg),
+            monitor=select_metric(cfg),
             callbacks=[*_monitors(cfg), *callbacks],
             config=cfg,
             probe_batch=_probe_batch(train_set, cfg.doctor.probe_size),
@@ -334,13 +323,20 @@ def train(
         if not info.is_main:
             return fit
         summary = {
+            **at_start,
             **_final_eval(model, bundle, cfg, run_dir),
             "data/rows_skipped": float(len(bundle.skipped)),
             "train/steps": fit["train/steps"],
             "train/seconds": fit["train/seconds"],
         }
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
-        _findings(cfg, run_dir, data_findings)
+        status = "finished"
         return summary
+    except BaseException as exc:
+        status = f"failed: {type(exc).__name__}: {exc}"[:500]
+        raise
     finally:
+        if info.is_main and (run_dir / "config.yaml").is_file():
+            update_run_info(run_dir, status=status)
+            _diagnose(cfg, run_dir)
         cleanup()

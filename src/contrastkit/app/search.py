@@ -12,14 +12,15 @@ from rich.table import Table
 
 from contrastkit.data import collate
 from contrastkit.errors import ContrastkitError
-from contrastkit.eval.evaluate import embed_tower, text_column_of
+from contrastkit.eval.evaluate import embed_tower
 from contrastkit.eval.search import topk_search
+from contrastkit.pairing import text_column_of
 
 
 def _pick_pair(
     model: Any, pairs: list[tuple[str, str]], gallery: str | None, text_query: bool
 ) -> tuple[str, str]:
-    candidates = list(pairs) + [(g, q) for q, g in pairs]
+    candidates = list(dict.fromkeys([*pairs, *((g, q) for q, g in pairs)]))
     if gallery is not None:
         if gallery not in model.tower_names:
             raise ContrastkitError(f"--gallery {gallery!r}: towers are {list(model.tower_names)}")

@@ -22,6 +22,7 @@ import yaml
 from contrastkit.config import Config, dump_config, load_config
 from contrastkit.errors import ConfigError
 from contrastkit.events import Callback, State
+from contrastkit.pairing import select_metric
 
 TrainFn = Callable[..., dict]
 _MISSING = object()
@@ -120,16 +121,14 @@ def sweep(
     """
     import optuna
 
-    from contrastkit.app.run import default_monitor
-
     if train_fn is None:
         from contrastkit.app.run import train as train_fn
     base = load_config(cfg_path, list(overrides))
     space = load_space(space_path, base)
-    monitor = base.train.monitor or default_monitor(base)
+    monitor = select_metric(base)
     if monitor is None:
         raise ConfigError(
-            "sweep needs train.monitor (or a val split and an objective) to compare trials"
+            "sweep needs train.select_metric (or a val split and an objective) to compare trials"
         )
     run_root = Path(run_root)
     run_root.mkdir(parents=True, exist_ok=True)

@@ -24,10 +24,10 @@ import torch
 from torch import Tensor
 
 from contrastkit.config import Config
+from contrastkit.data.manifest import PATH_COLUMNS, is_text_column
 from contrastkit.doctor.findings import Finding
 
 MAX_EXAMPLES = 5
-MEDIA_COLUMNS = ("image", "video", "sequence", "features")  # content; id/split/label are not
 ERROR_SHARE = 0.10  # duplicate groups touching >= 10% of rows make the run unlearnable
 WARN_SHARE = 0.01  # below 1% of rows, a few coincidences (real data has some) are info only
 MAX_EMBED_TEXTS = 20000  # cap for the optional embedding near-duplicate search
@@ -38,10 +38,6 @@ _SPACE = re.compile(r"\s+")
 def normalise_text(text: str) -> str:
     """Lowercase, strip punctuation, collapse whitespace: "A dog." == "a  dog"."""
     return _SPACE.sub(" ", str(text).lower().translate(_PUNCT)).strip()
-
-
-def _is_text(column: str) -> bool:
-    return column == "text" or column.startswith("text_")
 
 
 def _hash_bytes(data: bytes) -> str:
@@ -67,9 +63,9 @@ def content_keys(row: Any, cache: dict[Path, str]) -> list[tuple[str, str]]:
     """(column, key) per content column of a row: media hash or normalised text."""
     keys = []
     for column, value in row.values.items():
-        if value is None or not (_is_text(column) or column in MEDIA_COLUMNS):
+        if value is None or not (is_text_column(column) or column in PATH_COLUMNS):
             continue
-        if _is_text(column):
+        if is_text_column(column):
             norm = normalise_text(value)
             if norm:
                 keys.append((column, "text:" + norm))
@@ -118,7 +114,7 @@ def check_duplicates(rows: list[Any], keys: dict[str, list[tuple[str, str]]]) ->
     if not dups:
         return []
     affected = {r.id for g in dups.values() for members in g.values() for r in members}
-    counts = Counter("text" if _is_text(col) else "media" for _, col, _ in dups)
+    counts = Counter("text" if is_text_column(col) else "media" for _, col, _ in dups)
     sizes = Counter(r.group for r in rows)
     share = len(affected) / max(len(rows), 1)
     worst = sorted(dups.items(), key=lambda kv: -len(kv[1]))[:MAX_EXAMPLES]

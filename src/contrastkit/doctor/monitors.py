@@ -5,7 +5,8 @@ gradients come from `torch.autograd.grad` (which leaves `.grad` alone), probe fo
 run in eval mode inside `torch.random.fork_rng()` so the training RNG stream — and with
 it exact resume — is unchanged. Each monitor keeps its records (flat dicts with `step`
 and `monitor`) in `history`, restores them through `state_dict`, and appends them to
-`run_dir/signals.jsonl` on rank 0. `DoctorReport` turns them into findings at FIT_END.
+`run_dir/signals.jsonl` on rank 0. The application turns that file into findings at the
+end of the run (`doctor.run.diagnose_run`), so train, `doctor run` and the report agree.
 """
 
 from __future__ import annotations
@@ -124,6 +125,12 @@ class LossMonitor(Monitor):
         self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
         if self.due(state.step):
             self.record(state, state.step, self.measure(state))
+
+    def on_fit_end(self, state: State) -> None:
+        # Non-finite steps since the last record would otherwise never reach the file.
+        count = self.flush_nonfinite()
+        if count:
+            self.record(state, state.step, {"event": "fit_end", "nonfinite_steps": count})
 
     def flush_nonfinite(self) -> int:
         count = int(self._nonfinite) if self._nonfinite is not None else 0
@@ -369,48 +376,6 @@ class OptimizerMonitor(Monitor):
         )
 
 
-class DoctorReport(Callback):
-    """At FIT_END (rank 0): diagnose the monitors' signals, write findings and curves."""
-
-    def __init__(self, cfg: Config, monitors: list[Monitor]) -> None:
-        self.cfg = cfg
-        self.monitors = monitors
-        self.findings: list = []
-
-    def signals(self) -> list[dict[str, Any]]:
-        records = [r for m in self.monitors for r in m.history]
-        return sorted(records, key=lambda r: r["step"])
-
-    def on_fit_end(self, state: State) -> None:
-        from contrastkit.doctor.findings import read_findings, write_findings
-        from contrastkit.doctor.report import plot_curves
-        from contrastkit.doctor.rules import diagnose
-
-        records = self.signals()
-        for m in self.monitors:
-            if isinstance(m, LossMonitor):
-                count = m.flush_nonfinite()
-                if count:
-                    records.append(
-                        {"step": state.step, "monitor": "loss", "nonfinite_steps": count}
-                    )
-        run_dir = Path(state.run_dir) if state.run_dir is not None else None
-        data = read_findings(run_dir / "data_findings.json") if run_dir else []
-        try:
-            self.findings = diagnose(
-                records, self.cfg, batch_size=state.batch_size or None, data_findings=data
-            )
-        except Exception:  # an observer's bug must not cost the run its final evaluation
-            log.exception(
-                "the doctor failed to diagnose this run; `contrastkit doctor run` retries"
-            )
-            return
-        if state.is_main and run_dir is not None:
-            write_findings(self.findings, run_dir / "findings.json")
-            if records:
-                plot_curves(records, run_dir / "training_curves.png")
-
-
 def first_pair(cfg: Config) -> tuple[str, str] | None:
     """Towers of the first two-tower objective (the pair whose alignment is measured)."""
     for o in cfg.loss.objectives:
@@ -432,4 +397,4 @@ def build_monitors(cfg: Config) -> list[Callback]:
     ]
     if cfg.doctor.interference:
         monitors.insert(2, InterferenceMonitor(every))
-    return [*monitors, DoctorReport(cfg, monitors)]
+    return list(monitors)

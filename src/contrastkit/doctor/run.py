@@ -19,6 +19,7 @@ from contrastkit.doctor.rules import diagnose
 from contrastkit.errors import RunDirError
 
 DATA_FINDINGS_FILE = "data_findings.json"
+RUN_INFO_FILE = "run.json"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -59,26 +60,64 @@ def nonfinite_metrics(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def doctor_run(run_dir: str | Path) -> list[Finding]:
-    """Re-diagnose a finished or running run; writes findings.json, training_curves.png
-    and report.html into it.
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    """`run.json` (global batch size, world size, rows per split, status), {} if absent or
+    unreadable (a run from before it existed, or a torn write)."""
+    path = Path(run_dir) / RUN_INFO_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def update_run_info(run_dir: Path, **values: Any) -> dict[str, Any]:
+    """Merge `values` into `run.json`, written atomically (temp file + rename)."""
+    path = Path(run_dir) / RUN_INFO_FILE
+    info = {**read_run_info(run_dir), **values}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info, indent=1, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)
+    return info
+
+
+def diagnose_run(run_dir: str | Path, cfg: Config | None = None) -> list[Finding]:
+    """The one end-of-run diagnosis, used by `train`, `doctor run` and the report.
+
+    It reads what the run left on disk, never in-memory state, so a finished run, a
+    running one, a resumed one and a crashed one are judged alike:
+    - `signals.jsonl`, de-duplicated (a resumed run re-measures steps after its checkpoint);
+    - non-finite losses logged in `metrics.jsonl` between the doctor's cadence;
+    - `data_findings.json`, the data doctor's findings from before training;
+    - `run.json`: the *global* batch size (per-rank batch x accumulate x world size), which
+      is what chance-level loss and the in-batch negative count depend on.
+    Writes `findings.json` and `training_curves.png`; returns the findings.
 
     Raises:
         RunDirError: the folder or its config.yaml is missing.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise RunDirError(f"{run_dir} is not a run directory: config.yaml is missing")
-    cfg = load_config(run_dir / "config.yaml")
+    if cfg is None:
+        if not (run_dir / "config.yaml").is_file():
+            raise RunDirError(f"{run_dir} is not a run directory: config.yaml is missing")
+        cfg = load_config(run_dir / "config.yaml")
     signals = read_signals(run_dir)
     signals += nonfinite_metrics(read_jsonl(run_dir / "metrics.jsonl"))
     data = read_findings(run_dir / DATA_FINDINGS_FILE)
-    findings = diagnose(signals, cfg, data_findings=data)
+    batch = read_run_info(run_dir).get("global_batch_size")
+    findings = diagnose(signals, cfg, batch_size=int(batch) if batch else None, data_findings=data)
     write_findings(findings, run_dir / "findings.json")
-    curves = None
     if signals:
-        curves = plot_curves(signals, run_dir / "training_curves.png")
-    write_html(findings, run_dir / "report.html", curves)
+        plot_curves(signals, run_dir / "training_curves.png")
+    return findings
+
+
+def doctor_run(run_dir: str | Path) -> list[Finding]:
+    """`contrastkit doctor run`: `diagnose_run`, plus the doctor's report.html."""
+    run_dir = Path(run_dir)
+    findings = diagnose_run(run_dir)
+    curves = run_dir / "training_curves.png"
+    write_html(findings, run_dir / "report.html", curves if curves.is_file() else None)
     return findings
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from contrastkit.config import EvalConfig
-from contrastkit.data import collate, is_text_column, to_device
+from contrastkit.data import collate, to_device
 from contrastkit.errors import ConfigError
 from contrastkit.eval.captioning import captioning_metrics
 from contrastkit.eval.probes import knn_accuracy, linear_probe_accuracy, zero_shot_accuracy
@@ -29,6 +29,7 @@ from contrastkit.eval.retrieval import (
     self_retrieval_metrics,
 )
 from contrastkit.eval.stats import embedding_stats
+from contrastkit.pairing import text_column_of
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +175,6 @@ def _caption_keys(
 def _labelled(embedded: dict[str, TowerEmbeddings]) -> dict[str, TowerEmbeddings]:
     """The towers whose embedded rows include at least one class label."""
     return {t: e for t, e in embedded.items() if bool((e.labels >= 0).any())}
-
-
-def text_column_of(model: Any, tower: str) -> str | None:
-    """The column of a tower whose only input is text (so raw strings — a search query,
-    class prompts — can be embedded by it), else None."""
-    columns = list(model.tower_inputs(tower))
-    return columns[0] if len(columns) == 1 and is_text_column(columns[0]) else None
 
 
 def class_names(dataset: Any) -> list[str]:
