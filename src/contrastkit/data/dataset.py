@@ -25,6 +25,7 @@ from contrastkit.data.manifest import Row, SkippedRow, is_text_column, row_error
 from contrastkit.data.media import (
     MediaError,
     ReadOptions,
+    check_features,
     check_image,
     check_sequence,
     check_video,
@@ -38,10 +39,15 @@ from contrastkit.errors import DataError
 
 
 def _check_row(
-    row: Row, opts: ReadOptions, sizes: dict[str, tuple[int, int]], required: set[str]
+    row: Row,
+    opts: ReadOptions,
+    sizes: dict[str, tuple[int, int]],
+    required: set[str],
+    notes: dict[str, list[tuple[Row, str]]],
 ) -> tuple[str, str] | None:
     """(column, reason) of the first problem in a row, or None. `sizes` tracks the first
-    row's feature / attribute width (value, line) so later rows are compared with it."""
+    row's feature / attribute width (value, line) so later rows are compared with it;
+    `notes` collects (row, note) per column for float pixels far outside [0, 1]."""
     for column in sorted(required - set(row.values)):
         return (
             column,
@@ -52,15 +58,19 @@ def _check_row(
             if is_text_column(column):
                 if not isinstance(value, str) or not value.strip():
                     return column, "text is empty"
-            elif column == "image":
-                check_image(row.paths["image"])  # type: ignore[arg-type]
-            elif column == "video":
-                check_video(row.paths["video"], opts.max_views)
+            elif column in ("image", "video"):
+                note = (
+                    check_image(row.paths["image"])  # type: ignore[arg-type]
+                    if column == "image"
+                    else check_video(row.paths["video"], opts.max_views)
+                )
+                if note is not None:
+                    notes.setdefault(column, []).append((row, note))
             elif column == "sequence":
                 check_sequence(row.paths["sequence"])  # type: ignore[arg-type]
             elif column in ("features", "attributes"):
                 width = (
-                    features_shape(row.paths["features"])[-1]  # type: ignore[arg-type]
+                    check_features(row.paths["features"])[-1]  # type: ignore[arg-type]
                     if column == "features"
                     else len(value)
                 )
@@ -86,15 +96,25 @@ def validate_rows(
     good: list[Row] = []
     skipped: list[SkippedRow] = []
     sizes: dict[str, tuple[int, int]] = {}
+    notes: dict[str, list[tuple[Row, str]]] = {}
     required = {c for r in rows for c in r.values if _known(c) and c != "label"}
     for row in rows:
-        problem = _check_row(row, opts, sizes, required)
+        problem = _check_row(row, opts, sizes, required, notes)
         if problem is None:
             good.append(row)
         elif on_error == "raise":
             raise row_error(manifest, row.line, *problem)
         else:
             skipped.append(SkippedRow(str(manifest), row.line, row.id, *problem))
+    for column, found in notes.items():  # one warning per column, naming the first file
+        row, note = found[0]
+        warnings.warn(
+            f"{manifest}: {len(found)} row(s) of column {column!r} hold float pixels far "
+            f"outside [0, 1], e.g. row {row.line}: {row.paths[column]} ({note}). Float "
+            "pixels are taken as already in [0, 1] and clamped, so these come out nearly "
+            "white or black; divide by 255 (or the maximum) or save them as integers.",
+            stacklevel=2,
+        )
     return good, skipped
 
 

@@ -2,7 +2,11 @@
 
 Readers raise `MediaError(reason)`; the dataset adds the manifest, row and column. Pixel
 values end in [0, 1] before normalisation: integer arrays are divided by their dtype's
-maximum (DICOM: by 2**BitsStored - 1), float arrays are taken as already in [0, 1].
+maximum (DICOM: by 2**BitsStored - 1), float arrays are taken as already in [0, 1]
+(`float_range_note` reports arrays far outside it, which clamping would turn white).
+Non-finite values (NaN, inf) in any array are a `MediaError`: one such row would make
+every loss of its batch NaN. Validation reads float arrays in full to check this
+(integer arrays cannot hold them, so their check stays header-only).
 Images and frames are resized with `torch.nn.functional.interpolate` (bilinear,
 antialiased) and normalised as (x - 0.5) / 0.5.
 """
@@ -20,6 +24,11 @@ from torch import Tensor
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 CONTAINER_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 DICOM_SUFFIXES = (".dcm", ".dicom")
+NUMERIC_KINDS = "biuf"  # numpy dtype kinds a float tensor can be made from: bool, int, uint, float
+# Float pixels are meant to lie in [0, 1]; resampling overshoot stays well inside
+# [-1, 2], while arrays in another unit (0..255, 0..65535, z-scores of about +-3) leave it.
+FLOAT_PIXEL_MIN = -1.0
+FLOAT_PIXEL_MAX = 2.0
 
 
 class MediaError(Exception):
@@ -53,8 +62,32 @@ class ReadOptions:
 
 
 def _exists(path: Path) -> None:
-    if not path.exists():
+    try:
+        found = path.exists()
+    except (OSError, ValueError) as err:  # name too long, NUL byte, permission denied
+        raise MediaError(f"cannot access {path}: {err}") from None
+    if not found:
         raise MediaError(f"file not found: {path}")
+
+
+def check_numeric(array: np.ndarray, what: str) -> None:
+    """A numeric dtype and no NaN/inf; reads the whole array when it is float."""
+    if array.dtype.kind not in NUMERIC_KINDS:
+        raise MediaError(f"{what} has dtype {array.dtype}; it must hold numbers")
+    if array.dtype.kind == "f":
+        bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise MediaError(f"{what} has {bad} non-finite values (NaN or inf) of {array.size}")
+
+
+def float_range_note(array: np.ndarray) -> str | None:
+    """Why a float pixel array looks like it is not in [0, 1], or None."""
+    if array.dtype.kind != "f" or array.size == 0:
+        return None
+    lo, hi = float(array.min()), float(array.max())
+    if lo < FLOAT_PIXEL_MIN or hi > FLOAT_PIXEL_MAX:
+        return f"float pixels span [{lo:g}, {hi:g}], far outside [0, 1]"
+    return None
 
 
 def _unit_range(array: np.ndarray, bits: int | None = None) -> np.ndarray:
@@ -66,6 +99,7 @@ def _unit_range(array: np.ndarray, bits: int | None = None) -> np.ndarray:
         return array.astype(np.float32) / float(top)
     if not np.issubdtype(array.dtype, np.floating):
         raise MediaError(f"unsupported pixel dtype {array.dtype}")
+    check_numeric(array, "pixel array")
     return array.astype(np.float32)
 
 
@@ -77,13 +111,18 @@ def _load_npy(path: Path) -> np.ndarray:
         raise MediaError(f"cannot read {path} as .npy: {err}") from None
 
 
-def npy_shape(path: Path) -> tuple[int, ...]:
-    """Shape from the .npy header only (memory-mapped; cheap up-front validation)."""
+def npy_mapped(path: Path) -> np.ndarray:
+    """The .npy array memory-mapped: its header is read, its data only when touched."""
     _exists(path)
     try:
-        return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
+        return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
         raise MediaError(f"cannot read {path} as .npy: {err}") from None
+
+
+def npy_shape(path: Path) -> tuple[int, ...]:
+    """Shape from the .npy header only (memory-mapped; cheap up-front validation)."""
+    return tuple(npy_mapped(path).shape)
 
 
 def _decode_picture(path: Path) -> np.ndarray:
@@ -136,8 +175,10 @@ def read_image(path: Path, size: int, channels: int) -> Tensor:
     """An image file (.png/.jpg/..., or .npy H x W [x C]) -> C x size x size."""
     if path.suffix.lower() == ".npy":
         array = _load_npy(path)
-        if array.ndim not in (2, 3):
-            raise MediaError(f"image array must be H x W or H x W x C, got shape {array.shape}")
+        if array.ndim not in (2, 3) or array.size == 0:
+            raise MediaError(
+                f"image array must be a non-empty H x W or H x W x C, got shape {array.shape}"
+            )
     elif path.suffix.lower() in IMAGE_SUFFIXES:
         array = _decode_picture(path)
     else:
@@ -147,23 +188,29 @@ def read_image(path: Path, size: int, channels: int) -> Tensor:
     return _resize(_to_channels(_unit_range(array)[None], channels), size)[0]
 
 
-def check_image(path: Path) -> None:
-    """Cheap validation: the .npy header, or a PIL `verify()` (full decode without PIL)."""
+def check_image(path: Path) -> str | None:
+    """Validation: a .npy's header (and float values), or a PIL `verify()` (full decode
+    without PIL). Returns a `float_range_note` for a float array far outside [0, 1]."""
     if path.suffix.lower() == ".npy":
-        if len(npy_shape(path)) not in (2, 3):
-            raise MediaError(f"image array must be H x W or H x W x C, got shape {npy_shape(path)}")
-        return
+        array = npy_mapped(path)
+        if array.ndim not in (2, 3) or array.size == 0:
+            raise MediaError(
+                f"image array must be a non-empty H x W or H x W x C, got shape {array.shape}"
+            )
+        check_numeric(array, "image array")
+        return float_range_note(array)
     try:
         from PIL import Image
     except ImportError:
         _decode_picture(path)
-        return
+        return None
     _exists(path)
     try:
         with Image.open(path) as img:
             img.verify()
     except Exception as err:  # noqa: BLE001
         raise MediaError(f"cannot decode image {path}: {err}") from None
+    return None
 
 
 def _decode_container(path: Path) -> np.ndarray:
@@ -237,7 +284,7 @@ def _load_clip(path: Path) -> np.ndarray:
         raise MediaError(
             f"unsupported video {path.name}; use .npy/.npz, a frame folder, .mp4/.avi or .dcm"
         )
-    if clip.ndim not in (3, 4) or clip.shape[0] == 0:
+    if clip.ndim not in (3, 4) or clip.size == 0:
         raise MediaError(f"video array must be T x H x W or T x H x W x C, got shape {clip.shape}")
     return _unit_range(clip)
 
@@ -271,39 +318,49 @@ def read_video(paths: Path | tuple[Path, ...], opts: ReadOptions) -> tuple[Tenso
     return out, mask
 
 
-def check_video(paths: Path | tuple[Path, ...], max_views: int) -> None:
-    """Cheap validation: files exist, .npy headers have video shapes, containers open."""
+def check_video(paths: Path | tuple[Path, ...], max_views: int) -> str | None:
+    """Validation: files exist, .npy headers have video shapes (float .npy: finite
+    values), containers open. Returns a `float_range_note` like `check_image`."""
     views = paths if isinstance(paths, tuple) else (paths,)
+    note = None
     for path in views[:max_views]:
         _exists(path)
         suffix = path.suffix.lower()
         if path.is_dir():
             _frame_files(path)
         elif suffix == ".npy":
-            shape = npy_shape(path)
-            if len(shape) not in (3, 4) or shape[0] == 0:
+            clip = npy_mapped(path)
+            if clip.ndim not in (3, 4) or clip.size == 0:
                 raise MediaError(
-                    f"video array must be T x H x W or T x H x W x C, got shape {shape}"
+                    f"video array must be T x H x W or T x H x W x C, got shape {clip.shape}"
                 )
+            check_numeric(clip, "video array")
+            note = note or float_range_note(clip)
         elif suffix in DICOM_SUFFIXES:
             _decode_dicom(path)
         else:
-            _load_clip(path)  # .npz and containers: decode once up front
+            note = note or float_range_note(_load_clip(path))  # .npz, containers: decode once
+    return note
 
 
 def read_sequence(path: Path, max_length: int) -> Tensor:
     """A .npy T x J x C sequence (e.g. keypoints) -> float tensor, cropped to max_length."""
     array = _load_npy(path)
-    if array.ndim != 3 or array.shape[0] == 0:
+    if array.ndim != 3 or array.size == 0:
         raise MediaError(f"sequence must be a T x J x C array with T >= 1, got shape {array.shape}")
+    check_numeric(array, "sequence array")
     return torch.from_numpy(np.ascontiguousarray(array[:max_length], dtype=np.float32))
 
 
 def check_sequence(path: Path) -> tuple[int, ...]:
-    shape = npy_shape(path)
-    if len(shape) != 3 or shape[0] == 0:
-        raise MediaError(f"sequence must be a T x J x C array with T >= 1, got shape {shape}")
-    return shape
+    """Validation: a non-empty T x J x C numeric array without NaN/inf."""
+    array = npy_mapped(path)
+    if array.ndim != 3 or array.size == 0:
+        raise MediaError(
+            f"sequence must be a T x J x C array with T >= 1, got shape {array.shape}"
+        )
+    check_numeric(array, "sequence array")
+    return tuple(array.shape)
 
 
 def _safetensors_array(path: Path, shape_only: bool) -> np.ndarray | tuple[int, ...]:
@@ -339,6 +396,13 @@ def features_shape(path: Path) -> tuple[int, ...]:
     return shape
 
 
+def check_features(path: Path) -> tuple[int, ...]:
+    """Validation: `features_shape` plus a numeric dtype and no NaN/inf (reads the file)."""
+    shape = features_shape(path)
+    read_features(path)
+    return shape
+
+
 def read_features(path: Path) -> Tensor:
     """A .npy / .safetensors vector (F) or token grid (N x F) -> float tensor."""
     features_shape(path)
@@ -347,4 +411,5 @@ def read_features(path: Path) -> Tensor:
     else:
         array = _load_npy(path)
     assert isinstance(array, np.ndarray)
+    check_numeric(array, "features array")
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
