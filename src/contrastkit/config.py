@@ -22,7 +22,9 @@ AUX_TERMS = ("captioning", "masked", "classification", "distillation")
 class Section(BaseModel):
     """Base for every config section: unknown keys are errors, values are validated on set."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: no float setting means anything at inf or NaN (an lr of inf
+    # trains on NaN and fails far from the cause), so every float key rejects them.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- data
@@ -67,16 +69,35 @@ class HardNegativesConfig(Section):
 
 
 class DataConfig(Section):
-    manifest: str = Field(..., description="manifest path (.jsonl/.csv/.parquet) or builtin:NAME")
+    manifest: str = Field(
+        "", description="manifest path (.jsonl/.csv/.parquet) or builtin:NAME (or use shards)"
+    )
+    shards: str | dict[str, str | list[str]] | None = Field(
+        None,
+        description="stream WebDataset shards: the folder `contrastkit shard` wrote, a brace "
+        "pattern (train split), or split -> pattern or list of paths",
+    )
+    shuffle_shards: int = Field(
+        4, ge=1, description="shards whose samples a stream shuffles together (its buffer)"
+    )
     root: str | None = Field(None, description="base folder for relative media paths")
     cache_dir: str | None = Field(None, description="where builtin datasets are generated")
     builtin_options: dict[str, Any] = Field(default_factory=dict)
     train_split: str = "train"
     val_split: str | None = "val"
     test_split: str | None = "test"
+    allow_outside_root: bool = Field(
+        True,
+        description="false: media paths must stay inside the data root (after ~, .. and "
+        "symlinks are resolved); for shared manifests",
+    )
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(256, ge=1)
-    num_workers: int = Field(0, ge=0)
+    num_workers: int | Literal["auto"] = Field(
+        0, description="loader worker processes; auto = cores - 1, at most 8"
+    )
+    pin_memory: bool | Literal["auto"] = Field("auto", description="auto = on when CUDA exists")
+    persistent_workers: bool = Field(True, description="keep workers alive between epochs")
     drop_last: bool = True
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     on_error: Literal["raise", "skip"] = "raise"
@@ -86,8 +107,18 @@ class DataConfig(Section):
     sequence: SequenceOptions = Field(default_factory=SequenceOptions)
     hard_negatives: HardNegativesConfig | None = None
 
+    @field_validator("train_split", "val_split", "test_split")
+    @classmethod
+    def _split_lowercase(cls, v: str | None) -> str | None:
+        """Split names are case-insensitive (the manifest's are lowercased too)."""
+        return None if v is None else v.strip().lower()
+
     @model_validator(mode="after")
     def _groups_fit_batch(self) -> DataConfig:
+        if not self.manifest and self.shards is None:
+            raise ValueError("data needs a `manifest` or `shards`")
+        if isinstance(self.num_workers, int) and self.num_workers < 0:
+            raise ValueError("data.num_workers must be >= 0 or auto")
         s = self.sampler
         if self.hard_negatives is not None and s.type != "random":
             raise ValueError(
@@ -430,7 +461,11 @@ class TrainConfig(Section):
     accumulate: int = Field(1, ge=1)
     accumulation: Literal["cached", "naive"] = "cached"
     amp: Literal["none", "bf16", "fp16"] = "none"
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="auto | cpu | cuda | cuda:N | mps",
+    )
     lr_scale: dict[str, float] = Field(
         default_factory=dict, description="module-name prefix -> lr multiplier"
     )
@@ -488,6 +523,13 @@ class TrainConfig(Section):
         """Deprecated name of `select_mode`."""
         return self.select_mode
 
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_unit_interval(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"Adam betas must each be in [0, 1), got {list(v)}")
+        return v
+
     @model_validator(mode="after")
     def _phases_ordered(self) -> TrainConfig:
         for i, p in enumerate(self.phases[:-1]):
@@ -515,6 +557,13 @@ class GenerationConfig(Section):
 
 class EvalConfig(Section):
     splits: list[str] = Field(default_factory=lambda: ["val", "test"])
+
+    @field_validator("splits")
+    @classmethod
+    def _splits_lowercase(cls, v: list[str]) -> list[str]:
+        """Split names are case-insensitive (the manifest's are lowercased too)."""
+        return [s.strip().lower() for s in v]
+
     ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 50])
     chunk_size: int = Field(1024, ge=1, description="query rows per similarity chunk")
     pairs: list[tuple[str, str]] | None = Field(
@@ -667,6 +716,28 @@ def _format_error(err: ValidationError, source: str) -> str:
     return f"invalid config {source}:\n" + "\n".join(lines)
 
 
+def _invalid_unicode(node: Any, where: str = "") -> str | None:
+    """Key path of the first string (key or value) with a lone surrogate, or None; such
+    text cannot be written to config.yaml, a path or the terminal."""
+    if isinstance(node, str):
+        try:
+            node.encode("utf-8")
+        except UnicodeEncodeError:
+            return where
+        return None
+    if isinstance(node, dict):
+        items: Any = node.items()
+    else:
+        items = enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        here = f"{where}.{key}" if where else str(key)
+        found = _invalid_unicode(key, here) if isinstance(key, str) else None
+        found = found if found is not None else _invalid_unicode(value, here)
+        if found is not None:
+            return found
+    return None
+
+
 def config_from_dict(
     data: dict, source: str = "<dict>", overrides: list[str] | None = None
 ) -> Config:
@@ -674,6 +745,12 @@ def config_from_dict(
     data = yaml.safe_load(yaml.safe_dump(data, sort_keys=False))  # deep copy, keeps key order
     for ov in overrides or []:
         apply_override(data, ov)
+    bad = _invalid_unicode(data)
+    if bad is not None:
+        raise ConfigError(
+            f"invalid config {source}:\n  {bad or '<root>'}: text is not valid Unicode "
+            "(a lone surrogate such as \\ud800)"
+        )
     try:
         return Config.model_validate(data)
     except ValidationError as err:
@@ -685,9 +762,18 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte 0x{raw[err.start]:02x} at byte "
+            f"offset {err.start}, line {line}); save it as UTF-8"
+        ) from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except (yaml.YAMLError, RecursionError) as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
@@ -696,7 +782,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     m = cfg.data.manifest
     if not m.startswith("builtin:") and not Path(m).is_absolute():
         candidate = path.parent / m
-        if candidate.exists() or not Path(m).exists():
+        try:
+            relative = candidate.exists() or not Path(m).exists()
+        except OSError:  # a name too long for the filesystem: the data loader reports it
+            relative = True
+        if relative:
             cfg.data.manifest = str(candidate)
     return cfg
 

@@ -185,7 +185,11 @@ def read_manifest(
             wrong value type, empty text, invalid JSON, bytes that are not UTF-8).
     """
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as err:  # a name too long for the filesystem
+        raise DataError(f"manifest {str(path)[:200]} cannot be opened: {err.strerror}") from None
+    if not found:
         raise DataError(f"manifest {path} does not exist")
     base = Path(root).expanduser() if root is not None else path.parent
     confine = None if allow_outside_root else base.resolve()
