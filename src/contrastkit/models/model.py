@@ -63,6 +63,7 @@ class ContrastiveModel(nn.Module):
         self.classifier = classifier
         self.head_towers = dict(head_towers or {})
         self.text_column = text_column
+        self.new_modules: list[str] = []  # module prefixes of new params on pretrained towers
 
     @property
     def tower_names(self) -> list[str]:
@@ -162,20 +163,56 @@ class ContrastiveModel(nn.Module):
         return self.tokenizer.decode(ids.cpu())
 
 
+def is_pretrained(encoder: nn.Module) -> bool:
+    """The encoder carries pretrained weights (it sets `pretrained = True`)."""
+    return bool(getattr(encoder, "pretrained", False))
+
+
+def _tower_projection(
+    cfg: TowerConfig, encoders: Mapping[str, nn.Module], fused: bool, width: int, embed_dim: int
+) -> nn.Module:
+    """The projection, told whether the features come straight from a pretrained encoder
+    (then `auto` keeps the pretrained space: no map, or one starting as the identity)."""
+    single = None if fused else next(iter(encoders.values()))
+    pretrained = single is not None and is_pretrained(single)
+    embedding = pretrained and bool(getattr(single, "embedding_output", False))
+    return build_projection(
+        cfg.projection, width, embed_dim, pretrained=pretrained, embedding=embedding
+    )
+
+
+def _siamese_key(cfg: TowerConfig) -> str | None:
+    """Identity of a one-stream tower's encoder config (None for several streams)."""
+    if len(cfg.streams) != 1 or cfg.fusion is not None:
+        return None
+    return next(iter(cfg.streams.values())).model_dump_json()
+
+
 def _build_tower(
     name: str,
     cfg: TowerConfig,
     embed_dim: int,
     tokenizer: Any,
     input_specs: Mapping[str, tuple],
+    pretrained_encoders: dict[str, tuple[str, nn.Module]] | None = None,
 ) -> Tower:
+    """Build one tower. `pretrained_encoders` (encoder-config key -> (tower, encoder)) makes a
+    one-stream tower reuse an earlier tower's identical pretrained encoder (siamese)."""
+    for col in cfg.streams:
+        if col not in input_specs and col != TEXT_COLUMN:
+            raise ConfigError(
+                f"model.towers.{name}.streams.{col}: the manifest has no column {col!r}; "
+                f"columns: {sorted(input_specs)}"
+            )
+    key = _siamese_key(cfg)
+    if pretrained_encoders is not None and key in pretrained_encoders:
+        owner, encoder = pretrained_encoders[key]
+        col = next(iter(cfg.streams))
+        projection = _tower_projection(cfg, {col: encoder}, False, int(encoder.width), embed_dim)
+        return Tower.siamese(col, encoder, owner, projection)
     encoders = nn.ModuleDict()
     for col, enc_cfg in cfg.streams.items():
         where = f"model.towers.{name}.streams.{col}"
-        if col not in input_specs and col != TEXT_COLUMN:
-            raise ConfigError(
-                f"{where}: the manifest has no column {col!r}; columns: {sorted(input_specs)}"
-            )
         # Text is a list of strings: its spec, if given, is ().
         encoders[col] = build_encoder(
             tuple(input_specs.get(col, ())), enc_cfg, tokenizer, where=where
@@ -190,7 +227,12 @@ def _build_tower(
         except ValueError as err:
             raise ConfigError(f"model.towers.{name}.fusion: {err}") from None
     width = fusion.width if fusion is not None else int(encoders[next(iter(encoders))].width)
-    return Tower(encoders, fusion, build_projection(cfg.projection, width, embed_dim))
+    projection = _tower_projection(cfg, encoders, fusion is not None, width, embed_dim)
+    if pretrained_encoders is not None and key is not None:
+        encoder = next(iter(encoders.values()))
+        if is_pretrained(encoder):
+            pretrained_encoders[key] = (name, encoder)
+    return Tower(encoders, fusion, projection)
 
 
 def _build_heads(
@@ -254,15 +296,22 @@ def build_model(
         ConfigError: a stream names a column the manifest lacks, an option is unknown, ...
     """
     towers: dict[str, Tower] = {}
+    pretrained_encoders: dict[str, tuple[str, nn.Module]] | None = {} if cfg.siamese else None
     for name, tower_cfg in cfg.towers.items():
         if tower_cfg.share is None:
-            towers[name] = _build_tower(name, tower_cfg, cfg.embed_dim, tokenizer, input_specs)
+            towers[name] = _build_tower(
+                name, tower_cfg, cfg.embed_dim, tokenizer, input_specs, pretrained_encoders
+            )
     for name, tower_cfg in cfg.towers.items():
         if tower_cfg.share is not None:
             owner = towers[tower_cfg.share]
-            projection = build_projection(tower_cfg.projection, owner.width, cfg.embed_dim)
+            fused = owner.fusion is not None
+            projection = _tower_projection(
+                tower_cfg, owner.encoders, fused, owner.width, cfg.embed_dim
+            )
             towers[name] = Tower.sharing(owner, tower_cfg.share, projection)
     towers = {name: towers[name] for name in cfg.towers}  # config order
+    _check_embedding_sizes(towers)
     heads = _build_heads(cfg, towers, tokenizer, num_classes)
     head_towers = {
         head: getattr(cfg, head).tower
@@ -270,6 +319,30 @@ def build_model(
         if getattr(cfg, head) is not None
     }
     text_column = cfg.captioning.text_column if cfg.captioning is not None else TEXT_COLUMN
-    return ContrastiveModel(
+    model = ContrastiveModel(
         towers, tokenizer, head_towers=head_towers, text_column=text_column, **heads
     )
+    model.new_modules = new_module_prefixes(towers)
+    return model
+
+
+def new_module_prefixes(towers: Mapping[str, Tower]) -> list[str]:
+    """Projections with parameters on top of pretrained encoders: the new parameters that
+    `train.new_params_lr_scale` speeds up (the encoder itself trains at `train.lr`)."""
+    out = []
+    for name, tower in towers.items():
+        has_params = any(True for _ in tower.projection.parameters())
+        if has_params and tower.fusion is None and is_pretrained(tower.encoders[tower.inputs[0]]):
+            out.append(f"towers.{name}.projection")
+    return out
+
+
+def _check_embedding_sizes(towers: Mapping[str, Tower]) -> None:
+    """Every tower must map to one embedding size (`projection: none` keeps the encoder's)."""
+    sizes = {name: int(getattr(t.projection, "embed_dim", 0)) for name, t in towers.items()}
+    if len(set(sizes.values())) > 1:
+        raise ConfigError(
+            f"model.towers: the towers' embeddings have different sizes {sizes}; a tower with "
+            "`projection.type: none` keeps its encoder's width, so give the others the same "
+            "width, or set model.towers.<tower>.projection.type: linear (sized by model.embed_dim)"
+        )

@@ -5,6 +5,7 @@ A tower built with `Tower.sharing(owner, projection)` reuses the owner's encoder
 one text tower. The shared modules are registered once, under the owner's name
 (`towers.<owner>.encoders...`), so parameters, `state_dict` keys and safetensors files hold
 them once; the sharing tower's own parameters live under `towers.<tower>.projection`.
+`Tower.siamese` shares only the encoder (its own input column, its own features).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Tower(nn.Module):
         self.fusion = fusion
         self.projection = projection
         self.owner: str | None = None
+        self.encoder_owner: str | None = None
 
     @classmethod
     def sharing(cls, owner: Tower, owner_name: str, projection: nn.Module) -> Tower:
@@ -50,6 +52,27 @@ class Tower(nn.Module):
         object.__setattr__(tower, "encoders", owner.encoders)
         object.__setattr__(tower, "fusion", owner.fusion)
         tower.owner = owner_name
+        tower.encoder_owner = owner_name
+        return tower
+
+    @classmethod
+    def siamese(
+        cls, column: str, encoder: nn.Module, encoder_owner: str, projection: nn.Module
+    ) -> Tower:
+        """A tower that reads its own `column` with another tower's (pretrained) encoder.
+
+        Unlike `sharing`, the inputs differ (e.g. `text` and `text_code`), so the features
+        are computed per tower; only the encoder's weights are shared, as in the siamese
+        set-up of sentence-transformers. The encoder is registered once, under
+        `towers.<encoder_owner>.encoders...`.
+        """
+        tower = cls.__new__(cls)
+        nn.Module.__init__(tower)
+        tower.projection = projection
+        object.__setattr__(tower, "encoders", nn.ModuleDict({column: encoder}))
+        object.__setattr__(tower, "fusion", None)
+        tower.owner = None
+        tower.encoder_owner = encoder_owner
         return tower
 
     @property

@@ -39,7 +39,7 @@ from contrastkit.train.distributed import (
 from contrastkit.train.ema import EMA
 from contrastkit.train.loggers import Loggers, build_loggers, truncate_jsonl
 from contrastkit.train.lr_schedule import LrScheduler, warmup_steps_for
-from contrastkit.train.optim import build_optimizer
+from contrastkit.train.optim import build_optimizer, with_new_params
 from contrastkit.train.phases import PhaseController, WeightsFn, phase_index, phase_label
 from contrastkit.train.progress import Progress
 from contrastkit.train.rng import capture_rng, restore_rng, rng_from_json, rng_to_json
@@ -106,7 +106,12 @@ class Engine:
             weight_decay=cfg.weight_decay,
             betas=cfg.betas,
             eps=cfg.eps,
-            lr_scale=cfg.lr_scale,
+            lr_scale=with_new_params(
+                cfg.lr_scale,
+                [*getattr(self.model, "new_modules", ()), *dict(self.criterion.named_parameters())],
+                lr=cfg.lr,
+                scale=cfg.new_params_lr_scale,
+            ),
         )
         epochs_steps = cfg.epochs * parts.steps_per_epoch
         self.total_steps = min(cfg.max_steps, epochs_steps) if cfg.max_steps else epochs_steps

@@ -119,3 +119,32 @@ def build_optimizer(
     return torch.optim.AdamW(
         list(groups.values()), lr=lr, betas=betas, eps=eps, weight_decay=weight_decay
     )
+
+
+# New parameters (the loss's temperature / bias, projections added on pretrained towers)
+# train at least at this rate. It is the scratch default `train.lr`: at a fine-tuning rate
+# of 5e-5 AdamW moves a parameter by about 5e-5 per step, so a learnable log-temperature
+# of 2.66 stays put for a whole epoch (observed 14.28 -> 14.29 in logit scale).
+NEW_PARAMS_MIN_LR = 1e-3
+
+
+def new_params_multiplier(lr: float, scale: float | None) -> float:
+    """`train.new_params_lr_scale`, or by default max(1, NEW_PARAMS_MIN_LR / lr)."""
+    return float(scale) if scale is not None else max(1.0, NEW_PARAMS_MIN_LR / lr)
+
+
+def with_new_params(
+    lr_scale: dict[str, float],
+    new_prefixes: Iterable[str],
+    *,
+    lr: float,
+    scale: float | None = None,
+) -> dict[str, float]:
+    """`lr_scale` plus the new-parameter multiplier for each of `new_prefixes`.
+
+    A prefix the user lists in `lr_scale` keeps the user's value.
+    """
+    mult = new_params_multiplier(lr, scale)
+    out = {prefix: mult for prefix in new_prefixes if mult != 1.0}
+    out.update(lr_scale)
+    return out

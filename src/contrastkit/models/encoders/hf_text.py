@@ -20,6 +20,7 @@ from contrastkit.models.encoders import ENCODERS, make_encoder, masked_mean
 from contrastkit.models.outputs import EncoderOutput
 
 _INSTALL_HINT = "pip install contrastkit[text]"
+SENTENCE_TRANSFORMERS_MARKER = "modules.json"
 
 
 class HFTextEncoder(nn.Module):
@@ -53,6 +54,11 @@ class HFTextEncoder(nn.Module):
         self.max_length = max_length
         self.pool = pool
         self.width = int(self.model.config.hidden_size)
+        self.path = str(path)
+        self.pretrained = True
+        # A sentence-transformers folder (modules.json) already outputs an embedding, so
+        # `projection: auto` adds no map on top of it.
+        self.embedding_output = (Path(path) / SENTENCE_TRANSFORMERS_MARKER).is_file()
 
     def forward(self, x: Sequence[str], mask: Tensor | None = None) -> EncoderOutput:
         device = next(self.model.parameters()).device

@@ -1,0 +1,119 @@
+"""What the model scores before any training: the baseline every run is compared with.
+
+`at_start_metrics` evaluates the freshly built model (pretrained weights, projections at
+their identity start) on every eval split before the first step, and records the numbers
+with the prefix `at_start/` (`at_start/val/text_to_image/R@1`) in `metrics.jsonl` (step 0),
+`at_start.json` and `summary.json`. The doctor's `worse_than_start` finding compares the
+final validation metric with them. `evaluate_config` is `contrastkit eval CONFIG.yaml`:
+the same evaluation of the untrained model without a run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from contrastkit.config import Config
+from contrastkit.data.manifest import is_text_column
+from contrastkit.pairing import eval_pairs
+
+log = logging.getLogger(__name__)
+
+AT_START = "at_start/"
+AT_START_FILE = "at_start.json"
+
+
+def has_pretrained_encoder(model: nn.Module) -> bool:
+    """Any module of `model` says it carries pretrained weights (`pretrained = True`)."""
+    return any(getattr(m, "pretrained", False) is True for m in model.modules())
+
+
+def at_start_enabled(cfg: Config, model: nn.Module) -> bool:
+    """`eval.at_start`, by default on exactly when a tower starts from pretrained weights
+    (a scratch model scores chance at step 0, which is not worth an evaluation)."""
+    if cfg.eval.at_start is not None:
+        return bool(cfg.eval.at_start)
+    return has_pretrained_encoder(model)
+
+
+def evaluate_splits(
+    model: nn.Module, bundle: Any, cfg: Config, splits: list[str] | None = None
+) -> dict[str, float]:
+    """Flat metrics of every split in `splits` (default `eval.splits`) that has rows."""
+    from contrastkit.eval.evaluate import evaluate
+
+    was_training = model.training
+    model.eval()
+    metrics: dict[str, float] = {}
+    with torch.no_grad():
+        for split in splits if splits is not None else cfg.eval.splits:
+            dataset = bundle.splits.get(split)
+            if dataset is None or len(dataset) == 0:
+                continue
+            metrics.update(
+                evaluate(
+                    model,
+                    dataset,
+                    cfg.eval,
+                    split=split,
+                    pairs=eval_pairs(cfg),
+                    batch_size=cfg.data.eval_batch_size,
+                )
+            )
+    model.train(was_training)
+    return metrics
+
+
+def at_start_metrics(model: nn.Module, bundle: Any, cfg: Config, run_dir: Path) -> dict[str, float]:
+    """The at-start evaluation, prefixed `at_start/`; {} when disabled.
+
+    A resumed run reads the numbers its first start recorded (`at_start.json`) instead of
+    evaluating the half-trained model.
+    """
+    path = Path(run_dir) / AT_START_FILE
+    if path.is_file():
+        return {k: float(v) for k, v in json.loads(path.read_text()).items()}
+    if not at_start_enabled(cfg, model):
+        return {}
+    metrics = {AT_START + k: v for k, v in evaluate_splits(model, bundle, cfg).items()}
+    path.write_text(json.dumps(metrics, indent=1, sort_keys=True))
+    with (Path(run_dir) / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 0, **metrics}) + "\n")
+    shown = {k: round(v, 4) for k, v in metrics.items() if k.endswith("R@1")}
+    log.info("at-start (zero-shot) evaluation: %s", shown)
+    return metrics
+
+
+def build_untrained(cfg: Config) -> tuple[nn.Module, Any]:
+    """The model `cfg` describes, as built before training, and its datasets."""
+    from contrastkit.data import build_datasets
+    from contrastkit.models import build_model, build_tokenizer
+
+    torch.manual_seed(cfg.train.seed)
+    bundle = build_datasets(cfg.data)
+    train_set = bundle.splits[cfg.data.train_split]
+    texts = [t for c in sorted(train_set.columns) if is_text_column(c) for t in train_set.texts(c)]
+    tokenizer = build_tokenizer(cfg.model.tokenizer, texts)
+    specs = dict(train_set.input_specs())
+    model = build_model(
+        cfg.model,
+        tokenizer=tokenizer,
+        input_specs=specs,
+        num_classes=len(bundle.label_names) or None,
+    )
+    return model, bundle
+
+
+def evaluate_config(cfg: Config, split: str) -> dict[str, float]:
+    """`contrastkit eval CONFIG.yaml`: the untrained (pretrained) model's metrics on `split`."""
+    model, bundle = build_untrained(cfg)
+    if split not in bundle.splits:
+        from contrastkit.errors import ConfigError
+
+        raise ConfigError(f"--split {split}: the manifest has splits {sorted(bundle.splits)}")
+    return evaluate_splits(model, bundle, cfg, [split])
