@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from contrastkit.app.mining import build_miner, record_mining
 from contrastkit.app.zero_shot import at_start_metrics
 from contrastkit.config import Config, dump_config
 from contrastkit.data.manifest import is_text_column
@@ -110,7 +111,11 @@ def _teacher(cfg: Config, model: nn.Module) -> tuple[EMA | None, Callable | None
     return None, TeacherHook(teacher)
 
 
-def _loader_factory(dataset: Any, cfg: Config, info: DistInfo) -> tuple[Callable, int]:
+def _loader_factory(
+    dataset: Any, cfg: Config, info: DistInfo, miner: Any = None
+) -> tuple[Callable, int]:
+    """Train loaders by (epoch, start batch); a hard-negative `miner` supplies (and re-mines
+    on schedule) the negatives each epoch's batches are built around."""
     from contrastkit.data import build_loader
 
     rows = cfg.data.batch_size * cfg.train.accumulate * info.world_size  # global batch per step
@@ -126,6 +131,7 @@ def _loader_factory(dataset: Any, cfg: Config, info: DistInfo) -> tuple[Callable
             rank=info.rank,
             world_size=info.world_size,
             batch_size=rows,
+            negatives=None if miner is None else miner.negatives_for(epoch),
         )
 
     try:
@@ -300,7 +306,8 @@ def train(
         model.to(info.device)
         at_start = at_start_metrics(model, bundle, cfg, run_dir) if info.is_main else {}
         ema, prepare = _teacher(cfg, model)
-        make_loader, steps = _loader_factory(train_set, cfg, info)
+        miner = build_miner(cfg, model, train_set)
+        make_loader, steps = _loader_factory(train_set, cfg, info, miner)
         val = cfg.data.val_split
         parts = EngineParts(
             model=model,
@@ -322,6 +329,7 @@ def train(
         fit = engine.fit(resume)
         if not info.is_main:
             return fit
+        record_mining(miner, run_dir / DATA_FINDINGS_FILE)
         summary = {
             **at_start,
             **_final_eval(model, bundle, cfg, run_dir),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from torch.utils.data import DataLoader
 
 from contrastkit.config import DataConfig
@@ -16,7 +17,11 @@ from contrastkit.data.collate import collate
 from contrastkit.data.dataset import ManifestDataset, validate_rows
 from contrastkit.data.manifest import SkippedRow, group_names, label_names, read_manifest
 from contrastkit.data.media import ReadOptions
-from contrastkit.data.samplers import GroupBatchSampler, RandomBatchSampler
+from contrastkit.data.samplers import (
+    GroupBatchSampler,
+    HardNegativeBatchSampler,
+    RandomBatchSampler,
+)
 from contrastkit.errors import ConfigError
 
 
@@ -100,12 +105,14 @@ def build_loader(
     rank: int = 0,
     world_size: int = 1,
     batch_size: int | None = None,
+    negatives: np.ndarray | None = None,
 ) -> DataLoader:
     """A DataLoader over `dataset` with contrastkit's batch sampler and `collate`.
 
     Training loaders use `data.sampler` (random, or K groups x M members) and honour
     `data.drop_last`; evaluation loaders are sequential and keep every row. `len()` is
-    the number of batches this rank will see.
+    the number of batches this rank will see. `negatives` (N x k mined rows, see
+    `hard_negatives.py`) makes each training batch carry its anchors' hard negatives.
     """
     size = batch_size or (cfg.batch_size if train else cfg.eval_batch_size)
     if train and size % world_size:
@@ -119,8 +126,10 @@ def build_loader(
         "rank": rank,
         "world_size": world_size,
     }
-    sampler: RandomBatchSampler | GroupBatchSampler
-    if train and cfg.sampler.type == "groups":
+    sampler: RandomBatchSampler | GroupBatchSampler | HardNegativeBatchSampler
+    if train and negatives is not None:
+        sampler = HardNegativeBatchSampler(negatives, size, drop_last=cfg.drop_last, **common)
+    elif train and cfg.sampler.type == "groups":
         m = cfg.sampler.members_per_group
         k = cfg.sampler.groups_per_batch if batch_size is None else None
         k = k or size // m

@@ -141,3 +141,72 @@ class GroupBatchSampler(_GlobalBatchSampler):
             return rng.choice(members, size=self.m, replace=False)
         fill = rng.choice(members, size=self.m - len(members), replace=True)
         return np.concatenate([rng.permutation(members), fill])
+
+
+class HardNegativeBatchSampler(_GlobalBatchSampler):
+    """Random batches in which each query row brings its mined hard negatives.
+
+    The epoch has exactly as many batches as `RandomBatchSampler` (same `drop_last` rule),
+    so mining changes which rows meet, never the step budget. Each batch is filled by
+    walking a (seed, epoch) permutation: the next row not yet used this epoch enters as an
+    anchor, followed by its negatives (in mined order) that are not already in the batch;
+    a negative may appear again later in the epoch as someone else's negative, an anchor
+    never twice. When every row has been an anchor, the walk starts over.
+
+    Args:
+        negatives: N x k mined row indices per row (-1 = none), see `hard_negatives.py`.
+        batch_size: global batch size.
+        per_anchor: negatives placed per anchor (at most k).
+    """
+
+    def __init__(
+        self,
+        negatives: np.ndarray,
+        batch_size: int,
+        *,
+        per_anchor: int | None = None,
+        seed: int = 0,
+        epoch: int = 0,
+        drop_last: bool = True,
+        start_batch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__(start_batch=start_batch, rank=rank, world_size=world_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.negatives = np.asarray(negatives, dtype=np.int64)
+        self.n, self.batch_size, self.seed, self.epoch = len(negatives), batch_size, seed, epoch
+        self.drop_last = drop_last
+        k = self.negatives.shape[1] if self.negatives.ndim == 2 else 0
+        self.per_anchor = k if per_anchor is None else min(per_anchor, k)
+
+    def global_batches(self) -> list[np.ndarray]:
+        n, size = self.n, self.batch_size
+        count = n // size if self.drop_last else -(-n // size)
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
+        used = np.zeros(n, dtype=bool)
+        cursor = 0
+        batches = []
+        for b in range(count):
+            want = size if self.drop_last or b < count - 1 else n - size * (count - 1)
+            batch: list[int] = []
+            members: set[int] = set()
+            while len(batch) < want:
+                if used.all():
+                    used[:] = False
+                while used[order[cursor % n]]:
+                    cursor += 1
+                anchor = int(order[cursor % n])
+                used[anchor] = True
+                if anchor in members:
+                    continue
+                chain = [anchor]
+                for neg in self.negatives[anchor, : self.per_anchor]:
+                    if neg >= 0 and int(neg) not in members and int(neg) not in chain:
+                        chain.append(int(neg))
+                chain = chain[: want - len(batch)]
+                batch.extend(chain)
+                members.update(chain)
+            batches.append(np.asarray(batch, dtype=np.int64))
+        return batches

@@ -50,6 +50,8 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "loss_not_decreasing": (23, "loss not decreasing"),
     "alignment_negative": (24, "positives less similar than negatives"),
     "gap_shrinking": (25, "positive-negative gap shrinking"),
+    "hard_negatives_above_positive": (9, "most mined hard negatives score above their positive"),
+    "hard_negatives_mined": (26, "mined hard negatives: score gap to the positive"),
 }
 
 
