@@ -92,6 +92,9 @@ def run_search(
     console: Console,
 ) -> None:
     """Print the top-k gallery items of the dataset for each query."""
+    if query is not None and not query.strip():
+        # An empty text embeds to a fixed vector, so it would rank the gallery by nothing.
+        raise ContrastkitError("the query text is empty; give some words, or --query-id ID")
     model = run.model
     q_tower, g_tower = _pick_pair(model, pairs, gallery, text_query=query is not None)
     g = embed_tower(model, dataset, g_tower, batch_size=run.config.data.eval_batch_size)
