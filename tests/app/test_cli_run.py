@@ -104,6 +104,14 @@ def test_search_text_query_and_examples(run_dir, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("query", ["", "   "])
+def test_search_empty_query_is_an_error(run_dir, capsys, query):
+    assert main(["search", str(run_dir), query]) == 2
+    err = capsys.readouterr().err
+    assert "query text is empty" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
 def test_search_by_query_id(run_dir, tmp_path, capsys):
     out = tmp_path / "t.npy"
     assert main(["embed", str(run_dir), "--tower", "text", "--out", str(out)]) == 0
