@@ -73,6 +73,11 @@ def test_eval_writes_eval_json_matching_summary(run_dir, capsys):
     summary = json.loads((run_dir / "summary.json").read_text())
     # Same checkpoint (best), same data: the numbers must agree exactly.
     assert metrics["test/text_to_image/R@1"] == summary["test/text_to_image/R@1"]
+    # One pairing policy: training's final evaluation and `contrastkit eval` name every
+    # statistic alike (both directions, `text_image` statistics; once `image_text` vs
+    # `text_image`, and no `image_to_text` in eval.json).
+    assert set(metrics) == {k for k in summary if k.startswith("test/")}
+    assert "test/image_to_text/R@1" in metrics and "test/text_image/alignment" in metrics
     key = "test/image/zero_shot_accuracy"
     assert metrics[key] == summary[key]
     out = capsys.readouterr().out
@@ -180,6 +185,11 @@ def test_skipped_rows_are_counted_in_log_metrics_and_findings(tmp_path):
     assert json.loads((run / "summary.json").read_text())["data/rows_skipped"] == 1.0
     codes = [f["code"] for f in json.loads((run / "findings.json").read_text())["findings"]]
     assert "rows_skipped" in codes
+    # `doctor run` re-diagnoses from the same files, so the data findings survive it
+    # (it once read a data_findings.json that nothing wrote, and dropped them).
+    assert main(["doctor", "run", str(run)]) == 0
+    again = [f["code"] for f in json.loads((run / "findings.json").read_text())["findings"]]
+    assert again == codes
     # Raise mode stops before training, naming the manifest, row and column.
     overrides[-2] = "data.on_error=raise"
     assert (

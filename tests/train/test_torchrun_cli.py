@@ -1,5 +1,6 @@
 """`torchrun --nproc_per_node 2 -m contrastkit train` (gloo, CPU) equals one process on the
-same global batch: same parameters after a few steps, same validation metrics."""
+same global batch: same parameters after a few steps, same validation metrics, and the
+doctor (on) judges both against the same global batch."""
 
 import glob
 import json
@@ -19,7 +20,7 @@ COMMON = [
     "train.epochs=1",
     "train.progress=none",
     "train.loggers.tensorboard=false",
-    "doctor.enabled=false",
+    "doctor.every=1",
     "eval.splits=[val]",
 ]
 
@@ -55,3 +56,17 @@ def test_two_processes_equal_one(tmp_path):
     s1 = json.loads((tmp_path / "one" / "summary.json").read_text())
     s2 = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert s1["val/text_to_image/R@1"] == pytest.approx(s2["val/text_to_image/R@1"])
+    # The doctor judges chance-level loss against the *global* batch (40), not the
+    # per-rank one (20): the two runs' findings and their evidence must agree.
+    for run in ("one", "two"):
+        info = json.loads((tmp_path / run / "run.json").read_text())
+        assert info["global_batch_size"] == 40
+    f1, f2 = (
+        {
+            f["code"]: f["evidence"]
+            for f in json.loads((tmp_path / r / "findings.json").read_text())["findings"]
+        }
+        for r in ("one", "two")
+    )
+    assert "loss_at_chance" in f1 and "loss_at_chance" in f2
+    assert f1["loss_at_chance"]["batch_size"] == f2["loss_at_chance"]["batch_size"] == 40
