@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contrastkit.errors import ConfigError
 from contrastkit.losses.clip import ClipLoss
 from contrastkit.losses.functional import (
     softmax_contrastive_loss,
@@ -108,18 +109,30 @@ def test_gradcheck_fused_and_hard_negative() -> None:
     assert torch.autograd.gradcheck(lambda a, b: module(a, b, groups).loss, (a, b))
 
 
-def test_logit_scale_is_log_of_inverse_temperature_and_clamped() -> None:
+def test_logit_scale_is_log_of_inverse_temperature_and_clamped_on_the_parameter() -> None:
     loss = ClipLoss()
     assert loss.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
     assert dict(loss.named_parameters()).keys() == {"logit_scale"}
     with torch.no_grad():
         loss.logit_scale.fill_(math.log(500.0))
-    assert loss.scale().item() == pytest.approx(100.0)
+    loss.clamp_parameters_()
+    assert loss.logit_scale.item() == pytest.approx(math.log(100.0), abs=1e-6)
     a, b = _random(4)
     r = loss(a.float().requires_grad_(), b.float(), torch.arange(4))
     r.loss.backward()
-    assert loss.logit_scale.grad.item() == 0.0  # clamped: no gradient above the ceiling
-    assert r.logit_scale.item() == pytest.approx(100.0)
+    assert loss.logit_scale.grad.item() != 0.0  # at the ceiling the gradient is live
+    assert r.logit_scale.item() == pytest.approx(100.0, rel=1e-6)
+    with torch.no_grad():
+        loss.logit_scale.fill_(-3.0)
+    loss.clamp_parameters_()
+    assert loss.logit_scale.item() == 0.0  # floor: scale 1 (temperature 1)
+
+
+def test_initial_scale_outside_the_bounds_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="outside"):
+        ClipLoss(init_temperature=0.001)
+    with pytest.raises(ConfigError, match="outside"):
+        ClipLoss(init_temperature=2.0)
 
 
 def test_hard_negative_beta_zero_is_plain_and_beta_upweights_hard_negatives() -> None:

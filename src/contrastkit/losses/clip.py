@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from contrastkit.errors import ConfigError
+from contrastkit.losses.bounds import MIN_LOGIT_SCALE, clamp_log_scale_
 from contrastkit.losses.distributed import gather_no_grad, gather_with_grad
 from contrastkit.losses.functional import (
     pair_similarity_means,
@@ -23,8 +24,9 @@ class ClipLoss(nn.Module):
 
     The temperature is stored as `logit_scale` = log(1/τ) (CLIP's parametrisation: the
     optimiser works in log space, so it can never turn negative), initialised to
-    log(1/0.07). The scale exp(logit_scale) is clamped at `max_logit_scale` (100 in CLIP)
-    in the forward pass; below the clamp it is differentiable.
+    log(1/0.07). The forward pass uses exp(logit_scale) as it is (always differentiable);
+    `clamp_parameters_`, called after every optimiser step, keeps the parameter in
+    [ln 1, ln max_logit_scale] (CLIP caps the scale at 100) as CLIP and open_clip do.
 
     Rows sharing a group id are all positives; the target of a row is uniform over its
     positives (SupCon-style). With unique groups this is exactly CLIP's loss.
@@ -33,7 +35,7 @@ class ClipLoss(nn.Module):
         init_temperature: τ₀; 0.07 as in CLIP. A τ near 1 or above makes the softmax so flat
             that the loss barely moves.
         learnable: learn the temperature (else `logit_scale` is a buffer).
-        max_logit_scale: clamp for exp(logit_scale).
+        max_logit_scale: ceiling of exp(logit_scale), enforced on the parameter.
         hard_negative_beta: 0 disables; > 0 re-weights negatives by exp(β·cos) normalised
             over each row's negatives (Robinson et al. 2021, "Contrastive Learning with
             Hard Negative Samples"). Uses a dense path with several B x B matrices.
@@ -49,6 +51,11 @@ class ClipLoss(nn.Module):
         super().__init__()
         if init_temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {init_temperature}")
+        if not MIN_LOGIT_SCALE <= 1.0 / init_temperature <= max_logit_scale:
+            raise ConfigError(
+                f"temperature {init_temperature} gives logit scale {1 / init_temperature:.4g} "
+                f"outside [{MIN_LOGIT_SCALE}, max_logit_scale {max_logit_scale}]"
+            )
         if hard_negative_beta < 0:
             raise ConfigError(f"hard_negative_beta must be >= 0, got {hard_negative_beta}")
         init = torch.tensor(math.log(1.0 / init_temperature))
@@ -60,8 +67,12 @@ class ClipLoss(nn.Module):
         self.hard_negative_beta = hard_negative_beta
 
     def scale(self) -> Tensor:
-        """exp(logit_scale) clamped at `max_logit_scale` (the inverse temperature)."""
-        return self.logit_scale.exp().clamp(max=self.max_logit_scale)
+        """exp(logit_scale), the inverse temperature (the live, logged value)."""
+        return self.logit_scale.exp()
+
+    def clamp_parameters_(self) -> None:
+        """Keep `logit_scale` in [ln 1, ln max_logit_scale] (call after each optimiser step)."""
+        clamp_log_scale_(self.logit_scale, self.max_logit_scale)
 
     @full_precision
     def forward(

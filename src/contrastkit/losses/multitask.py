@@ -45,7 +45,9 @@ def _clip(o: ClipObjective) -> nn.Module:
 
 @LOSSES.register("siglip")
 def _siglip(o: SiglipObjective) -> nn.Module:
-    return SiglipLoss(o.init_logit_scale, o.init_logit_bias, o.learnable, o.block_size)
+    return SiglipLoss(
+        o.init_logit_scale, o.init_logit_bias, o.learnable, o.block_size, o.max_logit_scale
+    )
 
 
 @LOSSES.register("triplet")
@@ -77,6 +79,15 @@ class MultitaskLoss(nn.Module):
         for obj in cfg.objectives:
             self.objectives[obj.name] = LOSSES.get(obj.type)(obj)
             self.towers[obj.name] = list(obj.towers)
+
+    @torch.no_grad()
+    def clamp_parameters_(self) -> None:
+        """Clamp every objective's bounded parameters (temperatures) in place; the engine
+        calls this after each optimiser step (see `losses/bounds.py`)."""
+        for module in self.objectives.values():
+            clamp = getattr(module, "clamp_parameters_", None)
+            if callable(clamp):
+                clamp()
 
     def contrastive(
         self, embeddings: dict[str, Tensor], batch: dict[str, Any]

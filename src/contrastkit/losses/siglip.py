@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastkit.errors import ConfigError
+from contrastkit.losses.bounds import MIN_LOGIT_SCALE, clamp_log_scale_, log_scale_bounds
 from contrastkit.losses.distributed import gather_no_grad, gather_with_grad
 from contrastkit.losses.functional import pair_similarity_means
 from contrastkit.losses.precision import full_precision
@@ -137,6 +138,8 @@ class SiglipLoss(nn.Module):
         init_logit_bias: b.
         learnable: learn t' and b (else buffers).
         block_size: rows/columns per block; bounds peak memory to O(block_size²).
+        max_logit_scale: ceiling of the scale exp(t'), enforced on t' itself by
+            `clamp_parameters_` after each optimiser step (100, as open_clip clamps it).
     """
 
     def __init__(
@@ -145,10 +148,17 @@ class SiglipLoss(nn.Module):
         init_logit_bias: float = -10.0,
         learnable: bool = True,
         block_size: int = 1024,
+        max_logit_scale: float = 100.0,
     ) -> None:
         super().__init__()
         if block_size < 1:
             raise ConfigError(f"siglip block_size must be >= 1, got {block_size}")
+        low, high = log_scale_bounds(max_logit_scale)
+        if not low <= init_logit_scale <= high:
+            raise ConfigError(
+                f"siglip init_logit_scale {init_logit_scale:.4g} is outside [{low:.4g}, "
+                f"{high:.4g}] = [ln {MIN_LOGIT_SCALE}, ln max_logit_scale]"
+            )
         scale, bias = torch.tensor(float(init_logit_scale)), torch.tensor(float(init_logit_bias))
         if learnable:
             self.logit_scale = nn.Parameter(scale)
@@ -157,6 +167,11 @@ class SiglipLoss(nn.Module):
             self.register_buffer("logit_scale", scale)
             self.register_buffer("logit_bias", bias)
         self.block_size = block_size
+        self.max_logit_scale = max_logit_scale
+
+    def clamp_parameters_(self) -> None:
+        """Keep t' in [ln 1, ln max_logit_scale] (call after each optimiser step)."""
+        clamp_log_scale_(self.logit_scale, self.max_logit_scale)
 
     @full_precision
     def forward(

@@ -3,18 +3,18 @@
 Components come in ready-made (`EngineParts`: model, criterion, a loader factory, an
 evaluate function, callbacks), so the engine runs the real model and a toy one alike.
 Events are fired where `events.py` documents them; monitors observe through them.
+Best-checkpoint tracking lives in `best.py`, the checkpoint contents in `snapshot.py`,
+non-finite step handling in `nonfinite.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,14 @@ from torch import nn
 
 from contrastkit.config import TrainConfig
 from contrastkit.data.collate import to_device
-from contrastkit.errors import ConfigError, RunDirError
+from contrastkit.errors import ConfigError
 from contrastkit.events import Callback, Event, State, fire
+from contrastkit.losses.bounds import clamp_loss_parameters_
 from contrastkit.losses.result import LossOutput
 from contrastkit.train import checkpoint as ckpt
+from contrastkit.train import snapshot
 from contrastkit.train.accumulation import StepContext, accumulation_step, batch_size_of
+from contrastkit.train.best import BestTracker
 from contrastkit.train.distributed import (
     DistInfo,
     average_gradients,
@@ -39,12 +42,15 @@ from contrastkit.train.distributed import (
 from contrastkit.train.ema import EMA
 from contrastkit.train.loggers import Loggers, build_loggers, truncate_jsonl
 from contrastkit.train.lr_schedule import LrScheduler, warmup_steps_for
+from contrastkit.train.nonfinite import BadStepGuard, agree_bad, batch_ids, gather_ids, grads_finite
 from contrastkit.train.optim import build_optimizer, with_new_params
 from contrastkit.train.phases import PhaseController, WeightsFn, phase_index, phase_label
 from contrastkit.train.progress import Progress
-from contrastkit.train.rng import capture_rng, restore_rng, rng_from_json, rng_to_json
 
 log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+SIGNALS_FILE = "signals.jsonl"  # written by the doctor's monitors; truncated on resume here
 
 
 @dataclass
@@ -58,7 +64,8 @@ class EngineParts:
         steps_per_epoch: optimizer steps in one epoch.
         weights: `(step, phase_index) -> term weights`.
         evaluate: `model -> flat metrics` on the validation split, or None.
-        monitor: metric that picks the best checkpoint when `train.monitor` is unset.
+        monitor: metric that picks the best checkpoint when `train.select_metric` is unset.
+        config: the whole run config (saved in checkpoints to name changed keys on resume).
         prepare: adds extras to model outputs (EMA teacher embeddings), or None.
         ema: EMA model updated after each step, or None.
     """
@@ -75,15 +82,6 @@ class EngineParts:
     probe_batch: dict | None = None
     prepare: Callable | None = None
     ema: EMA | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-def config_hash(config: Any) -> str | None:
-    if config is None:
-        return None
-    from contrastkit.config import dump_config
-
-    return hashlib.sha256(dump_config(config).encode()).hexdigest()[:16]
 
 
 class Engine:
@@ -126,57 +124,82 @@ class Engine:
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
         self.ddp_model = wrap_ddp(self.model, self.dist)
         self.callbacks = list(parts.callbacks)
-        self.monitor = cfg.monitor or parts.monitor
-        self.batch_in_epoch, self.best, self.bad_evals, self.stop = 0, None, 0, False
-        self.best_pending = False
+        es = cfg.early_stopping
+        self.tracker = BestTracker(
+            cfg.select_metric or parts.monitor,
+            user_set=cfg.select_metric is not None,
+            mode=cfg.select_mode,
+            min_delta=es.min_delta if es else 0.0,
+            patience=es.patience if es else None,
+        )
+        self.guard = BadStepGuard(cfg.max_bad_steps)
+        self.trainables = snapshot.Trainables(
+            self.model,
+            self.criterion,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            parts.ema,
+            self.callbacks,
+        )
+        self.config_json = snapshot.config_dict(parts.config)
+        self.batch_in_epoch = 0
+        self.eval_pending = False  # the last checkpoint was written before its evaluation
+        self.resumed_from: Path | None = None
+        self.last_save = time.monotonic()
         self.state = State(
             model=self.model,
             criterion=self.criterion,
             optimizer=self.optimizer,
             run_dir=self.run_dir,
-            config=parts.config,
             max_steps=self.total_steps,
             probe_batch=parts.probe_batch,
             is_main=self.dist.is_main,
             batch_size=0,
-            extras=dict(parts.extras),
         )
         self.phase_weights = parts.weights(0, 0)
-        self.state.extras["loss_fn"] = lambda output, batch: self.criterion(
-            output, batch, self.phase_weights
-        )
         self.loggers: Loggers | None = None
         self.progress: Progress | None = None
 
     # ------------------------------------------------------------------ the run
 
     def fit(self, resume: str | None = None) -> dict[str, float]:
-        """Train to the end (or early stop), returning the final scalars."""
+        """Train to the end (or early stop), returning the final scalars.
+
+        Raises:
+            NonFiniteError: `train.max_bad_steps` consecutive non-finite steps.
+        """
         start = time.perf_counter()
         if resume:
             self.resume(resume)
         self._open_outputs()
-        self._enter_phase(
-            phase_index(self.cfg.phases, self.state.epoch, self.state.step), announce=False
-        )
-        fire(self.callbacks, Event.FIT_START, self.state)
-        while self.state.epoch < self.cfg.epochs and not self._done():
-            self._run_epoch()
-        fire(self.callbacks, Event.FIT_END, self.state)
-        self._close_outputs()
+        try:
+            self._enter_phase(
+                phase_index(self.cfg.phases, self.state.epoch, self.state.step), announce=False
+            )
+            fire(self.callbacks, Event.FIT_START, self.state)
+            if self.eval_pending:  # killed during the evaluation after its checkpoint: redo it
+                self._evaluate(self.resumed_from)
+                fire(self.callbacks, Event.EPOCH_END, self.state)
+            while self.state.epoch < self.cfg.epochs and not self._done():
+                self._run_epoch()
+            fire(self.callbacks, Event.FIT_END, self.state)
+        finally:
+            self._close_outputs()
         summary = {
             "train/steps": float(self.state.step),
             "train/seconds": time.perf_counter() - start,
+            "train/bad_steps": float(self.guard.total),
         }
-        if self.best is not None and self.monitor:
-            summary[f"best/{self.monitor}"] = self.best
+        if self.tracker.best is not None and self.tracker.monitor:
+            summary[f"best/{self.tracker.monitor}"] = self.tracker.best
         return {
             **{k: v for k, v in self.state.metrics.items() if k.startswith("train/")},
             **summary,
         }
 
     def _done(self) -> bool:
-        return self.stop or self.state.step >= self.total_steps
+        return self.tracker.stop or self.state.step >= self.total_steps
 
     def _run_epoch(self) -> None:
         self._sync_phase()
@@ -185,15 +208,18 @@ class Engine:
             self._train_step(to_device(batch, self.device))
             if self._done():
                 break
-        if self._eval_due():
-            self._evaluate()
         self.state.epoch += 1
         self.batch_in_epoch = 0
-        self.save_checkpoint()
+        # Checkpoint before evaluating: a kill during a long validation pass must not lose
+        # the epoch. The checkpoint says its evaluation is pending, so a resume redoes it.
+        self.eval_pending = self._eval_due()
+        path = self.save_checkpoint()
+        if self.eval_pending:
+            self._evaluate(path)
         fire(self.callbacks, Event.EPOCH_END, self.state)
 
     def _eval_due(self) -> bool:
-        epoch = self.state.epoch + 1
+        epoch = self.state.epoch  # epochs finished
         last = epoch >= self.cfg.epochs or self._done()
         return self.parts.evaluate is not None and (epoch % self.cfg.eval_every_epochs == 0 or last)
 
@@ -216,10 +242,19 @@ class Engine:
             accumulate=self.cfg.accumulate,
             mode=self.cfg.accumulation,
         )
+        # DDP averages the model's gradients inside backward; the loss's own parameters
+        # (temperature, bias) sit outside DDP, so average them before anything reads them.
         average_gradients(self.criterion.parameters())
+        loss_value = float(loss.total.detach())
+        # Decide on the step before AFTER_BACKWARD: monitors must not record gradients of a
+        # step that is thrown away, and every rank must take the same decision.
+        if self._bad_step(loss_value):
+            self._skip_step(loss_value, batch)
+            return
         fire(self.callbacks, Event.AFTER_BACKWARD, state)
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = self.optimizer.param_groups[0]["lr"]  # read before the scheduler moves it
         grad_norm = self._optimizer_step()
+        self.guard.good()
         state.step += 1
         self.batch_in_epoch += 1
         rows = batch_size_of(batch) * self.dist.world_size
@@ -232,9 +267,9 @@ class Engine:
         if self.progress is not None:
             self.progress.update(state.step, state.metrics)
         fire(self.callbacks, Event.BATCH_END, state)
+        # Phases switch after BATCH_END so monitors see the step under the phase it ran in.
         self._sync_phase()
-        every = self.cfg.checkpoint.every_steps
-        if every and state.step % every == 0:
+        if self._checkpoint_due():
             self.save_checkpoint()
 
     def _step_context(self) -> StepContext:
@@ -261,11 +296,34 @@ class Engine:
         dtype = torch.bfloat16 if self.cfg.amp == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
+    def _params(self) -> list[torch.Tensor]:
+        return [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+
+    def _bad_step(self, loss_value: float) -> bool:
+        """A non-finite loss, or (without fp16) a non-finite gradient, on any rank."""
+        bad = not math.isfinite(loss_value)
+        # Under fp16 an overflowing gradient is the GradScaler's business: it skips that
+        # step itself and lowers the scale; checking here would stop it from adapting.
+        if not bad and self.scaler is None:
+            bad = not grads_finite(self._params())
+        return agree_bad(bad, self.device)
+
+    def _skip_step(self, loss_value: float, batch: dict) -> None:
+        """Drop the gradients; optimizer, scheduler and scaler stay as they were."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.batch_in_epoch += 1  # the batch is consumed: a resume must not replay it
+        ids = gather_ids(batch_ids(batch))
+        # Logged under the step it would have been, so resume truncation (<= step) drops it.
+        attempted = self.state.step + 1
+        record = self.guard.bad(step=attempted, loss=loss_value, ids=ids)
+        if self.loggers is not None:
+            self.loggers.log({"epoch": float(self.state.epoch), **record}, attempted)
+
     def _optimizer_step(self) -> float:
         """Unscale (fp16), clip, step optimizer and scheduler; returns the pre-clip grad norm."""
-        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        params = self._params()
         if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
         norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else 0.0
         if self.scaler is not None:
@@ -273,10 +331,12 @@ class Engine:
             self.scaler.update()
         else:
             self.optimizer.step()
+        # Bounds live on the parameters (a forward-pass clamp would freeze them above it).
+        clamp_loss_parameters_(self.criterion)
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         if self.parts.ema is not None:
-            self.parts.ema.update(self.model)
+            self.parts.ema.update(self.model)  # after the step: the teacher trails the weights
         return norm
 
     def _step_metrics(
@@ -322,7 +382,8 @@ class Engine:
 
     # ------------------------------------------------------------------ evaluation
 
-    def _evaluate(self) -> None:
+    def _evaluate(self, checkpoint: Path | None) -> None:
+        """Evaluate, then point best.json at `checkpoint` (rank 0's path) if it improved."""
         self.model.eval()
         with torch.no_grad():
             metrics = dict(self.parts.evaluate(self.model))
@@ -330,38 +391,25 @@ class Engine:
         if self.loggers is not None:
             self.loggers.log({"epoch": float(self.state.epoch), **metrics}, self.state.step)
         fire(self.callbacks, Event.EVAL_END, self.state)
-        self._track(metrics)
-
-    def _track(self, metrics: dict[str, float]) -> None:
-        """Best value of the monitored metric and early stopping."""
-        if not self.monitor:
-            return
-        if self.monitor not in metrics and self.cfg.monitor is None:
-            log.warning(
-                "default monitor %s is not among the eval metrics; no best checkpoint", self.monitor
+        improved = self.tracker.observe(metrics)
+        if improved and checkpoint is not None and self.dist.is_main:
+            ckpt.set_best(
+                self.checkpoint_root,
+                checkpoint,
+                self.tracker.monitor,
+                self.tracker.best,
+                self.state.step,
             )
-            self.monitor = None
-            return
-        if self.monitor not in metrics:
-            raise ConfigError(
-                f"train.monitor: {self.monitor!r} is not among the eval metrics: {', '.join(sorted(metrics)[:20])}"
-            )
-        value = float(metrics[self.monitor])
-        sign = 1.0 if self.cfg.monitor_mode == "max" else -1.0
-        min_delta = self.cfg.early_stopping.min_delta if self.cfg.early_stopping else 0.0
-        if self.best is None or sign * (value - self.best) > min_delta:
-            self.best, self.bad_evals, self.best_pending = value, 0, True
-        else:
-            self.bad_evals += 1
-        es = self.cfg.early_stopping
-        stop = es is not None and self.bad_evals >= es.patience
-        self.stop = broadcast_flag(stop, self.device) if self.dist.enabled else stop
-        if self.stop:
+        self.eval_pending = False
+        stop = self.tracker.stop
+        # Rank 0 decides: evaluation on each rank may differ in the last float bit.
+        self.tracker.stop = broadcast_flag(stop, self.device) if self.dist.enabled else stop
+        if self.tracker.stop:
             log.info(
                 "early stopping at epoch %d: %s did not improve for %d evaluations",
                 self.state.epoch,
-                self.monitor,
-                self.bad_evals,
+                self.tracker.monitor,
+                self.tracker.bad_evals,
             )
 
     # ------------------------------------------------------------------ checkpoints
@@ -370,95 +418,81 @@ class Engine:
     def checkpoint_root(self) -> Path:
         return self.run_dir / "checkpoints"
 
+    def _checkpoint_due(self) -> bool:
+        every = self.cfg.checkpoint.every_steps
+        due = bool(every and self.state.step % every == 0)
+        minutes = self.cfg.checkpoint.every_minutes
+        if minutes and not due:
+            due = time.monotonic() - self.last_save >= minutes * 60.0
+            # Clocks differ per rank; rank 0's decision keeps the save barrier in step.
+            due = broadcast_flag(due, self.device) if self.dist.enabled else due
+        return due
+
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint of the whole training state (rank 0), then sync ranks."""
         path = None
         if self.dist.is_main:
-            tensors = {
-                **ckpt.module_tensors("model", self.model),
-                **ckpt.module_tensors("criterion", self.criterion),
-            }
-            opt_tensors, opt_meta = ckpt.optimizer_tensors(self.optimizer)
-            tensors.update(opt_tensors)
-            if self.parts.ema is not None:
-                tensors.update({f"ema.{k}": v for k, v in self.parts.ema.state_dict().items()})
-            meta = self._meta(opt_meta)
-            meta["callbacks"] = ckpt.split_tensors(meta["callbacks"], "callbacks", tensors)
+            tensors, meta = snapshot.capture(self.trainables, self._counters())
             path = ckpt.save_checkpoint(self.checkpoint_root, self.state.step, tensors, meta)
-            if self.best_pending and self.monitor and self.best is not None:
-                ckpt.set_best(self.checkpoint_root, path, self.monitor, self.best, self.state.step)
-            self.best_pending = False
             ckpt.prune(self.checkpoint_root, self.cfg.checkpoint.keep_last)
+        self.last_save = time.monotonic()
         barrier()
         return path
 
-    def _meta(self, opt_meta: dict) -> dict[str, Any]:
+    def _counters(self) -> dict[str, Any]:
         return {
             "step": self.state.step,
             "epoch": self.state.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "phase": self.state.phase,
-            "rng": rng_to_json(capture_rng()),
-            "best": self.best,
-            "monitor": self.monitor,
-            "bad_evals": self.bad_evals,
-            "stop": self.stop,
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler else None,
-            "optimizer": opt_meta,
-            "callbacks": [cb.state_dict() for cb in self.callbacks],
-            "config_hash": config_hash(self.parts.config),
+            **self.tracker.state_dict(),
+            "bad_steps": self.guard.state_dict(),
+            "eval_pending": self.eval_pending,
+            "config": self.config_json,
         }
 
     def resume(self, which: str) -> bool:
-        """Load `auto` (newest valid, or start fresh if none) or an explicit checkpoint."""
+        """Load `auto` (newest valid; start fresh only when there is no checkpoint at all),
+        `last`, or an explicit checkpoint. Reads only; files are truncated when training starts.
+
+        Raises:
+            RunDirError: no usable checkpoint, or one that does not fit this run.
+        """
         if which == "auto":
-            path = ckpt.latest_checkpoint(self.checkpoint_root)
+            path = ckpt.auto_resume_checkpoint(self.checkpoint_root)
             if path is None:
                 log.info("resume auto: no checkpoint in %s, starting fresh", self.checkpoint_root)
                 return False
         else:
             path = ckpt.resolve_checkpoint(self.run_dir, which)
         tensors, meta = ckpt.load_checkpoint(path)
-        self._restore(tensors, meta)
-        log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
-        return True
-
-    def _restore(self, tensors: dict, meta: dict) -> None:
-        if meta.get("config_hash") != config_hash(self.parts.config):
-            log.warning("resuming with a config that differs from the checkpoint's")
-        self.model.load_state_dict(ckpt.sub_state(tensors, "model"))
-        self.criterion.load_state_dict(ckpt.sub_state(tensors, "criterion"))
-        ckpt.load_optimizer(self.optimizer, tensors, meta["optimizer"])
-        self.scheduler.load_state_dict(meta["scheduler"])
-        if self.scaler is not None and meta.get("scaler"):
-            self.scaler.load_state_dict(meta["scaler"])
-        if self.parts.ema is not None:
-            self.parts.ema.load_state_dict(ckpt.sub_state(tensors, "ema"))
-        saved_cbs = ckpt.join_tensors(meta.get("callbacks", []), tensors)
-        if len(saved_cbs) != len(self.callbacks):
-            raise RunDirError(
-                f"checkpoint has {len(saved_cbs)} callback states, the run has {len(self.callbacks)} callbacks"
-            )
-        for cb, cb_state in zip(self.callbacks, saved_cbs, strict=True):
-            cb.load_state_dict(cb_state)
+        snapshot.restore(self.trainables, tensors, meta, self.config_json)
         self.state.step, self.state.epoch = meta["step"], meta["epoch"]
         self.state.phase = meta["phase"]
-        self.batch_in_epoch, self.best = meta["batch_in_epoch"], meta["best"]
-        self.bad_evals, self.stop = meta["bad_evals"], meta["stop"]
-        if self.dist.is_main:
-            truncate_jsonl(self.run_dir / "metrics.jsonl", self.state.step)
-        restore_rng(rng_from_json(meta["rng"]))
+        self.batch_in_epoch = meta["batch_in_epoch"]
+        self.tracker.load_state_dict(meta)
+        self.guard.load_state_dict(meta.get("bad_steps", {}))
+        self.eval_pending = bool(meta.get("eval_pending", False))
+        self.resumed_from = path
+        log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
+        return True
 
     # ------------------------------------------------------------------ outputs
 
     def _open_outputs(self) -> None:
-        cfg_dict = (
-            self.parts.config.model_dump(mode="json") if self.parts.config is not None else {}
-        )
+        if self.resumed_from is not None and self.dist.is_main:
+            # The resumed run logs the steps after its checkpoint again (and a pending
+            # evaluation), so drop those lines first; torn lines go too.
+            step = self.state.step
+            truncate_jsonl(self.run_dir / METRICS_FILE, step, drop_evals_at_step=self.eval_pending)
+            truncate_jsonl(self.run_dir / SIGNALS_FILE, step)
         name = getattr(self.parts.config, "name", "run")
         self.loggers = build_loggers(
-            self.cfg.loggers, self.run_dir, is_main=self.dist.is_main, name=name, config=cfg_dict
+            self.cfg.loggers,
+            self.run_dir,
+            is_main=self.dist.is_main,
+            name=name,
+            config=self.config_json,
         )
         self.progress = Progress(
             self.cfg.progress, self.total_steps, self.cfg.log_every, is_main=self.dist.is_main
@@ -469,7 +503,3 @@ class Engine:
             self.loggers.close()
         if self.progress is not None:
             self.progress.close()
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1, sort_keys=True))
