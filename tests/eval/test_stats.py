@@ -10,6 +10,7 @@ from contrastkit.eval.stats import (
     embedding_stats,
     modality_gap,
     per_dimension_std,
+    pos_neg_means,
     positive_negative_gap,
     uniformity_loss,
 )
@@ -34,9 +35,14 @@ def test_positive_negative_gap_on_orthonormal_pairs():
         torch.nn.functional.normalize(b.double(), dim=1),
     )
     sims = an @ bn.T
-    neg = sims[groups.unsqueeze(1) != groups.unsqueeze(0)].mean()
-    want = (sims.diagonal().mean() - neg).item()
+    same = groups.unsqueeze(1) == groups.unsqueeze(0)
+    # Positives are every same-group pair, as the loss and the doctor count them.
+    want = (sims[same].mean() - sims[~same].mean()).item()
     assert positive_negative_gap(a, b, groups) == pytest.approx(want)
+    pos, neg = pos_neg_means(a[:4], b, groups[:4], groups)  # N != M, one home for all
+    sub = sims[:4]
+    mask = groups[:4].unsqueeze(1) == groups.unsqueeze(0)
+    assert (pos, neg) == pytest.approx((sub[mask].mean().item(), sub[~mask].mean().item()))
 
 
 def test_modality_gap_of_two_opposite_points():

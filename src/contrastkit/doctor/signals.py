@@ -15,6 +15,10 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
+from contrastkit.eval.stats import collapse_stats, similarity_stats
+
+__all__ = ["collapse_stats", "similarity_stats"]  # re-exported: the monitors call them as sig.*
+
 CRITERION = "criterion"
 BACKBONE_PARTS = ("encoders", "fusion")  # towers.<t>.<part>: pretrained feature extractors
 
@@ -100,53 +104,6 @@ def param_drift(
         )
         ref[group] = ref.get(group, 0.0) + float(p0.float().pow(2).sum())
     return {g: math.sqrt(diff[g]) / max(math.sqrt(ref[g]), 1e-12) for g in diff}
-
-
-def similarity_stats(a: Tensor, b: Tensor, groups: Tensor) -> dict[str, float]:
-    """Positive / negative cosine means between two towers' embeddings of one batch.
-
-    Positives are pairs (a_i, b_j) with the same group id. `gap` = pos - neg is the
-    alignment score: > 0 aligned, ~ 0 not aligned, < 0 anti-aligned. `batch_r1` is the
-    share of rows of `a` whose most similar `b` is a positive (in-batch recall@1).
-
-    Shape:
-        a, b: B x D (normalised here), groups: B.
-    """
-    a = nn.functional.normalize(a.detach().float(), dim=-1)
-    b = nn.functional.normalize(b.detach().float(), dim=-1)
-    sim = a @ b.T
-    same = groups[:, None].to(sim.device) == groups[None, :].to(sim.device)
-    pos = sim[same].mean()
-    neg = sim[~same].mean() if (~same).any() else torch.tensor(float("nan"))
-    r1 = same.gather(1, sim.argmax(dim=1, keepdim=True)).float().mean()
-    pos, neg, r1 = torch.stack([pos, neg.to(pos.device), r1]).tolist()
-    return {"pos_sim": pos, "neg_sim": neg, "gap": pos - neg, "batch_r1": r1}
-
-
-def collapse_stats(emb: Tensor) -> dict[str, float]:
-    """Spread of one batch of embeddings.
-
-    `std` is the mean per-dimension standard deviation of the L2-normalised embeddings;
-    `std_ratio` = std * sqrt(D) is ~1 for embeddings spread evenly over the sphere and 0
-    when they are all equal. `effective_rank` is RankMe (Garrido et al. 2023):
-    exp(entropy of the normalised singular values), between 1 and min(B, D).
-
-    Shape:
-        emb: B x D.
-    """
-    z = nn.functional.normalize(emb.detach().float(), dim=-1)
-    d = z.shape[1]
-    std = z.std(dim=0, unbiased=False).mean()
-    s = torch.linalg.svdvals(z)
-    p = s / s.sum().clamp_min(1e-12)
-    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
-    std_v, erank = torch.stack([std, entropy.exp()]).tolist()
-    return {
-        "std": std_v,
-        "std_ratio": std_v * math.sqrt(d),
-        "effective_rank": erank,
-        "dim": float(d),
-    }
 
 
 def embedding_drift(now: Tensor, ref: Tensor) -> dict[str, float]:

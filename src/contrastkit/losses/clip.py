@@ -8,10 +8,10 @@ import torch
 from torch import Tensor, nn
 
 from contrastkit.errors import ConfigError
+from contrastkit.eval.stats import pos_neg_means
 from contrastkit.losses.bounds import MIN_LOGIT_SCALE, clamp_log_scale_
 from contrastkit.losses.distributed import gather_no_grad, gather_with_grad
 from contrastkit.losses.functional import (
-    pair_similarity_means,
     softmax_contrastive_loss,
     softmax_contrastive_loss_dense,
 )
@@ -103,7 +103,7 @@ class ClipLoss(nn.Module):
             )
         else:
             parts = softmax_contrastive_loss(a, b, scale, groups, groups)
-        pos_sim, neg_sim = pair_similarity_means(a, b, groups, groups)
+        pos_sim, neg_sim = pos_neg_means(a, b, groups, groups)
         return ContrastiveResult(
             loss=parts.loss,
             a_to_b=parts.a_to_b,

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastkit.errors import ConfigError
+from contrastkit.eval.stats import pos_neg_means
 from contrastkit.losses.bounds import MIN_LOGIT_SCALE, clamp_log_scale_, log_scale_bounds
 from contrastkit.losses.distributed import gather_no_grad, gather_with_grad
-from contrastkit.losses.functional import pair_similarity_means
 from contrastkit.losses.precision import full_precision
 from contrastkit.losses.result import ContrastiveResult
 
@@ -195,7 +195,7 @@ class SiglipLoss(nn.Module):
         log_scale = self.logit_scale.to(a.dtype)
         bias = self.logit_bias.to(a.dtype)
         loss = sigmoid_loss_blockwise(a, b, log_scale, bias, groups, groups, self.block_size)
-        pos_sim, neg_sim = pair_similarity_means(a, b, groups, groups)
+        pos_sim, neg_sim = pos_neg_means(a, b, groups, groups)
         _, counts = torch.unique(groups, return_counts=True)
         n_pos = int((counts * counts).sum())  # a group of k rows has k² positive pairs
         return ContrastiveResult(
