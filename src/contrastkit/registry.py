@@ -1,4 +1,4 @@
-"""A tiny generic registry for the parts users plug in (encoders, losses, monitors)."""
+"""A tiny generic registry for the parts users plug in: encoders, objectives and heads."""
 
 from __future__ import annotations
 
