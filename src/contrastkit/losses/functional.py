@@ -245,17 +245,46 @@ def pairwise_distance(x: Tensor, y: Tensor, kind: str) -> Tensor:
 # threshold its relative error on d² stays under eps / NEAR_FRACTION (1.2e-5 in float32);
 # below it, cancellation takes over (40% at d = 1e-3 for unit vectors in float32).
 NEAR_FRACTION = 1e-2
-# Near pairs recomputed at once; bounds the temporary differences to this many x D floats.
+# Near pairs handled at once; bounds the temporary differences to NEAR_CHUNK x D floats
+# (forward and backward), however many pairs are near.
 NEAR_CHUNK = 4096
+
+
+class _NearSquaredDistance(torch.autograd.Function):
+    """||x_i − y_j||² for listed pairs (i, j), from the differences, chunk by chunk.
+
+    Backward recomputes each chunk's differences instead of keeping them, so memory stays
+    O(NEAR_CHUNK·D) even when every pair is near (e.g. a collapsed batch).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, y: Tensor, rows: Tensor, cols: Tensor) -> Tensor:  # type: ignore[override]
+        out = x.new_empty(rows.shape[0])
+        for k0 in range(0, rows.shape[0], NEAR_CHUNK):
+            i, j = rows[k0 : k0 + NEAR_CHUNK], cols[k0 : k0 + NEAR_CHUNK]
+            out[k0 : k0 + NEAR_CHUNK] = (x[i] - y[j]).pow(2).sum(1)
+        ctx.save_for_backward(x, y, rows, cols)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        x, y, rows, cols = ctx.saved_tensors
+        grad_x, grad_y = torch.zeros_like(x), torch.zeros_like(y)
+        for k0 in range(0, rows.shape[0], NEAR_CHUNK):
+            i, j = rows[k0 : k0 + NEAR_CHUNK], cols[k0 : k0 + NEAR_CHUNK]
+            g = 2.0 * grad[k0 : k0 + NEAR_CHUNK, None] * (x[i] - y[j])  # d(d²)/dx_i = 2(x_i − y_j)
+            grad_x.index_add_(0, i, g)
+            grad_y.index_add_(0, j, -g)
+        return grad_x, grad_y, None, None
 
 
 def euclidean_distance(x: Tensor, y: Tensor) -> Tensor:
     """||x_i − y_j||₂ for every pair, accurate in value and gradient for near-duplicates.
 
     Far pairs use the fast expansion √(||x||² + ||y||² − 2x·y) (one matmul); near pairs
-    (see `NEAR_FRACTION`) are recomputed from the differences x_i − y_j, `NEAR_CHUNK` pairs
-    at a time, so the error no longer scales with ||x||²/d² and the gradient (x − y)/d is
-    right. Identical rows give 0 with gradient 0.
+    (see `NEAR_FRACTION`) are recomputed from the differences x_i − y_j in chunks, so the
+    error no longer grows like ||x||²/d² and the gradient (x − y)/d is right. Identical
+    rows give 0 with gradient 0.
 
     Shape: x: N x D, y: M x D -> N x M.
     """
@@ -264,9 +293,7 @@ def euclidean_distance(x: Tensor, y: Tensor) -> Tensor:
     with torch.no_grad():
         near = (sq <= NEAR_FRACTION * norms).nonzero(as_tuple=True)
     if near[0].numel():
-        exact = [
-            (x[i] - y[j]).pow(2).sum(1)
-            for i, j in zip(near[0].split(NEAR_CHUNK), near[1].split(NEAR_CHUNK), strict=True)
-        ]
-        sq = sq.index_put(near, torch.cat(exact))
-    return sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()
+        sq = sq.index_put(near, _NearSquaredDistance.apply(x, y, *near))
+    # Clamped before the square root so that the gradient of an exact 0 is 0, not inf·0.
+    root = sq.clamp_min(torch.finfo(sq.dtype).tiny).sqrt()
+    return torch.where(sq > 0, root, 0.0)
