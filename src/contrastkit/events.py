@@ -12,12 +12,13 @@ The loop, with the events it fires::
             loss = criterion(output, batch)
             fire(AFTER_LOSS)                # state.loss is set
             loss.total.backward()
+            if loss or a gradient is non-finite (on any rank): skip the step, no more events
             fire(AFTER_BACKWARD)            # gradients present, before clipping/step
             clip; optimizer.step(); scheduler.step()
             fire(BATCH_END)                 # state.step incremented, state.metrics has logged values
             if phase changes: fire(PHASE_CHANGE)
-        if eval due: evaluate(); fire(EVAL_END)   # state.eval_metrics set
-        checkpoint
+        checkpoint                           # first, so a kill while evaluating loses nothing
+        if eval due: evaluate(); fire(EVAL_END)   # state.eval_metrics set; then best.json
         fire(EPOCH_END)
     fire(FIT_END)
 
@@ -69,14 +70,12 @@ class State:
         probe_batch: a fixed batch of training rows for drift measurements.
         is_main: True on rank 0 (write files only there).
         batch_size: global batch size (micro-batch * accumulate * world size).
-        loss_fn_terms: callable(output, batch) -> LossOutput, for per-objective gradients.
     """
 
     model: torch.nn.Module
     criterion: torch.nn.Module
     optimizer: torch.optim.Optimizer
     run_dir: Path
-    config: Any = None
     step: int = 0
     epoch: int = 0
     max_steps: int = 0
@@ -90,7 +89,6 @@ class State:
     probe_batch: dict | None = None
     is_main: bool = True
     batch_size: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class Callback:

@@ -36,7 +36,7 @@ BASE = {
         "log_every": 5,
         "progress": "none",
         "loggers": {"tensorboard": False},
-        "checkpoint": {"keep_best": False, "keep_last": 1},
+        "checkpoint": {"keep_last": 1},
     },
     "doctor": {"every": 2, "probe_size": 16},
     "eval": {"splits": ["val"], "ks": [1, 5]},

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -63,7 +63,6 @@ class StepContext:
     on_forward: Callable[[ModelOutput, dict], None] | None = None
     on_loss: Callable[[LossOutput], None] | None = None
     replay_rng: bool = True
-    extras: dict = field(default_factory=dict)
 
     def forward(self, model: nn.Module, batch: dict) -> ModelOutput:
         output = model(batch)

@@ -114,6 +114,25 @@ def latest_checkpoint(root: Path) -> Path | None:
     return None
 
 
+def auto_resume_checkpoint(root: Path) -> Path | None:
+    """What `--resume auto` loads: the newest valid checkpoint, None when there is none at all.
+
+    Raises:
+        RunDirError: checkpoints exist but every one is damaged (restarting from step 0
+            would silently throw the run away).
+    """
+    found = latest_checkpoint(root)
+    candidates = list_checkpoints(root)
+    if found is None and candidates:
+        names = ", ".join(p.name for p in candidates)
+        raise RunDirError(
+            f"--resume auto: every checkpoint under {root} is damaged or incomplete ({names}); "
+            "refusing to restart from step 0 over them. Move the run directory aside (or pass "
+            "--overwrite) to start again."
+        )
+    return found
+
+
 def load_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """(tensors, meta) of a checkpoint folder.
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from contrastkit.config import TrainConfig
 from contrastkit.data.collate import to_device
-from contrastkit.errors import ConfigError
+from contrastkit.errors import ConfigError, RunDirError
 from contrastkit.events import Callback, Event, State, fire
 from contrastkit.losses.bounds import clamp_loss_parameters_
 from contrastkit.losses.result import LossOutput
@@ -147,6 +147,8 @@ class Engine:
         self.eval_pending = False  # the last checkpoint was written before its evaluation
         self.resumed_from: Path | None = None
         self.last_save = time.monotonic()
+        self.loader: Any = None  # this epoch's loader (a stream reports its position)
+        self.saved_position: dict | None = None  # the resumed checkpoint's data position
         self.state = State(
             model=self.model,
             criterion=self.criterion,
@@ -204,10 +206,13 @@ class Engine:
     def _run_epoch(self) -> None:
         self._sync_phase()
         fire(self.callbacks, Event.EPOCH_START, self.state)
-        for batch in self.parts.make_loader(self.state.epoch, self.batch_in_epoch):
+        self.loader = self.parts.make_loader(self.state.epoch, self.batch_in_epoch)
+        self._check_position()
+        for batch in self.loader:
             self._train_step(to_device(batch, self.device))
             if self._done():
                 break
+        self.loader = None
         self.state.epoch += 1
         self.batch_in_epoch = 0
         # Checkpoint before evaluating: a kill during a long validation pass must not lose
@@ -217,6 +222,22 @@ class Engine:
         if self.eval_pending:
             self._evaluate(path)
         fire(self.callbacks, Event.EPOCH_END, self.state)
+
+    def _data_position(self) -> dict | None:
+        """A streamed loader's position (shards done + offset per stream) at this step."""
+        at = getattr(self.loader, "position", None)
+        return at(self.batch_in_epoch) if at is not None else None
+
+    def _check_position(self) -> None:
+        """A resumed stream must stand where the checkpoint's stream stood; it does not when
+        the shards, the number of processes or of loader workers changed."""
+        saved, self.saved_position = self.saved_position, None
+        now = self._data_position()
+        if saved is not None and now is not None and saved != now:
+            raise RunDirError(
+                f"the data stream differs from the checkpoint's (shards, processes or "
+                f"data.num_workers changed): checkpoint at {saved}, this run at {now}"
+            )
 
     def _eval_due(self) -> bool:
         epoch = self.state.epoch  # epochs finished
@@ -444,6 +465,7 @@ class Engine:
             "step": self.state.step,
             "epoch": self.state.epoch,
             "batch_in_epoch": self.batch_in_epoch,
+            "data_position": self._data_position(),
             "phase": self.state.phase,
             **self.tracker.state_dict(),
             "bad_steps": self.guard.state_dict(),
@@ -470,6 +492,7 @@ class Engine:
         self.state.step, self.state.epoch = meta["step"], meta["epoch"]
         self.state.phase = meta["phase"]
         self.batch_in_epoch = meta["batch_in_epoch"]
+        self.saved_position = meta.get("data_position")
         self.tracker.load_state_dict(meta)
         self.guard.load_state_dict(meta.get("bad_steps", {}))
         self.eval_pending = bool(meta.get("eval_pending", False))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,16 +46,34 @@ class JsonlSink:
         self.file.close()
 
 
-def truncate_jsonl(path: Path, step: int) -> None:
-    """Drop lines logged after `step` (a resumed run logs those steps again)."""
+def truncate_jsonl(path: Path, step: int, *, drop_evals_at_step: bool = False) -> None:
+    """Drop lines logged after `step` (a resumed run logs those steps again), atomically.
+
+    Torn or unreadable lines (a disk filled up, a kill mid-write) are dropped with a warning.
+    With `drop_evals_at_step`, evaluation records at `step` go too (a pending evaluation is
+    redone); they are the records at that step without `train/loss`.
+    """
     if not path.exists():
         return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line and json.loads(line).get("step", 0) <= step
-    ]
-    path.write_text("".join(line + "\n" for line in kept))
+    kept, torn = [], 0
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+            at = int(rec.get("step", 0))
+        except (ValueError, TypeError, AttributeError):
+            torn += bool(line.strip())
+            continue
+        if at > step or (drop_evals_at_step and at == step and "train/loss" not in rec):
+            continue
+        kept.append(line)
+    if torn:
+        log.warning("%s: dropped %d torn or unreadable line(s) on resume", path, torn)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in kept))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class TensorBoardSink:

@@ -1,0 +1,86 @@
+"""The best value of the monitored metric, and early stopping on it.
+
+Kept apart from the engine so its rules (default monitor missing -> no best checkpoint,
+user monitor missing -> config error, `min_delta`, `patience`) read in one place and its
+state travels in the checkpoint as plain JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from contrastkit.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class BestTracker:
+    """Tracks `monitor` over evaluations.
+
+    Args:
+        monitor: metric key, or None for no tracking.
+        user_set: True when the user named `train.monitor` (a missing key is then an error
+            rather than a warning).
+        mode: `max` or `min`.
+        min_delta: smallest change that counts as an improvement (metric units).
+        patience: evaluations without improvement before stopping; None = never stop.
+    """
+
+    def __init__(
+        self,
+        monitor: str | None,
+        *,
+        user_set: bool,
+        mode: str = "max",
+        min_delta: float = 0.0,
+        patience: int | None = None,
+    ) -> None:
+        self.monitor, self.user_set = monitor, user_set
+        self.sign = 1.0 if mode == "max" else -1.0
+        self.min_delta, self.patience = min_delta, patience
+        self.best: float | None = None
+        self.bad_evals = 0
+        self.stop = False
+
+    def observe(self, metrics: dict[str, float]) -> bool:
+        """Take one evaluation's metrics; True when the monitored value improved.
+
+        Raises:
+            ConfigError: a user-set monitor is not among the metrics.
+        """
+        if not self.monitor:
+            return False
+        if self.monitor not in metrics:
+            if self.user_set:
+                raise ConfigError(
+                    f"train.monitor: {self.monitor!r} is not among the eval metrics: "
+                    f"{', '.join(sorted(metrics)[:20])}"
+                )
+            log.warning(
+                "default monitor %s is not among the eval metrics; no best checkpoint", self.monitor
+            )
+            self.monitor = None
+            return False
+        value = float(metrics[self.monitor])
+        improved = self.best is None or self.sign * (value - self.best) > self.min_delta
+        if improved:
+            self.best, self.bad_evals = value, 0
+        else:
+            self.bad_evals += 1
+        self.stop = self.patience is not None and self.bad_evals >= self.patience
+        return improved
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best,
+            "monitor": self.monitor,
+            "bad_evals": self.bad_evals,
+            "stop": self.stop,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_evals = state["best"], state["bad_evals"]
+        self.stop = state["stop"]
+        if "monitor" in state:
+            self.monitor = state["monitor"]
