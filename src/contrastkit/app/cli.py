@@ -109,6 +109,38 @@ def demo_cmd(
     _train(EXAMPLES_DIR / "digits.yaml", run_dir, override or [], None)
 
 
+@app.command("shard")
+def shard_cmd(
+    manifest: Annotated[str, typer.Argument(help="manifest path or builtin:NAME")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the shards and index.json")],
+    shard_size: Annotated[int, typer.Option("--shard-size", help="rows per shard (about)")] = 10000,
+    seed: Annotated[int, typer.Option("--seed", help="shuffle of groups before writing")] = 0,
+    root: Annotated[Path | None, typer.Option("--root", help="base folder for media")] = None,
+    on_error: Annotated[str, typer.Option("--on-error", help="raise or skip")] = "raise",
+) -> None:
+    """Write MANIFEST as WebDataset shards (one tar sample per match group) for `data.shards`."""
+    from contrastkit.data.builtin import BUILTIN_PREFIX, builtin_manifest
+    from contrastkit.data.shard_writer import write_shards
+
+    if on_error not in ("raise", "skip"):
+        raise ContrastkitError(f"--on-error must be raise or skip, got {on_error!r}")
+    path = (
+        builtin_manifest(manifest[len(BUILTIN_PREFIX) :])
+        if manifest.startswith(BUILTIN_PREFIX)
+        else Path(manifest)
+    )
+    report = write_shards(path, out, shard_size, root=root, seed=seed, on_error=on_error)  # type: ignore[arg-type]
+    for row in report.skipped[:10]:
+        console.print(
+            f"skipped {row.manifest} row {row.line} ({row.id}): {row.column}: {row.reason}"
+        )
+    shards = ", ".join(f"{split}: {n}" for split, n in sorted(report.shards.items()))
+    console.print(
+        f"wrote {report.rows} rows in shards ({shards}), {len(report.skipped)} rows skipped; "
+        f"index {report.index}"
+    )
+
+
 # --------------------------------------------------------------------------- config
 
 

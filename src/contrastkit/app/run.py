@@ -44,8 +44,10 @@ def _seed(seed: int) -> None:
 def _write_config(cfg: Config, run_dir: Path) -> None:
     saved = cfg.model_copy(deep=True)
     manifest = Path(saved.data.manifest)
-    if not saved.data.manifest.startswith("builtin:") and manifest.exists():
+    if saved.data.manifest and not saved.data.manifest.startswith("builtin:") and manifest.exists():
         saved.data.manifest = str(manifest.resolve())  # so load_run works from any cwd
+    if isinstance(saved.data.shards, str) and Path(saved.data.shards).is_dir():
+        saved.data.shards = str(Path(saved.data.shards).resolve())
     (run_dir / "config.yaml").write_text(dump_config(saved))
 
 
@@ -155,6 +157,8 @@ def _evaluator(
 
     dataset = bundle.splits[split]
     train = bundle.splits.get(cfg.data.train_split) if final else None
+    if getattr(train, "streaming", False):  # a streamed train split has no random access
+        train = None
     return lambda model: evaluate(
         model,
         dataset,
@@ -169,6 +173,8 @@ def _evaluator(
 def _probe_batch(dataset: Any, size: int) -> dict:
     from contrastkit.data import collate
 
+    if getattr(dataset, "streaming", False):
+        return collate(dataset.head(size))
     return collate([dataset[i] for i in range(min(size, len(dataset)))])
 
 
@@ -214,7 +220,10 @@ def _run_info(cfg: Config, bundle: Any, info: DistInfo) -> dict[str, Any]:
         "world_size": info.world_size,
         "global_batch_size": cfg.data.batch_size * cfg.train.accumulate * info.world_size,
         "splits": {
-            name: {"rows": len(ds), "groups": len(set(ds.group_ids.tolist()))}
+            name: {
+                "rows": len(ds),
+                "groups": getattr(ds, "num_groups", None) or len(set(ds.group_ids.tolist())),
+            }
             for name, ds in bundle.splits.items()
         },
         "rows_skipped": len(bundle.skipped),

@@ -22,6 +22,7 @@ from contrastkit.data.samplers import (
     HardNegativeBatchSampler,
     RandomBatchSampler,
 )
+from contrastkit.data.shard_loaders import worker_options
 from contrastkit.errors import ConfigError
 
 
@@ -65,6 +66,10 @@ def build_datasets(cfg: DataConfig) -> DatasetBundle:
     Raises:
         DataError: a bad row under `on_error: raise`, or a missing/unknown manifest.
     """
+    if cfg.shards is not None:
+        from contrastkit.data.shard_loaders import build_shard_bundle
+
+        return build_shard_bundle(cfg)
     path = resolve_manifest(cfg)
     root = None if cfg.root is None else Path(cfg.root).expanduser()
     rows, skipped = read_manifest(path, root=root, on_error=cfg.on_error)
@@ -115,6 +120,19 @@ def build_loader(
     `hard_negatives.py`) makes each training batch carry its anchors' hard negatives.
     """
     size = batch_size or (cfg.batch_size if train else cfg.eval_batch_size)
+    if getattr(dataset, "streaming", False):  # data.shards: see shard_loaders.py
+        from contrastkit.data.shard_loaders import build_stream_loader
+
+        return build_stream_loader(  # type: ignore[return-value]
+            dataset,  # type: ignore[arg-type]
+            cfg,
+            seed=seed,
+            epoch=epoch,
+            start_batch=start_batch,
+            rank=rank,
+            world_size=world_size,
+            batch_size=size,
+        )
     if train and size % world_size:
         raise ConfigError(
             f"data.batch_size ({size}) must be divisible by the number of processes ({world_size})"
@@ -143,6 +161,4 @@ def build_loader(
         sampler = RandomBatchSampler(
             len(dataset), size, shuffle=train, drop_last=train and cfg.drop_last, **common
         )
-    return DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers
-    )
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, **worker_options(cfg))
