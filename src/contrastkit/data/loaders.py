@@ -5,6 +5,8 @@ These are the only functions in `contrastkit.data` that read config objects.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from contrastkit.data.samplers import (
     RandomBatchSampler,
 )
 from contrastkit.data.shard_loaders import worker_options
-from contrastkit.errors import ConfigError
+from contrastkit.errors import ConfigError, DataError
 
 
 @dataclass
@@ -55,7 +57,9 @@ def resolve_manifest(cfg: DataConfig) -> Path:
     return Path(cfg.manifest).expanduser()
 
 
-def build_datasets(cfg: DataConfig) -> DatasetBundle:
+def build_datasets(
+    cfg: DataConfig, *, eval_splits: Sequence[str] = (), require_train: bool = True
+) -> DatasetBundle:
     """Read, validate and split the manifest.
 
     Group ids and label indices are computed over the whole manifest (every split, rows
@@ -63,8 +67,14 @@ def build_datasets(cfg: DataConfig) -> DatasetBundle:
     skip different rows. `max_rows` keeps the first N rows of each split, then validates
     them (skipped rows are not replaced).
 
+    Args:
+        eval_splits: splits that will be evaluated; one without rows gets a warning
+            listing the splits that exist.
+        require_train: the train split (`data.train_split`) must have usable rows.
+
     Raises:
-        DataError: a bad row under `on_error: raise`, or a missing/unknown manifest.
+        DataError: a bad row under `on_error: raise`, a missing/unknown manifest, or no
+            usable train rows (listing the splits that exist).
     """
     if cfg.shards is not None:
         from contrastkit.data.shard_loaders import build_shard_bundle
@@ -72,7 +82,9 @@ def build_datasets(cfg: DataConfig) -> DatasetBundle:
         return build_shard_bundle(cfg)
     path = resolve_manifest(cfg)
     root = None if cfg.root is None else Path(cfg.root).expanduser()
-    rows, skipped = read_manifest(path, root=root, on_error=cfg.on_error)
+    rows, skipped = read_manifest(
+        path, root=root, on_error=cfg.on_error, allow_outside_root=cfg.allow_outside_root
+    )
     groups = group_names(rows)
     labels = label_names(rows)
     group_index = {g: i for i, g in enumerate(groups)}
@@ -88,6 +100,15 @@ def build_datasets(cfg: DataConfig) -> DatasetBundle:
         good, bad = validate_rows(split_rows, opts, path, cfg.on_error)
         skipped.extend(bad)
         splits[name] = ManifestDataset(good, opts, group_index, label_index, path, cfg.on_error)
+    if require_train:
+        _check_train_split(path, cfg.train_split, by_split, splits, skipped)
+    for name in eval_splits:
+        if not len(splits.get(name, ())):
+            warnings.warn(
+                f"{path}: eval.splits names {name!r}, but it has no usable rows, so it is not "
+                f"evaluated; splits: {_split_sizes(splits)}",
+                stacklevel=2,
+            )
     columns = set().union(*(d.columns for d in splits.values())) if splits else set()
     return DatasetBundle(
         splits=splits,
@@ -96,6 +117,36 @@ def build_datasets(cfg: DataConfig) -> DatasetBundle:
         skipped=sorted(skipped, key=lambda s: s.line),
         manifest_path=str(path),
         columns=columns,
+    )
+
+
+def _split_sizes(splits: dict[str, ManifestDataset]) -> dict[str, int]:
+    return {name: len(d) for name, d in sorted(splits.items())}
+
+
+def _check_train_split(
+    path: Path,
+    name: str,
+    by_split: dict[str, list],
+    splits: dict[str, ManifestDataset],
+    skipped: list[SkippedRow],
+) -> None:
+    """Raise a DataError saying why the train split has no usable rows, if it has none."""
+    if len(splits.get(name, ())):
+        return
+    if name in by_split:
+        ids = {r.id for r in by_split[name]}
+        first = next(s for s in skipped if s.id in ids)
+        raise DataError(
+            f"{path}: all {len(ids)} rows of the train split {name!r} were skipped under "
+            f"data.on_error: skip (first: row {first.line}, column {first.column!r}: "
+            f"{first.reason}); fix those rows, or run with data.on_error=raise"
+        )
+    unparsed = f"; {len(skipped)} unreadable rows were skipped" if skipped else ""
+    raise DataError(
+        f"{path}: no rows in the train split {name!r} (data.train_split); splits: "
+        f"{_split_sizes(splits)}{unparsed}. Set data.train_split or the rows' `split` "
+        "(split names are case-insensitive)"
     )
 
 

@@ -73,9 +73,9 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-# An integer written as a float, as spreadsheets and pandas write integer columns that
-# had a missing value: "1.0", "12.", "+3.00".
-_INTEGRAL_TEXT = re.compile(r"[+-]?\d+\.0*")
+# An integer, or one written as a float as spreadsheets and pandas write integer columns
+# that had a missing value: "1.0", "12.", "+3.00". Leading zeros are kept ("01").
+_INTEGRAL_TEXT = re.compile(r"[+-]?\d+(?:\.0*)?")
 
 
 def canonical_group(value: Any) -> str:

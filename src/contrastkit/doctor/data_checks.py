@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from contrastkit.config import Config
-from contrastkit.data.manifest import PATH_COLUMNS, is_text_column
+from contrastkit.data.manifest import PATH_COLUMNS, group_format_clashes, is_text_column
 from contrastkit.doctor.findings import Finding
 
 MAX_EXAMPLES = 5
@@ -137,6 +137,26 @@ def check_duplicates(rows: list[Any], keys: dict[str, list[tuple[str, str]]]) ->
             fix={},
             fix_note="give rows that share media (or text) the same `group` in the manifest, "
             "e.g. group = the image path; see the examples' ids and lines.",
+        )
+    ]
+
+
+def check_group_formats(rows: list[Any]) -> list[Finding]:
+    """Group ids that are one number written two ways ("01" and "1"): the manifest reader
+    merges 1 / 1.0 / " 1", so these are the spellings it deliberately leaves apart."""
+    clashes = group_format_clashes(rows)
+    if not clashes:
+        return []
+    return [
+        Finding(
+            "group_id_formats",
+            "warning",
+            {"clashes": len(clashes), "examples": clashes[:MAX_EXAMPLES]},
+            "Some group ids differ only in how a number is written, so rows meant as one "
+            "group may be split into several and become negatives of each other.",
+            fix={},
+            fix_note="write each group id one way in the manifest (e.g. without leading "
+            "zeros or exponents), or make the ids non-numeric if they really differ.",
         )
     ]
 
@@ -410,6 +430,7 @@ def check_data(
     cache: dict[Path, str] = {}  # each file is hashed once
     keys = {r.id: content_keys(r, cache) for r in rows}
     findings = check_duplicates(rows, keys)
+    findings += check_group_formats(rows)
     findings += check_leakage(rows, cfg, keys)
     findings += check_groups(rows, cfg)
     findings += check_labels(rows, cfg)
