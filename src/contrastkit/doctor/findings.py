@@ -29,6 +29,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "params_not_in_optimizer": (2, "trainable parameters missing from the optimizer"),
     "frozen_param_gets_grad": (3, "frozen parameters receive gradients"),
     "duplicate_groups": (4, "identical media or text filed under different groups"),
+    "group_id_formats": (4, "one numeric group id written two ways"),
     "split_leakage": (5, "the same media or text in train and evaluation splits"),
     "rows_skipped": (6, "manifest rows skipped by on_error: skip"),
     "labels_missing": (7, "rows without the label / attributes a head needs"),
