@@ -286,7 +286,7 @@ def train(
             run_dir.mkdir(parents=True, exist_ok=True)
             _write_config(cfg, run_dir)
         _seed(cfg.train.seed)
-        bundle = build_datasets(cfg.data)
+        bundle = build_datasets(cfg.data, eval_splits=cfg.eval.splits)
         if info.is_main:
             update_run_info(run_dir, status="running", **_run_info(cfg, bundle, info))
             _check_data(bundle, cfg, run_dir)
