@@ -119,3 +119,71 @@ def test_missing_and_malformed_files(tmp_path):
 def test_every_example_validates(path):
     cfg = load_config(path)
     assert sum(cfg.loss.term_weights().values()) > 0
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("train.lr=.inf", "train.lr: Input should be a finite number"),
+        ("train.lr=inf", "train.lr: Input should be a finite number"),
+        ("train.lr=.nan", "train.lr: Input should be a finite number"),
+        ("train.lr=0", "train.lr: Input should be greater than 0"),
+        (
+            "train.weight_decay=-0.1",
+            "train.weight_decay: Input should be greater than or equal to 0",
+        ),
+        ("train.betas=[0.9, 1.0]", "Adam betas must each be in [0, 1), got [0.9, 1.0]"),
+        ("train.betas=[-0.1, 0.9]", "Adam betas must each be in [0, 1)"),
+        ("train.betas=[0.9, .nan]", "train.betas.1: Input should be a finite number"),
+        ("train.eps=.inf", "train.eps: Input should be a finite number"),
+        ("train.grad_clip=.inf", "train.grad_clip: Input should be a finite number"),
+        ("train.lr_scale={backbone: .nan}", "train.lr_scale.backbone: Input should be a finite"),
+        ("loss.objectives.0.temperature=.nan", "temperature: Input should be a finite number"),
+        ("train.device=tpu", "train.device: String should match pattern"),
+        ("train.device=cuda:x", "train.device: String should match pattern"),
+    ],
+)
+def test_non_finite_and_out_of_range_numbers_are_rejected(override, fragment):
+    data = _with(loss={"objectives": [{"type": "clip", "towers": ["image", "text"]}]})
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(data, source="cfg.yaml", overrides=[override])
+    assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_valid_devices(device):
+    assert config_from_dict(BASE, overrides=[f"train.device={device}"]).train.device == device
+
+
+def test_config_file_not_utf8_names_the_byte(tmp_path, capsys):
+    from contrastkit.app.cli import main
+
+    text = yaml.safe_dump({**BASE, "name": "caf\u00e9"}, allow_unicode=True).encode("latin-1")
+    path = tmp_path / "c.yaml"
+    path.write_bytes(text)
+    offset = text.index(b"\xe9")
+    line = text[:offset].count(b"\n") + 1
+    with pytest.raises(
+        ConfigError, match=rf"not UTF-8 text \(byte 0xe9 at byte offset {offset}, line {line}\)"
+    ):
+        load_config(path)
+    assert main(["config", "show", str(path)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    path.write_bytes(b"\xef\xbb\xbf" + text.decode("latin-1").encode())  # UTF-8 with a BOM
+    assert load_config(path).name == "caf\u00e9"
+
+
+def test_lone_surrogate_in_config_names_the_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(BASE) + 'name: "run \\ud800"\n')
+    with pytest.raises(ConfigError, match=r"name: text is not valid Unicode"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"data.root: text is not valid Unicode"):
+        config_from_dict(BASE, overrides=['data.root="\\udc80"'])
+
+
+def test_split_names_are_lowercased():
+    cfg = config_from_dict(
+        BASE, overrides=["data.train_split=Train", "data.val_split=VAL", "eval.splits=[Test]"]
+    )
+    assert (cfg.data.train_split, cfg.data.val_split, cfg.eval.splits) == ("train", "val", ["test"])
