@@ -119,22 +119,16 @@ def _loader_factory(
     """Train loaders by (epoch, start batch); a hard-negative `miner` supplies (and re-mines
     on schedule) the negatives each epoch's batches are built around."""
     from contrastkit.data import build_loader
+    from contrastkit.data.loaders import reuse_loader
 
     rows = cfg.data.batch_size * cfg.train.accumulate * info.world_size  # global batch per step
 
+    built: dict[str, Any] = {}  # the last loader: its persistent workers serve later epochs
+
     def make(epoch: int, start_batch: int):
-        return build_loader(
-            dataset,
-            cfg.data,
-            train=True,
-            seed=cfg.train.seed,
-            epoch=epoch,
-            start_batch=start_batch,
-            rank=info.rank,
-            world_size=info.world_size,
-            batch_size=rows,
-            negatives=None if miner is None else miner.negatives_for(epoch),
-        )
+        negatives = None if miner is None else miner.negatives_for(epoch)
+        if negatives is None and reuse_loader(built.get("loader"), epoch, start_batch):
+            return built["loader"]
 
     try:
         steps = len(make(0, 0))

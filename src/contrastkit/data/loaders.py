@@ -213,3 +213,15 @@ def build_loader(
             len(dataset), size, shuffle=train, drop_last=train and cfg.drop_last, **common
         )
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, **worker_options(cfg))
+
+def reuse_loader(loader: object, epoch: int, start_batch: int) -> bool:
+    """Point a persistent-worker loader at another (epoch, start batch) instead of building
+    a new one (which would start new worker processes); False when it cannot be reused.
+
+    The batch sampler runs in the main process and is read afresh at each `iter()`, so
+    changing its epoch and start is all a new epoch needs."""
+    sampler = getattr(loader, "batch_sampler", None)
+    if not getattr(loader, "persistent_workers", False) or not hasattr(sampler, "epoch"):
+        return False
+    sampler.epoch, sampler.start_batch = epoch, start_batch  # type: ignore[union-attr]
+    return True

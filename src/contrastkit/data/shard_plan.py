@@ -17,9 +17,11 @@ and a resumed run computes the same position from the checkpoint's step alone.
 * **Order across workers.** A PyTorch DataLoader returns the workers' batches round
   robin (worker 0, 1, ..., skipping a worker once it is exhausted); `interleave` is that
   order, which maps a rank's batch number to (worker, that worker's batch number).
-* **Equal steps on every rank.** A rank's epoch is the smallest number of batches any
-  rank has (DDP steps together), so a rank with more data leaves the rest of its last
-  shards for a later epoch's permutation, as `drop_last` leaves a partial batch.
+* **Equal steps on every rank and epoch.** DDP steps together and the LR schedule counts
+  steps per epoch, so every rank delivers `epoch_steps` batches in every epoch, a bound
+  that holds for any permutation; a rank with more data leaves the rest of its last
+  shards unread this epoch (a later permutation deals them elsewhere), as `drop_last`
+  leaves a partial batch.
 """
 
 from __future__ import annotations
@@ -75,8 +77,21 @@ def worker_batches(units: list[int], layout: StreamLayout, rank: int) -> list[in
 
 
 def epoch_steps(units: list[int], layout: StreamLayout) -> int:
-    """Batches every rank yields this epoch: the smallest rank's count (see module doc)."""
-    return min(sum(worker_batches(units, layout, r)) for r in range(layout.world_size))
+    """Batches every rank delivers in *every* epoch (see the module docstring).
+
+    One stream: its exact count (a permutation does not change a total). Several: a
+    bound that holds whatever the epoch's permutation, so the schedule's steps per epoch
+    are fixed: a rank reads at least W x floor(n / S) shards, so at least the sum U of
+    that many smallest shards, and W streams that drop a partial batch each deliver at
+    least floor(U / B) - (W - 1) batches. With equal shards and S dividing n, this is
+    all but the partial batches.
+    """
+    if layout.streams == 1:
+        return stream_batches(units, layout, 0)
+    w = max(layout.workers, 1)
+    fewest = w * (len(units) // layout.streams)
+    smallest = sum(sorted(units)[:fewest])
+    return max(smallest // layout.units_per_batch - (w - 1), 0)
 
 
 def interleave(counts: list[int]) -> list[tuple[int, int]]:
