@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from contrastkit.config import ProjectionConfig
-from contrastkit.models.projection import Projection, build_projection
+from contrastkit.models.projection import (
+    Projection,
+    build_projection,
+    resolve_projection,
+    shared_orthogonal,
+)
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
@@ -35,3 +40,43 @@ def test_gradcheck_float64() -> None:
 def test_unknown_kind() -> None:
     with pytest.raises(ValueError, match="linear"):
         Projection(2, 2, kind="conv")
+
+
+def test_none_is_normalised_pooled_output() -> None:
+    proj = build_projection(ProjectionConfig(type="none"), 4, 99)
+    x = torch.tensor([[3.0, 0.0, 4.0, 0.0]])
+    torch.testing.assert_close(proj(x), torch.tensor([[0.6, 0.0, 0.8, 0.0]]))
+    assert proj.embed_dim == 4 and not list(proj.parameters())
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_identity_init_keeps_the_input_direction(kind: str) -> None:
+    proj = Projection(6, 6, kind=kind, hidden=5, init="identity")
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(proj(x), torch.nn.functional.normalize(x, dim=-1))
+
+
+def test_shared_orthogonal_is_one_map_per_size_pair() -> None:
+    a, b = shared_orthogonal(8, 3), shared_orthogonal(8, 3)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a @ a.T, torch.eye(3), atol=1e-6, rtol=0)  # orthonormal rows
+    up = shared_orthogonal(3, 8)
+    torch.testing.assert_close(up.T @ up, torch.eye(3), atol=1e-6, rtol=0)  # an isometry
+    # Widening keeps every cosine exactly.
+    x, y = torch.randn(3), torch.randn(3)
+    cos = torch.nn.functional.cosine_similarity
+    torch.testing.assert_close(cos(up @ x, up @ y, dim=0), cos(x, y, dim=0))
+
+
+@pytest.mark.parametrize(
+    ("cfg", "pretrained", "embedding", "expected"),
+    [
+        ({}, False, False, ("linear", "random")),
+        ({}, True, False, ("linear", "identity")),
+        ({}, True, True, ("none", "identity")),
+        ({"type": "mlp", "init": "random"}, True, True, ("mlp", "random")),
+    ],
+)
+def test_auto_resolution(cfg, pretrained, embedding, expected) -> None:
+    got = resolve_projection(ProjectionConfig(**cfg), pretrained=pretrained, embedding=embedding)
+    assert got == expected

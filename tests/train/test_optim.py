@@ -79,3 +79,24 @@ def test_scheduler_state_and_phase_scale() -> None:
     )
     other.load_state_dict(sched.state_dict())
     assert other.get_last_lr()[0] == pytest.approx(0.075)
+
+
+def test_new_params_get_their_own_multiplier() -> None:
+    from contrastkit.train.optim import new_params_multiplier, with_new_params
+
+    # Fine-tuning at 5e-5: new parameters train at 1e-3 (x20); at a scratch rate, x1.
+    assert new_params_multiplier(5e-5, None) == pytest.approx(20.0)
+    assert new_params_multiplier(2e-3, None) == 1.0
+    assert new_params_multiplier(5e-5, 3.0) == 3.0
+    scales = with_new_params(
+        {"towers.b.projection": 0.5},
+        ["towers.a.projection", "towers.b.projection", "logit_scale"],
+        lr=5e-5,
+    )
+    assert scales == {"towers.a.projection": 20.0, "towers.b.projection": 0.5, "logit_scale": 20.0}
+    model, crit = ToyModel(), ToyCriterion()
+    opt = build_optimizer([model, crit], lr=5e-5, weight_decay=0.05, lr_scale=scales)
+    assert _group_of(opt, "logit_scale")["lr"] == pytest.approx(1e-3)
+    assert _group_of(opt, "towers.a.projection.weight")["lr"] == pytest.approx(1e-3)
+    assert _group_of(opt, "towers.a.encoder.weight")["lr"] == pytest.approx(5e-5)
+    assert with_new_params({}, ["logit_scale"], lr=1e-3) == {}

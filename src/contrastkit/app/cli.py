@@ -161,15 +161,29 @@ def config_show(
 
 @app.command("eval")
 def eval_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="a training run directory")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="a training run directory, or a config file (untrained model)")
+    ],
     split: Annotated[str, typer.Option("--split", help="split to evaluate")] = "test",
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="best | last | a path")] = "best",
+    override: Overrides = None,
 ) -> None:
-    """Evaluate a run's checkpoint on a split; prints a table and writes eval.json."""
+    """Evaluate a run's checkpoint on a split; prints a table and writes eval.json.
+
+    Given a config file instead, evaluates the model it describes before any training
+    (the pretrained / zero-shot baseline) and prints the table without writing files.
+    """
     from contrastkit.eval.evaluate import evaluate
     from contrastkit.pairing import eval_pairs
     from contrastkit.train.checkpoint import load_run
 
+    if run_dir.is_file():
+        from contrastkit.app.zero_shot import evaluate_config
+        from contrastkit.config import load_config
+
+        metrics = evaluate_config(load_config(run_dir, override or []), split)
+        print_summary(metrics, title=f"{run_dir} ({split}, untrained)")
+        return
     run = load_run(run_dir, checkpoint=checkpoint)
     dataset = _split(run, split)
     metrics = evaluate(

@@ -53,6 +53,8 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "gap_shrinking": (25, "positive-negative gap shrinking"),
     "hard_negatives_above_positive": (9, "most mined hard negatives score above their positive"),
     "hard_negatives_mined": (26, "mined hard negatives: score gap to the positive"),
+    "worse_than_start": (3, "the trained model scores below the untrained one"),
+    "temperature_frozen": (20, "a learnable temperature never moved"),
 }
 
 

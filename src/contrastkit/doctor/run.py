@@ -16,6 +16,7 @@ from contrastkit.doctor.findings import Finding, read_findings, sort_findings, w
 from contrastkit.doctor.monitors import SIGNALS_FILE
 from contrastkit.doctor.report import plot_curves, write_html
 from contrastkit.doctor.rules import diagnose
+from contrastkit.doctor.rules.start import eval_records
 from contrastkit.errors import RunDirError
 
 DATA_FINDINGS_FILE = "data_findings.json"
@@ -102,7 +103,9 @@ def diagnose_run(run_dir: str | Path, cfg: Config | None = None) -> list[Finding
             raise RunDirError(f"{run_dir} is not a run directory: config.yaml is missing")
         cfg = load_config(run_dir / "config.yaml")
     signals = read_signals(run_dir)
-    signals += nonfinite_metrics(read_jsonl(run_dir / "metrics.jsonl"))
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    signals += nonfinite_metrics(metrics)
+    signals += eval_records(metrics, cfg)  # at-start and periodic evaluations
     data = read_findings(run_dir / DATA_FINDINGS_FILE)
     batch = read_run_info(run_dir).get("global_batch_size")
     findings = diagnose(signals, cfg, batch_size=int(batch) if batch else None, data_findings=data)

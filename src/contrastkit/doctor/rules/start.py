@@ -1,0 +1,153 @@
+"""Rules that compare a run with where it started: `worse_than_start` (the trained model
+scores below the untrained one on validation) and `temperature_frozen` (a learnable
+temperature that training never moved).
+
+`eval_records` turns the evaluation lines of `metrics.jsonl` (the at-start evaluation,
+logged at step 0 with the `at_start/` prefix, and each periodic validation) into signal
+records, so these rules read them like any monitor's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contrastkit.doctor.findings import Finding
+from contrastkit.doctor.rules.context import Context, _r
+from contrastkit.pairing import select_metric
+
+AT_START = "at_start/"
+# Retrieval metrics of a few hundred validation queries move by about 1/N per query that
+# changes rank; a drop must exceed both this absolute margin and this share of the start
+# value to be more than evaluation noise.
+WORSE_ABS = 0.005
+WORSE_REL = 0.02
+# A learnable log-temperature that moved less than this share of its value over at least
+# FROZEN_MIN_STEPS steps is pinned by its learning rate, not settled: at lr 5e-5 AdamW
+# moves it ~5e-5 per step (observed 14.28 -> 14.29 over an epoch), at 1e-3 ~20x more.
+FROZEN_REL = 0.005
+FROZEN_MIN_STEPS = 100
+# Encoder types that load pretrained weights (their projections should start as identity).
+PRETRAINED_TYPES = ("minilm", "hf_text", "hf_vision", "hf_clip")
+
+
+def eval_records(metrics: list[dict[str, Any]], cfg: Any) -> list[dict[str, Any]]:
+    """Signal records for the evaluation lines of `metrics.jsonl` (monitor `eval`)."""
+    splits = {s for s in (cfg.data.val_split, *cfg.eval.splits) if s}
+    prefixes = (AT_START, *(f"{s}/" for s in splits))
+    out = []
+    for rec in metrics:
+        values = {k: v for k, v in rec.items() if k.startswith(prefixes)}
+        if values:
+            out.append({"step": rec.get("step", 0), "monitor": "eval", **values})
+    return out
+
+
+def _pretrained_towers(cfg: Any) -> list[str]:
+    """Towers whose (one) encoder loads pretrained weights and whose projection is not
+    told to start as the identity / be absent."""
+    out = []
+    for name, tower in cfg.model.towers.items():
+        pretrained = any(e.type in PRETRAINED_TYPES or e.pretrained for e in tower.streams.values())
+        if pretrained and tower.projection.init == "random" and tower.projection.type != "none":
+            out.append(name)
+    return out
+
+
+def rule_worse_than_start(ctx: Context) -> list[Finding]:
+    key = select_metric(ctx.cfg)
+    if key is None:
+        return []
+    start, end = ctx.series(AT_START + key), ctx.series(key)
+    end = [(s, v) for s, v in end if s > 0]  # periodic validations after training began
+    if not start or not end:
+        return []
+    s0, (step, s1) = start[0][1], end[-1]
+    better_is_higher = ctx.cfg.train.select_mode == "max"
+    drop = (s0 - s1) if better_is_higher else (s1 - s0)
+    if drop <= max(WORSE_ABS, WORSE_REL * abs(s0)):
+        return []
+    train = ctx.cfg.train
+    fix: dict[str, Any] = {}
+    causes = []
+    towers = _pretrained_towers(ctx.cfg)
+    if towers:
+        causes.append(
+            f"randomly initialised projections on pretrained towers {towers} replace the "
+            "pretrained embedding space"
+        )
+        for t in towers:
+            fix[f"model.towers.{t}.projection.init"] = "identity"
+    if train.lr > FINE_TUNE_LR_MAX and _any_pretrained(ctx.cfg):
+        causes.append(f"train.lr {train.lr:g} is a from-scratch rate; fine-tuning uses ~2e-5-1e-4")
+        fix["train.lr"] = 5e-5
+    if step < FEW_STEPS:
+        causes.append(f"only {step} steps: too few to recover from a disruptive start")
+    if not causes:
+        causes.append("the learning rate, too few steps, or training data unlike the evaluation")
+    return [
+        Finding(
+            "worse_than_start",
+            "error",
+            {
+                "metric": key,
+                "at_start": _r(s0),
+                "final": _r(s1),
+                "step": step,
+                "towers_with_random_projection": towers,
+            },
+            f"Training made {key} worse than the untrained model ({_r(s0)} at start, "
+            f"{_r(s1)} at step {step}); likely: " + "; ".join(causes) + ".",
+            fix,
+            "Keep the pretrained space: leave projection.type/init at auto (none or identity) "
+            "on pretrained towers, fine-tune at a small lr, and train long enough.",
+        )
+    ]
+
+
+# Above this, a learning rate is a from-scratch rate for a pretrained transformer
+# (sentence-transformers and BERT fine-tunes use 2e-5 .. 1e-4).
+FINE_TUNE_LR_MAX = 3e-4
+# Fewer steps than this cannot be told apart from a bad start.
+FEW_STEPS = 50
+
+
+def _any_pretrained(cfg: Any) -> bool:
+    return any(
+        e.type in PRETRAINED_TYPES or e.pretrained
+        for t in cfg.model.towers.values()
+        for e in t.streams.values()
+    )
+
+
+def rule_temperature_frozen(ctx: Context) -> list[Finding]:
+    out = []
+    for i, o in enumerate(ctx.cfg.loss.objectives):
+        if o.type != "clip" or not o.learnable_temperature:
+            continue
+        scale = ctx.series(f"{o.name}/logit_scale")
+        if len(scale) < 2 or scale[-1][0] - scale[0][0] < FROZEN_MIN_STEPS:
+            continue
+        first, last = scale[0][1], scale[-1][1]
+        if first <= 0 or abs(last - first) / first >= FROZEN_REL:
+            continue
+        current = ctx.cfg.train.new_params_lr_scale
+        out.append(
+            Finding(
+                "temperature_frozen",
+                "warning",
+                {
+                    "objective": o.name,
+                    "logit_scale_start": _r(first),
+                    "logit_scale_end": _r(last),
+                    "steps": [scale[0][0], scale[-1][0]],
+                    "lr": ctx.cfg.train.lr,
+                    "new_params_lr_scale": current,
+                },
+                f"The learnable temperature of {o.name} did not move over "
+                f"{scale[-1][0] - scale[0][0]} steps ({_r(first)} -> {_r(last)}): its learning "
+                "rate is too small for a scalar that must travel ~1 in log space.",
+                {"train.new_params_lr_scale": max(20.0, 2 * (current or 1.0))},
+                f"or fix it on purpose: loss.objectives.{i}.learnable_temperature: false",
+            )
+        )
+    return out
