@@ -476,6 +476,14 @@ class TrainConfig(Section):
         "pretrained encoders); default max(1, 1e-3 / lr)",
     )
     freeze: list[str] = Field(default_factory=list, description="prefixes frozen for the whole run")
+    feature_cache: bool = Field(
+        True,
+        description="a tower whose encoder is frozen for the whole run (LiT) is encoded once "
+        "per input and read from a disk cache afterwards (see models/feature_cache.py)",
+    )
+    feature_cache_dir: str | None = Field(
+        None, description="where frozen-tower features are cached (default: RUN_DIR/feature_cache)"
+    )
     phases: list[Phase] = Field(default_factory=list)
     log_every: int = Field(10, ge=1)
     eval_every_epochs: int = Field(1, ge=1)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from contrastkit.app.lit import FlushFeatureCaches, attach_feature_caches
 from contrastkit.app.mining import build_miner, record_mining
 from contrastkit.app.zero_shot import at_start_metrics
 from contrastkit.config import Config, dump_config
@@ -307,6 +308,7 @@ def train(
         if cfg.model.init_from:
             init_from(model, cfg.model.init_from)
         model.to(info.device)
+        caches = attach_feature_caches(model, cfg, run_dir, train_set.opts)
         at_start = at_start_metrics(model, bundle, cfg, run_dir) if info.is_main else {}
         ema, prepare = _teacher(cfg, model)
         miner = build_miner(cfg, model, train_set)
@@ -322,7 +324,7 @@ def train(
             if val in bundle.splits and len(bundle.splits[val])
             else None,
             monitor=select_metric(cfg),
-            callbacks=[*_monitors(cfg), *callbacks],
+            callbacks=[*_monitors(cfg), *callbacks, FlushFeatureCaches(caches)],
             config=cfg,
             probe_batch=_probe_batch(train_set, cfg.doctor.probe_size),
             prepare=prepare,
@@ -336,6 +338,7 @@ def train(
         summary = {
             **at_start,
             **_final_eval(model, bundle, cfg, run_dir),
+            **FlushFeatureCaches(caches).flush(),
             "data/rows_skipped": float(len(bundle.skipped)),
             "train/steps": fit["train/steps"],
             "train/seconds": fit["train/seconds"],

@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from contrastkit.models.feature_cache import cached_features
 from contrastkit.models.outputs import EncoderOutput, TowerOutput
 
 
@@ -90,7 +91,11 @@ class Tower(nn.Module):
     def features(
         self, inputs: Mapping[str, Any], masks: Mapping[str, Tensor | None]
     ) -> EncoderOutput:
-        """Encode every stream and fuse them (no projection)."""
+        """Encode every stream and fuse them (no projection); a locked tower reads its
+        frozen-feature cache instead (see feature_cache.py)."""
+        cached = cached_features(self, inputs, masks)
+        if cached is not None:
+            return cached
         outputs = {col: enc(inputs[col], masks.get(col)) for col, enc in self.encoders.items()}
         if self.fusion is None:
             return next(iter(outputs.values()))
