@@ -149,3 +149,10 @@ def test_jsonl_reader_accepts_json_dumps_output(tmp_path: Path) -> None:
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n")
     rows, _ = read_manifest(path)
     assert [r.values["text"] for r in rows] == [r["text"] for r in records]
+
+
+def test_csv_header_names_are_stripped(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text("id, text ,split\na,hello,val\n")
+    (row,), _ = read_manifest(path)
+    assert (row.id, row.values["text"], row.split) == ("a", "hello", "val")

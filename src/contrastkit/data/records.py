@@ -142,6 +142,7 @@ def _csv(path: Path, delimiter: str) -> Iterator[tuple[int, Record]]:
     if lone_surrogate(header) is not None:
         raise DataError(f"{path}, row 1 (header): {_decode_problem(data, starts, 1, 1)}")
     _check_header(path, header, delimiter)
+    header = [h.strip() for h in header]  # " text" from "id, text" is the column `text`
     first = reader.line_num + 1
     while True:
         try:
