@@ -4,7 +4,7 @@ import matplotlib.image
 from rich.console import Console
 
 from contrastkit.doctor.findings import Finding
-from contrastkit.doctor.report import curves_figure, plot_curves, print_findings, write_html
+from contrastkit.doctor.report import curves_figure, plot_curves, print_findings
 
 SIGNALS = [
     {
@@ -61,6 +61,3 @@ def test_print_findings_and_html(tmp_path):
         and "loss.captioning.weight=0.25" in text
         and "share=0.8" in text
     )
-    png = plot_curves(SIGNALS, tmp_path / "c.png")
-    page = write_html([f], tmp_path / "report.html", png).read_text()
-    assert "aux_dominates_loss" in page and "data:image/png;base64," in page

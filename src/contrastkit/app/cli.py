@@ -290,6 +290,55 @@ def doctor_run_cmd(run_dir: Annotated[Path, typer.Argument(help="a run directory
 
     findings = doctor_run(run_dir)
     print_findings(findings, console)
+    report_cmd(run_dir)
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (finished or running)")],
+    out: Annotated[Path | None, typer.Option("--out", help="default RUN_DIR/report.html")] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="split of the examples (default test)")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the random examples")] = 0,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best | last | a path")] = "best",
+) -> None:
+    """Write report.html: metrics, curves, findings, retrieval examples, config (one file)."""
+    from contrastkit.app.report import write_report
+
+    path = write_report(run_dir, out=out, split=split, seed=seed, checkpoint=checkpoint)
+    console.print(f"wrote {path}")
+
+
+@app.command("compare")
+def compare_cmd(
+    run_dirs: Annotated[list[Path] | None, typer.Argument(help="run directories")] = None,
+    out: Annotated[Path, typer.Option("--out", help="HTML page")] = Path("compare.html"),
+    study: Annotated[
+        str | None, typer.Option("--study", help="Optuna storage of a sweep, e.g. sqlite:///study.db")
+    ] = None,
+    study_name: Annotated[str | None, typer.Option("--study-name")] = None,
+    run_root: Annotated[
+        Path, typer.Option("--run-root", help="the sweep's --run-root (trial folders)")
+    ] = Path("runs/sweep"),
+) -> None:
+    """Compare runs: config keys that differ, final metrics (best marked), curves overlaid."""
+    from contrastkit.app.compare import (
+        load_views,
+        print_comparison,
+        study_run_dirs,
+        write_compare_html,
+    )
+
+    runs = [(None, Path(p)) for p in run_dirs or []]
+    if study is not None:
+        runs += study_run_dirs(study, study_name, run_root)
+    if len(runs) < 2:
+        raise ContrastkitError("compare needs two or more run directories (or --study URL)")
+    views = load_views(runs)
+    print_comparison(views, console)
+    console.print(f"wrote {write_compare_html(views, out)}")
+
 
 
 @app.command("sweep")

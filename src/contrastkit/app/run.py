@@ -208,6 +208,17 @@ def _diagnose(cfg: Config, run_dir: Path) -> None:
         log.exception("the doctor failed to diagnose %s; `contrastkit doctor run` retries", run_dir)
 
 
+def _report(run_dir: Path, model: nn.Module, bundle: Any) -> None:
+    """report.html from the model and data in hand (best checkpoint loaded by the final
+    evaluation). Like the diagnosis, a failure is logged and never loses the run."""
+    from contrastkit.app.report import write_report
+
+    try:
+        write_report(run_dir, model=model, bundle=bundle)
+    except Exception:  # noqa: BLE001 - the run is done; `contrastkit report` retries
+        log.exception("report.html not written; `contrastkit report %s` retries", run_dir)
+
+
 def _run_info(cfg: Config, bundle: Any, info: DistInfo) -> dict[str, Any]:
     """What the doctor and the report need to know about the run that no config holds:
     the *global* batch (per-rank batch x accumulate x world size) and the data's shape."""
@@ -353,4 +364,6 @@ def train(
         if info.is_main and (run_dir / "config.yaml").is_file():
             update_run_info(run_dir, status=status)
             _diagnose(cfg, run_dir)
+            if status == "finished":
+                _report(run_dir, model, bundle)
         cleanup()

@@ -143,9 +143,9 @@ def sweep(
     def objective(trial: Any) -> float:
         params = {key: suggest(trial, key, spec) for key, spec in space.items()}
         cfg = load_config(cfg_path, [*overrides, *_overrides(params)])
-        summary = train_fn(
-            cfg, run_root / f"trial_{trial.number:03d}", callbacks=[PruningCallback(trial, monitor)]
-        )
+        run_dir = run_root / f"trial_{trial.number:03d}"
+        trial.set_user_attr("run_dir", str(run_dir.resolve()))  # for `contrastkit compare --study`
+        summary = train_fn(cfg, run_dir, callbacks=[PruningCallback(trial, monitor)])
         if monitor not in summary:
             raise ConfigError(f"trial {trial.number}: metric {monitor!r} missing from the summary")
         return float(summary[monitor])

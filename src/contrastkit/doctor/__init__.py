@@ -14,7 +14,7 @@ from contrastkit.doctor.findings import (
     write_findings,
 )
 from contrastkit.doctor.monitors import build_monitors
-from contrastkit.doctor.report import plot_curves, print_findings, write_html
+from contrastkit.doctor.report import plot_curves, print_findings
 from contrastkit.doctor.rules import diagnose
 from contrastkit.doctor.run import doctor_data, doctor_run
 
@@ -32,5 +32,4 @@ __all__ = [
     "should_fail",
     "sort_findings",
     "write_findings",
-    "write_html",
 ]

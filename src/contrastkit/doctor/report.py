@@ -1,9 +1,11 @@
-"""Doctor outputs: findings.json, training_curves.png, a rich table, report.html."""
+"""Doctor outputs: findings.json, training_curves.png and the findings as a rich table.
+
+The run's report.html (metrics, curves, these findings and panels, retrieval examples) is
+the application's: contrastkit.app.report.
+"""
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 from collections.abc import Iterable
@@ -20,7 +22,6 @@ __all__ = [
     "print_findings",
     "read_findings",
     "write_findings",
-    "write_html",
 ]
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -173,32 +174,3 @@ def print_findings(findings: Iterable[Finding], console: Any = None) -> None:
             _fix_text(f),
         )
     console.print(table)
-
-
-def write_html(
-    findings: Iterable[Finding], path: str | Path, curves: str | Path | None = None
-) -> Path:
-    """A self-contained report.html: findings and the curves PNG embedded as base64."""
-    rows = []
-    for f in sort_findings(findings):
-        ev = html.escape(json.dumps(f.to_dict()["evidence"], indent=1))
-        fix = html.escape(_fix_text(f))
-        rows.append(
-            f"<tr class='{f.severity}'><td>{f.severity}</td><td><b>{f.code}</b><br>{html.escape(f.title)}</td>"
-            f"<td>{html.escape(f.cause)}<pre>{ev}</pre></td><td><pre>{fix}</pre></td></tr>"
-        )
-    img = ""
-    if curves is not None and Path(curves).is_file():
-        data = base64.b64encode(Path(curves).read_bytes()).decode()
-        img = f"<h2>Training curves</h2><img style='max-width:100%' src='data:image/png;base64,{data}'>"
-    body = "".join(rows) or "<tr><td colspan=4>no findings</td></tr>"
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>contrastkit doctor</title><style>"
-        "body{font-family:sans-serif;margin:2em}td{vertical-align:top;border-top:1px solid #ccc;padding:6px}"
-        "pre{white-space:pre-wrap;font-size:12px}.error td:first-child{color:#b00}.warning td:first-child{color:#a60}"
-        "</style></head><body><h1>contrastkit doctor</h1><table><tr><th>severity</th><th>code</th>"
-        f"<th>cause and evidence</th><th>fix</th></tr>{body}</table>{img}</body></html>"
-    )
-    path = Path(path)
-    path.write_text(page)
-    return path

@@ -14,7 +14,7 @@ from contrastkit.config import Config, load_config
 from contrastkit.doctor.data_checks import check_data
 from contrastkit.doctor.findings import Finding, read_findings, sort_findings, write_findings
 from contrastkit.doctor.monitors import SIGNALS_FILE
-from contrastkit.doctor.report import plot_curves, write_html
+from contrastkit.doctor.report import plot_curves
 from contrastkit.doctor.rules import diagnose
 from contrastkit.doctor.rules.start import eval_records
 from contrastkit.errors import RunDirError
@@ -116,12 +116,8 @@ def diagnose_run(run_dir: str | Path, cfg: Config | None = None) -> list[Finding
 
 
 def doctor_run(run_dir: str | Path) -> list[Finding]:
-    """`contrastkit doctor run`: `diagnose_run`, plus the doctor's report.html."""
-    run_dir = Path(run_dir)
-    findings = diagnose_run(run_dir)
-    curves = run_dir / "training_curves.png"
-    write_html(findings, run_dir / "report.html", curves if curves.is_file() else None)
-    return findings
+    """`contrastkit doctor run`: `diagnose_run` (the CLI then writes the app's report.html)."""
+    return diagnose_run(Path(run_dir))
 
 
 def doctor_data(

@@ -1,0 +1,179 @@
+"""Before / after numbers for docs/recipes.md: each broken run, the doctor's top finding,
+and the same run with the doctor's printed fix applied.
+
+Every run is a tiny digits-captions run (400 rows, 8 x 8 images, 3 epochs, the
+configuration tests/doctor/test_broken_runs.py uses), so the whole script takes a few
+minutes on 2 CPU cores. The "after" run applies the top finding's `fix` as `-o key=value`
+overrides, exactly as printed (or the manifest repair the finding's note asks for).
+
+    python bench/recipes.py            # prints one RESULT line per run and a markdown table
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from contrastkit.app.cli import main
+from contrastkit.data.builtin import builtin_manifest
+
+BASE = {
+    "name": "recipe",
+    "data": {
+        "manifest": "builtin:digits-captions",
+        "batch_size": 32,
+        "max_rows": 400,
+        "image": {"size": 8, "channels": 1},
+    },
+    "model": {
+        "embed_dim": 32,
+        "tokenizer": {"type": "builtin", "vocab_size": 200, "max_length": 24},
+        "towers": {
+            "image": {"streams": {"image": {"type": "cnn", "width": 32, "depth": 1}}},
+            "text": {
+                "streams": {"text": {"type": "builtin_text", "width": 32, "depth": 1, "heads": 2}}
+            },
+        },
+    },
+    "loss": {"objectives": [{"name": "contrastive", "type": "clip", "towers": ["image", "text"]}]},
+    "train": {
+        "epochs": 3,
+        "lr": 0.002,
+        "log_every": 5,
+        "progress": "none",
+        "loggers": {"tensorboard": False},
+        "checkpoint": {"keep_best": False, "keep_last": 1},
+    },
+    "doctor": {"every": 2, "probe_size": 16},
+    "eval": {"splits": ["val"], "ks": [1, 5]},
+}
+CLIP = {"name": "contrastive", "type": "clip", "towers": ["image", "text"]}
+CAPTION = ["model.captioning={tower: image, width: 32, depth: 1, heads: 2}"]
+
+# recipe -> broken overrides (the "after" run is the broken one plus the doctor's fix).
+BROKEN: dict[str, list[str]] = {
+    "loss_does_not_go_down": [f"loss.objectives=[{json.dumps({**CLIP, 'temperature': 10.0})}]"],
+    "captions_with_unique_ids": ["data.manifest=OWN_IDS"],
+    "pretrained_will_not_learn": ["train.lr=0.000001"],
+    "aux_drowns_contrastive": [*CAPTION, "loss.captioning={weight: 4.0}"],
+}
+# When the doctor's fix is not enough, the change that did work (measured as well).
+SECOND_FIX: dict[str, list[str]] = {"pretrained_will_not_learn": ["train.lr=0.002"]}
+# "raising R@1": variants of the healthy run, each measured against the baseline.
+VARIANTS: dict[str, list[str]] = {
+    "baseline (batch 32)": [],
+    "batch 128 via train.accumulate=4 (cached)": ["train.accumulate=4"],
+    "batch 128 via train.accumulate=4 (naive)": ["train.accumulate=4", "train.accumulation=naive"],
+    "hard negatives (hard_negative_beta=0.5)": [
+        f"loss.objectives=[{json.dumps({**CLIP, 'hard_negative_beta': 0.5})}]"
+    ],
+    "fixed temperature 0.07": [
+        f"loss.objectives=[{json.dumps({**CLIP, 'learnable_temperature': False})}]"
+    ],
+}
+
+
+def own_id_manifest(folder: Path) -> Path:
+    """digits-captions with every caption given its own group (the classic bug)."""
+    src = builtin_manifest("digits-captions")
+    out = folder / "own_ids.jsonl"
+    with out.open("w") as f:
+        for line in src.read_text().splitlines():
+            row = json.loads(line)
+            row["group"] = row["id"]
+            row["image"] = str(src.parent / row["image"])
+            f.write(json.dumps(row) + "\n")
+    return out
+
+
+def run(folder: Path, name: str, overrides: list[str]) -> dict:
+    """Train one tiny run; returns its val metrics, loss trend and top finding."""
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump(BASE, sort_keys=False))
+    run_dir = folder / name
+    args = ["train", str(config), "--run-dir", str(run_dir)]
+    for o in overrides:
+        args += ["-o", o]
+    if main(args) != 0:
+        raise SystemExit(f"{name}: training failed")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    findings = json.loads((run_dir / "findings.json").read_text())["findings"]
+    serious = [f for f in findings if f["severity"] != "info"]
+    losses = [
+        json.loads(x)["train/loss"]
+        for x in (run_dir / "metrics.jsonl").read_text().splitlines()
+        if '"train/loss"' in x
+    ]
+    return {
+        "t2i_R@1": summary.get("val/text_to_image/R@1"),
+        "t2i_R@5": summary.get("val/text_to_image/R@5"),
+        "i2t_R@1": summary.get("val/image_to_text/R@1"),
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "top": serious[0] if serious else None,
+    }
+
+
+def fix_overrides(finding: dict | None) -> list[str]:
+    if not finding:
+        return []
+    return [f"{k}={json.dumps(v)}" for k, v in finding.get("fix", {}).items()]
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def main_bench() -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        own = str(own_id_manifest(folder))
+        for recipe, broken in BROKEN.items():
+            broken = [o.replace("OWN_IDS", own) for o in broken]
+            before = run(folder, f"{recipe}_before", broken)
+            top = before["top"]
+            if recipe == "captions_with_unique_ids":
+                fix = []  # the fix is the manifest: one group per image (finding's fix_note)
+                after = run(folder, f"{recipe}_after", [])
+            else:
+                fix = fix_overrides(top)
+                after = run(folder, f"{recipe}_after", broken + fix)
+            code = top["code"] if top else "none"
+            if recipe in SECOND_FIX:
+                other = run(folder, f"{recipe}_second", broken + SECOND_FIX[recipe])
+                print(
+                    f"RESULT recipe={recipe} second_fix={' '.join(SECOND_FIX[recipe])} "
+                    f"t2i_R@1={_fmt(other['t2i_R@1'])} t2i_R@5={_fmt(other['t2i_R@5'])} "
+                    f"loss={_fmt(other['first_loss'])}->{_fmt(other['last_loss'])} "
+                    f"finding={other['top']['code'] if other['top'] else 'none'}",
+                    flush=True,
+                )
+            after_code = after["top"]["code"] if after["top"] else "none"
+            print(
+                f"RESULT recipe={recipe} finding={code} fix={' '.join(fix) or '(manifest)'} "
+                f"before_t2i_R@1={_fmt(before['t2i_R@1'])} after_t2i_R@1={_fmt(after['t2i_R@1'])} "
+                f"before_t2i_R@5={_fmt(before['t2i_R@5'])} after_t2i_R@5={_fmt(after['t2i_R@5'])} "
+                f"before_loss={_fmt(before['first_loss'])}->{_fmt(before['last_loss'])} "
+                f"after_loss={_fmt(after['first_loss'])}->{_fmt(after['last_loss'])} "
+                f"after_finding={after_code}",
+                flush=True,
+            )
+            rows.append((recipe, code, fix, before, after, after_code))
+        for variant, overrides in VARIANTS.items():
+            res = run(folder, variant.split(" ")[0] + str(len(overrides)), overrides)
+            print(
+                f"RESULT variant={variant!r} t2i_R@1={_fmt(res['t2i_R@1'])} "
+                f"t2i_R@5={_fmt(res['t2i_R@5'])} "
+                f"i2t_R@1={_fmt(res['i2t_R@1'])} last_loss={_fmt(res['last_loss'])}",
+                flush=True,
+            )
+    print(json.dumps([(r[0], r[1], r[2]) for r in rows]))
+
+
+if __name__ == "__main__":
+    sys.exit(main_bench())
