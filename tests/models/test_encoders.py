@@ -12,7 +12,7 @@ from contrastkit.errors import ConfigError
 from contrastkit.models.encoders import ENCODERS, build_encoder, masked_mean
 from contrastkit.models.tokenizer import BuiltinTokenizer
 
-PRETRAINED = {"hf_text", "minilm"}
+PRETRAINED = {"hf_text", "minilm", "hf_vision", "hf_clip"}  # tests/models/test_hf_*.py
 WIDTH = 16
 B = 3
 

@@ -181,11 +181,13 @@ def _tower_projection(
     )
 
 
-def _siamese_key(cfg: TowerConfig) -> str | None:
-    """Identity of a one-stream tower's encoder config (None for several streams)."""
+def _siamese_key(cfg: TowerConfig, input_specs: Mapping[str, tuple]) -> str | None:
+    """Identity of a one-stream tower's encoder config and input kind (None for several
+    streams): a text and an image column never share, even under one `hf_clip` folder."""
     if len(cfg.streams) != 1 or cfg.fusion is not None:
         return None
-    return next(iter(cfg.streams.values())).model_dump_json()
+    col, enc = next(iter(cfg.streams.items()))
+    return f"{enc.model_dump_json()} {tuple(input_specs.get(col, ()))}"
 
 
 def _build_tower(
@@ -204,7 +206,7 @@ def _build_tower(
                 f"model.towers.{name}.streams.{col}: the manifest has no column {col!r}; "
                 f"columns: {sorted(input_specs)}"
             )
-    key = _siamese_key(cfg)
+    key = _siamese_key(cfg, input_specs)
     if pretrained_encoders is not None and key in pretrained_encoders:
         owner, encoder = pretrained_encoders[key]
         col = next(iter(cfg.streams))

@@ -157,7 +157,9 @@ def _register_builtins() -> None:
     # Imported for their registration side effect.
     from contrastkit.models.encoders import (  # noqa: F401
         features,
+        hf_clip,
         hf_text,
+        hf_vision,
         image,
         sequence,
         text,
