@@ -158,9 +158,12 @@ def _csv(path: Path, delimiter: str) -> Iterator[tuple[int, Record]]:
             yield line, _decode_problem(data, starts, line, reader.line_num)
         elif len(cells) > len(header):
             extra = delimiter.join(cells[len(header) - 1 :])
-            yield line, (
-                f"{len(cells)} cells but the header has {len(header)}; an unquoted "
-                f"{delimiter!r} inside a value? quote it: \"{extra[:60]}\""
+            yield (
+                line,
+                (
+                    f"{len(cells)} cells but the header has {len(header)}; an unquoted "
+                    f'{delimiter!r} inside a value? quote it: "{extra[:60]}"'
+                ),
             )
         else:
             yield line, {h: _csv_value(h, c) for h, c in zip(header, cells, strict=False)}
