@@ -21,6 +21,7 @@ from torch import nn
 from contrastkit.app.lit import FlushFeatureCaches, attach_feature_caches
 from contrastkit.app.mining import build_miner, record_mining
 from contrastkit.app.zero_shot import at_start_metrics
+from contrastkit.models.encoders.hf_clip import with_pretrained_logits
 from contrastkit.config import Config, dump_config
 from contrastkit.data.manifest import is_text_column
 from contrastkit.doctor.run import DATA_FINDINGS_FILE, update_run_info
@@ -327,7 +328,7 @@ def train(
         val = cfg.data.val_split
         parts = EngineParts(
             model=model,
-            criterion=build_loss(cfg.loss),
+            criterion=build_loss(with_pretrained_logits(cfg.loss, model)),
             make_loader=make_loader,
             steps_per_epoch=steps,
             weights=make_weights_fn(cfg.loss, cfg.train.phases),
