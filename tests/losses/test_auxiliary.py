@@ -22,15 +22,16 @@ def test_captioning_ignores_padding() -> None:
     logits = torch.zeros(1, 2, 4)
     logits[0, 1] = torch.tensor([100.0, 0.0, 0.0, 0.0])
     loss = captioning_loss(logits, torch.tensor([[2, -100]]))
-    assert loss.item() == pytest.approx(math.log(4))
+    assert loss.mean().item() == pytest.approx(math.log(4))
+    assert loss.count.item() == 1.0
 
 
 def test_captioning_label_smoothing_and_all_padding() -> None:
     logits = torch.tensor([[[2.0, 0.0]]])
-    smoothed = captioning_loss(logits, torch.tensor([[0]]), label_smoothing=0.2)
+    smoothed = captioning_loss(logits, torch.tensor([[0]]), label_smoothing=0.2).mean()
     log_p = F.log_softmax(logits[0, 0], 0)
     assert smoothed.item() == pytest.approx(-(0.9 * log_p[0] + 0.1 * log_p[1]).item())
-    empty = captioning_loss(logits.requires_grad_(), torch.tensor([[-100]]))
+    empty = captioning_loss(logits.requires_grad_(), torch.tensor([[-100]])).mean()
     assert empty.item() == 0.0
     empty.backward()
 
@@ -39,13 +40,19 @@ def test_masked_only_where_masked() -> None:
     pred = torch.zeros(1, 3, 2)
     target = torch.tensor([[[1.0, 1.0], [2.0, 2.0], [100.0, 100.0]]])
     mask = torch.tensor([[True, True, False]])
-    assert masked_modelling_loss(pred, target, mask).item() == pytest.approx((1 + 4) / 2)
+    term = masked_modelling_loss(pred, target, mask)
+    assert (term.total.item(), term.count.item()) == (5.0, 2.0)
+    assert term.mean().item() == pytest.approx((1 + 4) / 2)
 
 
 def test_classification_ignores_missing_labels() -> None:
     logits = torch.tensor([[0.0, 0.0], [5.0, -5.0]])
     loss = classification_loss(logits, torch.tensor([0, -1]))
-    assert loss.item() == pytest.approx(math.log(2))
+    assert loss.mean().item() == pytest.approx(math.log(2))
+    assert loss.count.item() == 1.0
+    nothing = classification_loss(logits.requires_grad_(), torch.tensor([-1, -1]))
+    assert (nothing.total.item(), nothing.count.item(), nothing.mean().item()) == (0.0, 0.0, 0.0)
+    nothing.mean().backward()  # still on the graph
     with pytest.raises(DataError, match="out of range"):
         classification_loss(logits, torch.tensor([0, 2]))
 
@@ -76,7 +83,9 @@ def test_gradcheck_auxiliary_terms() -> None:
     pred = torch.randn(2, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
     target = torch.randn(2, 3, 2, generator=g, dtype=torch.float64)
     mask = torch.tensor([[True, False, True], [False, False, True]])
-    assert torch.autograd.gradcheck(lambda p: masked_modelling_loss(p, target, mask), (pred,))
+    assert torch.autograd.gradcheck(
+        lambda p: masked_modelling_loss(p, target, mask).mean(), (pred,)
+    )
     logits = torch.randn(2, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
     targets = torch.tensor([[1, 2, -100], [0, -100, -100]])
-    assert torch.autograd.gradcheck(lambda x: captioning_loss(x, targets, 0.1), (logits,))
+    assert torch.autograd.gradcheck(lambda x: captioning_loss(x, targets, 0.1).mean(), (logits,))

@@ -1,4 +1,6 @@
-"""Global negatives: 2 gloo processes reproduce the single-process loss and gradients."""
+"""Global negatives and global counts: 2 gloo processes reproduce the single-process loss
+and gradients (contrastive objectives, and per-unit terms divided by the count of all
+ranks)."""
 
 from __future__ import annotations
 
@@ -13,15 +15,22 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
+from contrastkit.config import LossConfig
 from contrastkit.losses.clip import ClipLoss
 from contrastkit.losses.distributed import gather_no_grad, gather_with_grad
+from contrastkit.losses.multitask import MultitaskLoss
 from contrastkit.losses.siglip import SiglipLoss
 from contrastkit.losses.triplet import TripletLoss
+from contrastkit.models.outputs import ModelOutput
 
 # Uneven split on purpose: rank 0 holds 5 rows, rank 1 holds 3 (exercises the padding).
 SPLITS = [(0, 5), (5, 8)]
 GROUPS = torch.tensor([0, 0, 1, 2, 3, 3, 1, 4])
 LABELS = torch.tensor([0, 0, 1, 1, 0, 0, 1, -1])
+# Per-unit terms with different counts per rank: rank 0 has 1 labelled row and 5 caption
+# tokens, rank 1 has 2 and 6, so averaging the two ranks' means would be wrong.
+AUX_LABELS = torch.tensor([-1, -1, -1, -1, 2, 0, 1, -1])
+CAPTION_TARGETS = torch.tensor([[1, -100]] * 5 + [[0, 2]] * 3)
 
 
 def _setup() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, nn.Module, dict[str, nn.Module]]:
@@ -57,6 +66,33 @@ def _step(rows: slice) -> dict[str, torch.Tensor]:
                 grad /= dist.get_world_size()
             out[f"{name}/{pname}"] = grad
         out[f"{name}/loss"] = r.loss.detach()
+    out.update(_per_unit_terms(x, rows))
+    return out
+
+
+def _per_unit_terms(x: torch.Tensor, rows: slice) -> dict[str, torch.Tensor]:
+    """Classification + captioning through MultitaskLoss, DDP-averaged gradients."""
+    torch.manual_seed(1)
+    head, caption = nn.Linear(6, 3).double(), nn.Linear(6, 2 * 3).double()
+    loss = MultitaskLoss(
+        LossConfig(classification={"weight": 1.0}, captioning={"weight": 0.5})
+    ).double()
+    output = ModelOutput(
+        towers={},
+        class_logits=head(x[rows]),
+        caption_logits=caption(x[rows]).view(-1, 2, 3),
+        caption_targets=CAPTION_TARGETS[rows],
+    )
+    result = loss(output, {"label": AUX_LABELS[rows]})
+    result.total.backward()
+    out = {f"aux/{k}": v.detach() for k, v in result.terms.items()}
+    out["aux/total"] = result.total.detach()
+    for pname, p in [("head", head.weight), ("caption", caption.weight)]:
+        grad = p.grad.clone()
+        if dist.is_initialized():
+            dist.all_reduce(grad)
+            grad /= dist.get_world_size()
+        out[f"aux/{pname}"] = grad
     return out
 
 

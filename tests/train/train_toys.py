@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrastkit.losses.result import ContrastiveResult, LossOutput
+from contrastkit.losses.result import ContrastiveResult, LossOutput, TermSum
 from contrastkit.models.outputs import ModelOutput, TowerOutput
 
 
@@ -74,7 +74,9 @@ class ToyCriterion(nn.Module):
         super().__init__()
         self.logit_scale = nn.Parameter(torch.tensor(float(init_scale)).log())
 
-    def contrastive(self, embeddings: dict[str, Tensor], batch: dict):
+    auxiliary_names = ("classification",)
+
+    def contrastive(self, embeddings: dict[str, Tensor], batch: dict, teachers=None):
         a, b = gather(embeddings["a"]), gather(embeddings["b"])
         groups = gather(batch["group_ids"])
         scale = self.logit_scale.exp()
@@ -82,14 +84,16 @@ class ToyCriterion(nn.Module):
         result = ContrastiveResult(loss=loss, logit_scale=scale.detach(), num_positives=0)
         return {"contrastive": loss}, {"contrastive": result}
 
-    def auxiliary(self, output: ModelOutput, batch: dict) -> dict[str, Tensor]:
+    def auxiliary(self, output: ModelOutput, batch: dict) -> dict[str, TermSum]:
         if output.class_logits is None or "label" not in batch:
             return {}
-        return {"classification": F.cross_entropy(output.class_logits, batch["label"])}
+        labels = batch["label"]
+        total = F.cross_entropy(output.class_logits, labels, ignore_index=-1, reduction="sum")
+        return {"classification": TermSum(total, (labels >= 0).sum().to(total.dtype))}
 
     def forward(self, output: ModelOutput, batch: dict, weights: dict[str, float]) -> LossOutput:
         terms, results = self.contrastive(output.embeddings, batch)
-        terms.update(self.auxiliary(output, batch))
+        terms.update({k: v.mean() for k, v in self.auxiliary(output, batch).items()})
         total = sum(weights.get(k, 0.0) * v for k, v in terms.items())
         stats = {"contrastive/logit_scale": float(results["contrastive"].logit_scale)}
         return LossOutput(

@@ -92,3 +92,12 @@ def gather_no_grad(t: Tensor | None) -> Tensor | None:
         return t
     with torch.no_grad():
         return _all_gather_padded(t.detach())[0]
+
+
+def all_reduce_sum(t: Tensor) -> Tensor:
+    """Sum of `t` over ranks (a new tensor, no gradient); `t` itself without a group."""
+    if not is_distributed():
+        return t
+    out = t.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out

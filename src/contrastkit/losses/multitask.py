@@ -1,8 +1,10 @@
 """The multitask loss: contrastive objectives + auxiliary terms, weighted per step.
 
 `build_loss(cfg.loss)` is the only place that reads the loss config. The engine calls
-`forward` for plain steps, or `contrastive` on the concatenated embeddings of several
-micro-batches plus `auxiliary` per micro-batch for cached (GradCache-style) accumulation.
+`forward` for plain steps. Accumulation calls `contrastive` on the embeddings of the
+terms that couple rows (objectives and distillation; for cached accumulation, on the
+concatenated micro-batches) and `auxiliary` per micro-batch for the per-unit terms,
+which come back as sums and counts so that the step divides once by the global count.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from contrastkit.losses.auxiliary import (
     masked_modelling_loss,
 )
 from contrastkit.losses.clip import ClipLoss
-from contrastkit.losses.result import ContrastiveResult, LossOutput, result_stats
+from contrastkit.losses.distributed import world
+from contrastkit.losses.reduction import add_counts, global_counts, global_means, share_of_mean
+from contrastkit.losses.result import ContrastiveResult, LossOutput, TermSum, result_stats
 from contrastkit.losses.siglip import SiglipLoss
 from contrastkit.losses.triplet import TripletLoss
 from contrastkit.models.outputs import ModelOutput
@@ -89,10 +93,25 @@ class MultitaskLoss(nn.Module):
             if callable(clamp):
                 clamp()
 
+    @property
+    def auxiliary_names(self) -> tuple[str, ...]:
+        """Configured per-unit terms (those `auxiliary` returns as sums and counts)."""
+        cfg = self.cfg
+        return tuple(
+            name
+            for name in ("captioning", "masked", "classification")
+            if getattr(cfg, name) is not None
+        )
+
     def contrastive(
-        self, embeddings: dict[str, Tensor], batch: dict[str, Any]
+        self,
+        embeddings: dict[str, Tensor],
+        batch: dict[str, Any],
+        teachers: dict[str, Tensor] | None = None,
     ) -> tuple[dict[str, Tensor], dict[str, ContrastiveResult]]:
-        """Every contrastive objective on (possibly concatenated) embeddings.
+        """Every term that couples the rows of the batch, on (possibly concatenated)
+        embeddings: the contrastive objectives, and distillation when `teachers` (tower ->
+        teacher embedding) are given.
 
         Uses only `group_ids`, `label` and `attributes` from the batch.
         """
@@ -118,11 +137,16 @@ class MultitaskLoss(nn.Module):
                 labels=batch.get("label"),
             )
             terms[name], results[name] = result.loss, result
+        if self.cfg.distillation is not None and teachers:
+            term = self._distillation(embeddings, teachers)
+            if term is not None:
+                terms["distillation"] = term
         return terms, results
 
-    def auxiliary(self, output: ModelOutput, batch: dict[str, Any]) -> dict[str, Tensor]:
-        """Auxiliary terms of one micro-batch; a configured term whose inputs are absent
-        from `output` (e.g. captioning on a batch without text) is left out."""
+    def auxiliary(self, output: ModelOutput, batch: dict[str, Any]) -> dict[str, TermSum]:
+        """Per-unit terms of one micro-batch as sums and counts; a configured term whose
+        inputs are absent from `output` (e.g. captioning on a batch without text) is left
+        out."""
         cfg, terms = self.cfg, {}
         if cfg.captioning is not None and output.caption_logits is not None:
             terms["captioning"] = captioning_loss(
@@ -138,22 +162,17 @@ class MultitaskLoss(nn.Module):
             terms["classification"] = classification_loss(
                 output.class_logits, batch["label"], cfg.classification.label_smoothing
             )
-        if cfg.distillation is not None:
-            term = self._distillation(output)
-            if term is not None:
-                terms["distillation"] = term
         return terms
 
-    def _distillation(self, output: ModelOutput) -> Tensor | None:
+    def _distillation(
+        self, embeddings: dict[str, Tensor], teachers: dict[str, Tensor]
+    ) -> Tensor | None:
         """Mean distillation over objectives whose towers both have teacher embeddings."""
         values = []
         for towers in self.towers.values():
-            if len(towers) != 2:
-                continue
-            keys = [f"teacher:{t}" for t in towers]
-            if all(k in output.extras for k in keys) and all(t in output.towers for t in towers):
-                student = [output.towers[t].embedding for t in towers]
-                teacher = [output.extras[k] for k in keys]
+            if len(towers) == 2 and all(t in teachers and t in embeddings for t in towers):
+                student = [embeddings[t] for t in towers]
+                teacher = [teachers[t] for t in towers]
                 values.append(
                     distillation_loss(*student, *teacher, self.cfg.distillation.temperature)
                 )
@@ -165,11 +184,19 @@ class MultitaskLoss(nn.Module):
         """All terms of one step, weighted (default: the config's base weights).
 
         A term with weight 0 is still computed and reported raw (detached) but does not
-        enter `total`.
+        enter `total`. Per-unit terms are divided by their count over all ranks.
         """
         weights = dict(self.cfg.term_weights() if weights is None else weights)
-        terms, results = self.contrastive(output.embeddings, batch)
-        terms.update(self.auxiliary(output, batch))
+        terms, results = self.contrastive(output.embeddings, batch, teacher_embeddings(output))
+        sums = self.auxiliary(output, batch)
+        counts = global_counts(add_counts([sums]))
+        distributed = world()[1] > 1
+        means = global_means({k: v.total for k, v in sums.items()}, counts) if distributed else {}
+        for name, term in sums.items():
+            value = share_of_mean(term, counts[name])
+            if distributed:  # report the global mean; keep this rank's gradient
+                value = value + (means[name] - value.detach())
+            terms[name] = value
         total: Tensor | None = None
         for name, value in terms.items():
             w = float(weights.get(name, 0.0))
@@ -183,6 +210,12 @@ class MultitaskLoss(nn.Module):
         return LossOutput(
             total=total, terms=terms, weights=weights, stats=result_stats(results), results=results
         )
+
+
+def teacher_embeddings(output: ModelOutput) -> dict[str, Tensor]:
+    """Tower -> teacher embedding, from the `teacher:<tower>` extras (distillation)."""
+    prefix = "teacher:"
+    return {k[len(prefix) :]: v for k, v in output.extras.items() if k.startswith(prefix)}
 
 
 def build_loss(cfg: LossConfig) -> MultitaskLoss:

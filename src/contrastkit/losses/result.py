@@ -31,6 +31,29 @@ class ContrastiveResult:
 
 
 @dataclass
+class TermSum:
+    """A term that averages over its own units (labelled rows, real tokens, masked tokens),
+    reported as the SUM over those units and their COUNT.
+
+    The term's value is `total / count` over the whole step batch. Micro-batches (and
+    ranks) add their totals and counts before the one division, so accumulation gives the
+    full-batch term exactly; averaging per-micro-batch means weighted by rows would not
+    (a micro-batch without labels would still take its row share).
+
+    Attributes:
+        total: sum of the per-unit losses (carries the graph).
+        count: number of units scored, a 0-dim float tensor without gradient.
+    """
+
+    total: Tensor
+    count: Tensor
+
+    def mean(self) -> Tensor:
+        """total / count of this term alone (0, still on the graph, when nothing is scored)."""
+        return self.total / self.count.clamp_min(1.0)
+
+
+@dataclass
 class LossOutput:
     """Result of the multitask loss for one step.
 
@@ -47,11 +70,6 @@ class LossOutput:
     weights: dict[str, float]
     stats: dict[str, float] = field(default_factory=dict)
     results: dict[str, ContrastiveResult] = field(default_factory=dict)
-
-    def weighted(self) -> dict[str, float]:
-        return {
-            k: float(self.weights.get(k, 0.0)) * float(v.detach()) for k, v in self.terms.items()
-        }
 
 
 def result_stats(results: dict[str, ContrastiveResult]) -> dict[str, float]:

@@ -11,11 +11,16 @@ only sees its own negatives. Cached accumulation computes the big-batch loss exa
    accumulated batch and back-propagate to get dL/d(embedding) (and the gradients of the
    loss's own temperature / bias);
 3. replay each micro-batch's forward with the RNG rewound (same dropout / masking draws)
-   and back-propagate `sum(embedding * cached_grad)` plus that micro-batch's auxiliary
-   terms (weighted by its share of the rows).
+   and back-propagate `sum(embedding * cached_grad)` plus that micro-batch's per-unit
+   auxiliary terms as `sum · W / C`, C being the term's count over the whole step (all
+   micro-batches, all ranks; known from step 1).
 
 By the chain rule, step 3 deposits exactly dL/dθ. Cost: one extra forward per micro-batch;
-memory: one micro-batch's activations plus B x E embeddings. See docs/accumulation.md.
+memory: one micro-batch's activations plus B x E embeddings. Distillation couples rows
+like a contrastive objective, so it is computed in step 2 from the cached teacher
+embeddings. Naive accumulation keeps each micro-batch's own negatives, but its per-unit
+terms are exact too (one no-grad counting pass when one of them is weighted). See
+docs/accumulation.md.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from contrastkit.losses.result import LossOutput, result_stats
+from contrastkit.losses.multitask import teacher_embeddings
+from contrastkit.losses.reduction import add_counts, global_counts, global_means, share_of_mean
+from contrastkit.losses.result import LossOutput, TermSum, result_stats
 from contrastkit.models.outputs import ModelOutput
 from contrastkit.train.rng import capture_rng, restore_rng
 
@@ -126,6 +133,46 @@ def single_step(
     return loss
 
 
+def _weighted_sums(
+    sums: dict[str, TermSum], counts: dict[str, Tensor], weights: dict[str, float]
+) -> Tensor | None:
+    """This micro-batch's weighted part of every weighted per-unit term (total · W / C)."""
+    return weighted_sum(
+        {k: share_of_mean(v, counts[k]) for k, v in sums.items() if weights.get(k, 0.0)},
+        weights,
+    )
+
+
+def _needs_counts(criterion: nn.Module, weights: dict[str, float]) -> bool:
+    """Whether a weighted per-unit term needs the step's counts before any backward."""
+    names = getattr(criterion, "auxiliary_names", ())
+    return any(weights.get(name, 0.0) != 0.0 for name in names)
+
+
+def _reported_sums(pieces: Sequence[dict[str, TermSum]]) -> dict[str, Tensor]:
+    """Per-unit terms of the whole step, for the log: Σ totals / Σ counts (all ranks)."""
+    totals: dict[str, Tensor] = {}
+    for piece in pieces:
+        for k, v in piece.items():
+            t = v.total.detach()
+            totals[k] = totals[k] + t if k in totals else t
+    return global_means(totals, global_counts(add_counts(pieces)))
+
+
+def _counting_pass(
+    model: nn.Module, criterion: nn.Module, micro: Sequence[dict], ctx: StepContext
+) -> tuple[list, dict[str, Tensor]]:
+    """No-grad forward of every micro-batch: RNG state before each, and the per-unit
+    terms' global counts (the denominators every micro-batch's backward needs)."""
+    rng_states, pieces = [], []
+    with torch.no_grad():
+        for mb in micro:
+            rng_states.append(capture_rng())
+            with ctx.autocast():
+                pieces.append(criterion.auxiliary(model(mb), mb))
+    return rng_states, global_counts(add_counts(pieces))
+
+
 def naive_step(
     model: nn.Module,
     criterion: nn.Module,
@@ -133,38 +180,56 @@ def naive_step(
     weights: dict[str, float],
     ctx: StepContext,
 ) -> LossOutput:
-    """Per micro-batch full loss x its share of rows, backward each (own negatives only)."""
+    """Per micro-batch: row-coupling terms (own negatives) x its share of rows, per-unit
+    terms as `sum · W / C` with the step's global count C (exact, as for the full batch)."""
     total_rows = sum(batch_size_of(mb) for mb in micro)
-    losses, shares = [], []
+    rng_states, counts = None, {}
+    if _needs_counts(criterion, weights):
+        rng_states, counts = _counting_pass(model, criterion, micro, ctx)
+    rng_after = capture_rng()
+    coupled, pieces, shares, results = [], [], [], {}
     for i, mb in enumerate(micro):
         share = batch_size_of(mb) / total_rows
+        if rng_states is not None and ctx.replay_rng:
+            restore_rng(rng_states[i])
         sync = ctx.no_sync if i < len(micro) - 1 else _null
         with sync():
             with ctx.autocast():
                 output = ctx.forward(model, mb)
-                loss = criterion(output, mb, weights)
-            _backward(ctx.scale(loss.total * share))
-        losses.append(loss)
+                c_terms, results = criterion.contrastive(
+                    output.embeddings, mb, teacher_embeddings(output)
+                )
+                sums = criterion.auxiliary(output, mb)
+            c_total = weighted_sum(c_terms, weights)
+            parts = [] if c_total is None else [c_total * share]
+            if counts:
+                aux_total = _weighted_sums(sums, counts, weights)
+                parts += [] if aux_total is None else [aux_total]
+            _backward(ctx.scale(torch.stack(parts).sum()) if parts else None)
+        coupled.append({k: v.detach() for k, v in c_terms.items()})
+        pieces.append(sums)
         shares.append(share)
-    merged = _merge(losses, shares, weights)
+    if rng_states is not None:
+        restore_rng(rng_after)
+    terms: dict[str, Tensor] = {}
+    for c_terms, share in zip(coupled, shares, strict=True):
+        for k, v in c_terms.items():
+            terms[k] = terms[k] + share * v if k in terms else share * v
+    terms.update(_reported_sums(pieces))
+    merged = _loss_output(terms, weights, results)
     if ctx.on_loss is not None:
         ctx.on_loss(merged)
     return merged
 
 
-def _merge(
-    losses: Sequence[LossOutput], shares: Sequence[float], weights: dict[str, float]
-) -> LossOutput:
-    terms: dict[str, Tensor] = {}
-    stats: dict[str, float] = {}
-    for loss, share in zip(losses, shares, strict=True):
-        for k, v in loss.terms.items():
-            terms[k] = terms.get(k, 0.0) + share * v.detach()
-        for k, v in loss.stats.items():
-            stats[k] = stats.get(k, 0.0) + share * float(v)
-    total = sum(share * loss.total.detach() for loss, share in zip(losses, shares, strict=True))
+def _loss_output(terms: dict[str, Tensor], weights: dict[str, float], results: dict) -> LossOutput:
+    total = sum(weights.get(k, 0.0) * v for k, v in terms.items())
     return LossOutput(
-        total=total, terms=terms, weights=dict(weights), stats=stats, results=losses[-1].results
+        total=torch.as_tensor(total),
+        terms=terms,
+        weights=dict(weights),
+        stats=result_stats(results),
+        results=results,
     )
 
 
@@ -190,24 +255,30 @@ def cached_step(
         full_batch: the whole step batch (the loss reads `group_ids`, `label`, `attributes`).
         weights: term name -> weight at this step.
     """
-    rng_states, cached = [], []
+    rng_states, cached, teachers, pieces = [], [], [], []
     with torch.no_grad():
         for mb in micro:
             rng_states.append(capture_rng())
             with ctx.autocast():
-                cached.append({k: v.detach() for k, v in model(mb).embeddings.items()})
+                output = model(mb)
+                if ctx.prepare is not None:
+                    output = ctx.prepare(output, mb)
+                cached.append({k: v.detach() for k, v in output.embeddings.items()})
+                teachers.append(teacher_embeddings(output))
+                pieces.append(criterion.auxiliary(output, mb))
     rng_after = capture_rng()
+    counts = global_counts(add_counts(pieces))
 
     leaves = {t: _leaf(torch.cat([c[t] for c in cached])) for t in cached[0]}
+    teacher = {t: torch.cat([c[t] for c in teachers]) for t in teachers[0]}
     with ctx.autocast():
-        c_terms, results = criterion.contrastive(leaves, full_batch)
+        c_terms, results = criterion.contrastive(leaves, full_batch, teacher)
     contrastive = weighted_sum(c_terms, weights)
     _backward(None if contrastive is None else ctx.scale(contrastive))
     grads = {t: leaf.grad for t, leaf in leaves.items() if leaf.grad is not None}
 
     sizes = [batch_size_of(mb) for mb in micro]
-    total_rows, start = sum(sizes), 0
-    aux_terms: dict[str, Tensor] = {}
+    start, replayed = 0, []
     for i, (mb, size) in enumerate(zip(micro, sizes, strict=True)):
         if ctx.replay_rng:
             restore_rng(rng_states[i])
@@ -215,29 +286,21 @@ def cached_step(
         with sync():
             with ctx.autocast():
                 output = ctx.forward(model, mb)
-                aux = criterion.auxiliary(output, mb)
-            share = size / total_rows
+                sums = criterion.auxiliary(output, mb)
             surrogate = [
                 (output.embeddings[t].to(g.dtype) * g[start : start + size]).sum()
                 for t, g in grads.items()
             ]
-            aux_total = weighted_sum(aux, weights)
-            parts = surrogate + ([ctx.scale(aux_total * share)] if aux_total is not None else [])
+            aux_total = _weighted_sums(sums, counts, weights)
+            parts = surrogate + ([ctx.scale(aux_total)] if aux_total is not None else [])
             _backward(torch.stack(parts).sum() if parts else None)
-        for k, v in aux.items():
-            aux_terms[k] = aux_terms.get(k, 0.0) + share * v.detach()
+        replayed.append(sums)
         start += size
     restore_rng(rng_after)
 
-    terms = {**{k: v.detach() for k, v in c_terms.items()}, **aux_terms}
-    total = sum(weights.get(k, 0.0) * v for k, v in terms.items())
-    loss = LossOutput(
-        total=torch.as_tensor(total),
-        terms=terms,
-        weights=dict(weights),
-        stats=result_stats(results),
-        results=results,
-    )
+    terms = {k: v.detach() for k, v in c_terms.items()}
+    terms.update(_reported_sums(replayed))
+    loss = _loss_output(terms, weights, results)
     if ctx.on_loss is not None:
         ctx.on_loss(loss)
     return loss
