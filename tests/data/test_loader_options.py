@@ -67,3 +67,24 @@ def test_reused_persistent_loader_equals_a_fresh_one(tmp_path) -> None:
         dataset, cfg.model_copy(update={"num_workers": 0}), train=True, seed=0
     )
     assert not reuse_loader(no_workers, 1, 0)
+
+
+def test_pil_resize_matches_the_tensor_resize(tmp_path) -> None:
+    """8-bit pictures are resized by PIL (the fast path); the result is the float-tensor
+    resize within about one 8-bit level (2/255 after the [-1, 1] normalisation)."""
+    import numpy as np
+    from PIL import Image
+
+    from contrastkit.data.media import _resize, _to_channels, _unit_range, read_image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:60, 0:80] / 80
+    pixels = np.stack([xx, yy, xx * yy], -1) * 255 + rng.normal(0, 10, (60, 80, 3))
+    pixels = np.clip(pixels, 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    for size, channels in [(24, 3), (24, 1), (100, 3)]:
+        fast = read_image(tmp_path / "a.png", size, channels)
+        slow = _resize(_to_channels(_unit_range(pixels)[None], channels), size)[0]
+        assert fast.shape == slow.shape == (channels, size, size)
+        diff = (fast - slow).abs()
+        assert diff.mean() < 1 / 255 and diff.max() < 6 / 255, (size, diff.max())

@@ -31,9 +31,8 @@ from contrastkit.data.media import (
     IMAGE_SUFFIXES,
     MediaError,
     ReadOptions,
-    _resize,
-    _to_channels,
-    _unit_range,
+    picture_tensor,
+    pil_pixels,
     read_features,
     read_sequence,
     read_video,
@@ -97,16 +96,12 @@ def _image_from_bytes(name: str, data: bytes, opts: ReadOptions) -> torch.Tensor
 
         try:
             with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                if img.mode not in ("L", "RGB", "RGBA", "I;16", "I", "F"):
-                    img = img.convert("RGB")
-                array = np.asarray(img)
+                array = pil_pixels(img, opts.image_size)  # as `read_image` decodes a file
         except Exception as err:  # noqa: BLE001 - any decoder failure is a bad file
             raise MediaError(f"cannot decode image {name}: {err}") from None
     else:
         raise MediaError(f"unsupported image file {name}")
-    pixels = _to_channels(_unit_range(array)[None], opts.image_channels)
-    return _resize(pixels, opts.image_size)[0]
+    return picture_tensor(array, opts.image_size, opts.image_channels)
 
 
 def _via_file(folder: Path, name: str, data: bytes) -> Path:
