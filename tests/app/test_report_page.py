@@ -118,6 +118,7 @@ def test_fix_command_round_trips_through_the_shell_and_config_overrides():
         "train.freeze": ["towers.text"],
     }
     cmd = fix_command(fix)
+    assert "-o data.sampler.type=groups" in cmd
     args = shlex.split(cmd)
     assert args[0::2] == ["-o", "-o", "-o"]
     base = {
@@ -375,3 +376,37 @@ def test_compare_page_renders_in_chromium(toy_report, tmp_path):
     pixels, console = render(page, tmp_path)
     assert console == []
     assert pixels.std() > BLANK_STD
+
+
+TINY = {
+    "name": "tiny",
+    "data": {"manifest": "builtin:digits-captions", "batch_size": 32, "max_rows": 200,
+             "image": {"size": 8, "channels": 1}},
+    "model": {"embed_dim": 16, "tokenizer": {"type": "builtin", "vocab_size": 200, "max_length": 24},
+              "towers": {"image": {"streams": {"image": {"type": "cnn", "width": 16, "depth": 1}}},
+                         "text": {"streams": {"text": {"type": "builtin_text", "width": 16, "depth": 1,
+                                                       "heads": 2}}}}},
+    "loss": {"objectives": [{"type": "clip", "towers": ["image", "text"]}]},
+    "train": {"epochs": 1, "log_every": 2, "progress": "none", "loggers": {"tensorboard": False}},
+    "eval": {"splits": ["test"], "ks": [1, 5]},
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_train_writes_the_report_and_report_command_rewrites_it(tmp_path):
+    from contrastkit.app.cli import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--run-dir", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    summary = json.loads((run / "summary.json").read_text())
+    r1 = f"{summary['test/image_to_text/R@1']:.3f}"
+    assert f"<td>test</td><td>image → text</td><td class=num>{r1}</td>" in page
+    shown = page[page.index("Retrieval examples: test, text → image") : page.index("Worst misses")]
+    assert shown.count("<span class='tag ") == 8
+    assert shown.count("class='th'") == 8 * 5  # digits as thumbnails, 5 results per query
+    first = re.findall(r"<b>query</b> (\S+)<", page)
+    assert main(["report", str(run), "--seed", "1"]) == 0
+    assert re.findall(r"<b>query</b> (\S+)<", (run / "report.html").read_text()) != first

@@ -13,6 +13,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ from contrastkit.app.report.plots import curves_uri, doctor_panels_uri
 from contrastkit.app.report.thumbnails import render_inputs
 from contrastkit.data import collate, to_device
 from contrastkit.errors import ContrastkitError
-from contrastkit.eval.evaluate import TowerEmbeddings, embed_tower, text_column_of
+from contrastkit.eval.evaluate import TowerEmbeddings, embed_tower
+from contrastkit.pairing import text_column_of
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,14 @@ def _captions(model: Any, dataset: Any, cfg: Any, seed: int) -> str:
     return captions_table(list(hyps), refs, inputs)
 
 
-def _model_sections(facts: RunFacts, model: Any, bundle: Any, split: str | None, seed: int) -> list:
+def _model_sections(
+    facts: RunFacts,
+    model: Any,
+    bundle: Any,
+    split: str | None,
+    seed: int,
+    embeddings: Mapping[str, TowerEmbeddings],
+) -> list:
     if model is None or bundle is None:
         return []
     split = _split_of(facts.config, bundle, split)
@@ -132,8 +141,11 @@ def _model_sections(facts: RunFacts, model: Any, bundle: Any, split: str | None,
     if pair is not None:
         qt, gt = pair
         batch = facts.config.data.eval_batch_size
-        g = embed_tower(model, dataset, gt, batch_size=batch)  # each tower embedded once
-        q = g if qt == gt else embed_tower(model, dataset, qt, batch_size=batch)
+        done = dict(embeddings)
+        for tower in dict.fromkeys((qt, gt)):  # each tower embedded once, unless given
+            if tower not in done:
+                done[tower] = embed_tower(model, dataset, tower, batch_size=batch)
+        q, g = done[qt], done[gt]
         shown, worst = examples_html(
             dataset, q, g, list(model.tower_inputs(qt)), list(model.tower_inputs(gt)),
             same_tower=qt == gt, seed=seed,
@@ -164,6 +176,7 @@ def write_report(
     split: str | None = None,
     seed: int = 0,
     checkpoint: str = "best",
+    embeddings: Mapping[str, TowerEmbeddings] | None = None,
 ) -> Path:
     """Write `report.html` for a run directory (finished or still training).
 
@@ -172,6 +185,7 @@ def write_report(
             does); otherwise the `checkpoint` is loaded and the data built from config.yaml.
         out: output path (default RUN_DIR/report.html).
         split: split the examples come from (default test, else val, else train).
+        embeddings: tower -> embeddings of that split already computed by the caller.
 
     Raises:
         RunDirError: RUN_DIR has no config.yaml.
@@ -198,7 +212,7 @@ def write_report(
         ("Curves", figure(curves_uri(facts.metrics, val), "validation metrics and training loss")),
         ("Findings", findings_section(facts.findings)),
         ("Doctor panels", figure(doctor_panels_uri(facts.signals), "doctor panels")),
-        *_model_sections(facts, model, bundle, split, seed),
+        *_model_sections(facts, model, bundle, split, seed, embeddings or {}),
     ]
     if note:
         sections.append(("Retrieval examples", f"<p class=dim>{note.strip()}</p>"))

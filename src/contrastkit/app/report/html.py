@@ -14,6 +14,8 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
+
 from contrastkit.app.report.facts import DATA_CODES, RunFacts
 from contrastkit.doctor.findings import Finding, sort_findings
 
@@ -51,9 +53,16 @@ def fmt(value: Any) -> str:
     return f"{value:.1f}" if abs(value) >= 2 else f"{value:.3f}"
 
 
+def _override_value(value: Any) -> str:
+    """JSON (which YAML reads), except a string YAML reads back as itself goes bare."""
+    if isinstance(value, str) and yaml.safe_load(value) == value:
+        return value
+    return json.dumps(value)
+
+
 def fix_command(fix: dict[str, Any]) -> str:
     """The finding's fix as `-o key=value` arguments, quoted for a POSIX shell."""
-    return " ".join(f"-o {shlex.quote(f'{k}={json.dumps(v)}')}" for k, v in fix.items())
+    return " ".join(f"-o {shlex.quote(f'{k}={_override_value(v)}')}" for k, v in fix.items())
 
 
 def header(facts: RunFacts) -> str:

@@ -28,7 +28,7 @@ def figure_uri(fig: Figure, dpi: int) -> str:
 def val_series(metrics: list[dict[str, Any]], split: str) -> dict[str, tuple[list, list]]:
     """`<direction> <metric>` -> (epochs, values) from metrics.jsonl's evaluation records.
 
-    Epochs are counted from 1 (the record of the first epoch's evaluation has epoch 0.0);
+    An evaluation record's `epoch` is the number of epochs completed (1.0 after the first);
     a later record for the same epoch (a resumed run) replaces the earlier one.
     """
     latest: dict[str, dict[float, float]] = {}
@@ -36,7 +36,7 @@ def val_series(metrics: list[dict[str, Any]], split: str) -> dict[str, tuple[lis
         for key, value in rec.items():
             m = _RETRIEVAL_KEY.match(key)
             if m and m["split"] == split and m["metric"] in CURVE_METRICS:
-                epoch = float(rec.get("epoch", 0.0)) + 1.0
+                epoch = float(rec.get("epoch", 0.0))
                 latest.setdefault(f"{m['dir']} {m['metric']}", {})[epoch] = float(value)
     return {k: (sorted(v), [v[e] for e in sorted(v)]) for k, v in sorted(latest.items())}
 
