@@ -112,18 +112,40 @@ def _load_npy(path: Path) -> np.ndarray:
         raise MediaError(f"cannot read {path} as .npy: {err}") from None
 
 
-def npy_mapped(path: Path) -> np.ndarray:
-    """The .npy array memory-mapped: its header is read, its data only when touched."""
+_NPY_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the .npy header alone: a few hundred bytes, no data read."""
     _exists(path)
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        with path.open("rb") as f:
+            read = _NPY_HEADER_READERS.get(np.lib.format.read_magic(f))
+            if read is None:  # a newer format version: let numpy parse it
+                mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+                return tuple(mapped.shape), mapped.dtype
+            shape, _, dtype = read(f)
     except (ValueError, OSError, EOFError) as err:
         raise MediaError(f"cannot read {path} as .npy: {err}") from None
+    return tuple(shape), dtype
+
+
+def npy_to_check(path: Path) -> np.ndarray:
+    """The array to validate: a float .npy is read in full (its values can be NaN/inf or
+    far outside [0, 1]); any other dtype is a zero-stride stand-in with the header's
+    shape and dtype, so integer media are validated from the header alone."""
+    shape, dtype = npy_header(path)
+    if dtype.kind == "f":
+        return _load_npy(path)
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape, (0,) * len(shape))
 
 
 def npy_shape(path: Path) -> tuple[int, ...]:
-    """Shape from the .npy header only (memory-mapped; cheap up-front validation)."""
-    return tuple(npy_mapped(path).shape)
+    """Shape from the .npy header only (cheap up-front validation)."""
+    return npy_header(path)[0]
 
 
 # Pictures already 8-bit L or RGB are resized by PIL (bilinear, antialiased when shrinking,
@@ -236,7 +258,7 @@ def check_image(path: Path) -> str | None:
     """Validation: a .npy's header (and float values), or a PIL `verify()` (full decode
     without PIL). Returns a `float_range_note` for a float array far outside [0, 1]."""
     if path.suffix.lower() == ".npy":
-        array = npy_mapped(path)
+        array = npy_to_check(path)
         if array.ndim not in (2, 3) or array.size == 0:
             raise MediaError(
                 f"image array must be a non-empty H x W or H x W x C, got shape {array.shape}"
@@ -373,7 +395,7 @@ def check_video(paths: Path | tuple[Path, ...], max_views: int) -> str | None:
         if path.is_dir():
             _frame_files(path)
         elif suffix == ".npy":
-            clip = npy_mapped(path)
+            clip = npy_to_check(path)
             if clip.ndim not in (3, 4) or clip.size == 0:
                 raise MediaError(
                     f"video array must be T x H x W or T x H x W x C, got shape {clip.shape}"
@@ -398,7 +420,7 @@ def read_sequence(path: Path, max_length: int) -> Tensor:
 
 def check_sequence(path: Path) -> tuple[int, ...]:
     """Validation: a non-empty T x J x C numeric array without NaN/inf."""
-    array = npy_mapped(path)
+    array = npy_to_check(path)
     if array.ndim != 3 or array.size == 0:
         raise MediaError(
             f"sequence must be a T x J x C array with T >= 1, got shape {array.shape}"
@@ -441,9 +463,14 @@ def features_shape(path: Path) -> tuple[int, ...]:
 
 
 def check_features(path: Path) -> tuple[int, ...]:
-    """Validation: `features_shape` plus a numeric dtype and no NaN/inf (reads the file)."""
+    """Validation: `features_shape` plus a numeric dtype and no NaN/inf (float files are
+    read in full)."""
     shape = features_shape(path)
-    read_features(path)
+    if path.suffix.lower() == ".npy":
+        array = npy_to_check(path)
+    else:
+        array = _safetensors_array(path, shape_only=False)  # type: ignore[assignment]
+    check_numeric(array, "features array")
     return shape
 
 
