@@ -33,7 +33,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(doctor_app, name="doctor")
 
 console = Console()
-EXAMPLES_DIR = Path(__file__).parent / "examples"
+EXAMPLES_DIR = Path(__file__).parents[1] / "examples"  # src/contrastkit/examples
 
 Overrides = Annotated[
     list[str] | None,
