@@ -54,7 +54,10 @@ def resolve_manifest(cfg: DataConfig) -> Path:
     if cfg.manifest.startswith(BUILTIN_PREFIX):
         name = cfg.manifest[len(BUILTIN_PREFIX) :]
         return builtin_manifest(name, cache_dir=cfg.cache_dir, options=cfg.builtin_options)
-    return Path(cfg.manifest).expanduser()
+    try:
+        return Path(cfg.manifest).expanduser()
+    except RuntimeError as err:  # "~nosuchuser/m.jsonl"
+        raise DataError(f"data.manifest {cfg.manifest!r}: {err}") from None
 
 
 def build_datasets(
@@ -81,7 +84,7 @@ def build_datasets(
 
         return build_shard_bundle(cfg)
     path = resolve_manifest(cfg)
-    root = None if cfg.root is None else Path(cfg.root).expanduser()
+    root = cfg.root  # read_manifest expands `~` and reports a bad root
     rows, skipped = read_manifest(
         path, root=root, on_error=cfg.on_error, allow_outside_root=cfg.allow_outside_root
     )
