@@ -172,6 +172,25 @@ def test_parquet_manifest_loads_or_raises_contrastkit_error(
     _load(path, "raise", media_dir)
 
 
+@FUZZ
+@given(
+    root=st.one_of(
+        st.text(max_size=20),
+        st.sampled_from(["~nosuchuser", "a\x00b", "x" * 5000, "/", "..", "~", "good.npy"]),
+    ),
+    manifest=st.sampled_from(["m.jsonl", "~nosuchuser/m.jsonl", "missing.jsonl", "x" * 5000]),
+    allow_outside_root=st.booleans(),
+)
+def test_data_root_and_manifest_paths_load_or_raise_contrastkit_error(
+    media_dir: Path, root: str, manifest: str, allow_outside_root: bool
+) -> None:
+    (media_dir / "m.jsonl").write_text('{"id": "a", "text": "t", "image": "good.npy"}\n')
+    path = str(media_dir / manifest) if manifest in ("m.jsonl", "missing.jsonl") else manifest
+    cfg = DataConfig(manifest=path, root=root, allow_outside_root=allow_outside_root)
+    with contextlib.suppress(ContrastkitError):
+        build_datasets(cfg)
+
+
 # --------------------------------------------------------------------------- config
 
 config_values = st.recursive(

@@ -191,8 +191,11 @@ def read_manifest(
         raise DataError(f"manifest {str(path)[:200]} cannot be opened: {err.strerror}") from None
     if not found:
         raise DataError(f"manifest {path} does not exist")
-    base = Path(root).expanduser() if root is not None else path.parent
-    confine = None if allow_outside_root else base.resolve()
+    try:
+        base = Path(root).expanduser() if root is not None else path.parent
+        confine = None if allow_outside_root else base.resolve()
+    except (RuntimeError, OSError, ValueError) as err:  # ~nosuchuser, a NUL byte
+        raise DataError(f"data.root {str(root)[:200]!r} is not a usable folder: {err}") from None
     rows: list[Row] = []
     skipped: list[SkippedRow] = []
     first_line: dict[str, int] = {}
