@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -65,14 +65,22 @@ def save_checkpoint(
     root: Path, step: int, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]
 ) -> Path:
     """Write `root/step_<step>` atomically (replacing one of the same step) and return it."""
-    root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    _write_tensors(tmp / TENSORS, tensors)
-    _write_meta(tmp / META, meta)
-    _fsync_dir(tmp)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        _write_tensors(tmp / TENSORS, tensors)
+        _write_meta(tmp / META, meta)
+        _fsync_dir(tmp)
+    except (OSError, SafetensorError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # give the space back; older checkpoints stay
+        raise RunDirError(
+            f"could not write checkpoint {final} ({err}); the disk is full, read-only or over "
+            f"a file-size limit. The previous checkpoints in {root} are intact: free space and "
+            "run again with --resume auto"
+        ) from err
     old = root / f".old-{final.name}-{os.getpid()}"
     if final.exists():
         final.rename(old)
@@ -157,12 +165,11 @@ def set_best(root: Path, path: Path, metric: str, value: float, step: int) -> No
 
 
 def best_checkpoint(root: Path) -> Path | None:
-    """The checkpoint `best.json` points at, if it is still valid."""
+    """The checkpoint `best.json` points at, if `best.json` and that checkpoint are valid."""
     try:
-        pointer = json.loads((root / BEST).read_text())
-    except (OSError, ValueError):
+        path = root / json.loads((root / BEST).read_text())["checkpoint"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    path = root / pointer["checkpoint"]
     return path if read_meta(path) is not None else None
 
 
@@ -193,6 +200,12 @@ def resolve_checkpoint(run_dir: Path, which: str | Path = "best") -> Path:
     if not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir} does not exist")
     found = best_checkpoint(root) if which == "best" else None
+    if which == "best" and found is None and (root / BEST).exists():
+        log.warning(
+            "%s is damaged or points at a damaged checkpoint; using the newest "
+            "valid checkpoint instead of the best one",
+            root / BEST,
+        )
     found = found or latest_checkpoint(root)
     if found is None:
         raise RunDirError(
@@ -205,7 +218,10 @@ def resolve_checkpoint(run_dir: Path, which: str | Path = "best") -> Path:
 
 
 def module_tensors(prefix: str, module: nn.Module) -> dict[str, Tensor]:
-    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+    """`module`'s state as `prefix.key` tensors, without the frozen pretrained tensors it
+    lists in `base_keys` (LoRA: they are rebuilt from the model folder)."""
+    skip = set(getattr(module, "base_keys", ()) or ())
+    return {f"{prefix}.{k}": v for k, v in module.state_dict().items() if k not in skip}
 
 
 def sub_state(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
@@ -277,6 +293,7 @@ class LoadedRun:
     tokenizer: Any
     bundle: Any
     checkpoint: Path
+    picked: str = ""  # what was loaded, in words: "best (step_000120)", "last (...)"
 
 
 def load_run(
@@ -296,6 +313,7 @@ def load_run(
     from contrastkit.data import build_datasets
     from contrastkit.losses import build_loss
     from contrastkit.models import build_model, load_tokenizer
+    from contrastkit.train.lora import apply_train_lora, check_base
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -308,16 +326,42 @@ def load_run(
         )
     path = resolve_checkpoint(run_dir, checkpoint)
     cfg = load_config(run_dir / "config.yaml")
-    tokenizer = load_tokenizer(run_dir / "tokenizer")
-    spec = json.loads((run_dir / "model_spec.json").read_text())
+    try:
+        tokenizer = load_tokenizer(run_dir / "tokenizer")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise RunDirError(
+            f"{run_dir / 'tokenizer'} is damaged ({type(err).__name__}: {err}); copy it from a "
+            "backup or retrain"
+        ) from err
+    try:
+        spec = json.loads((run_dir / "model_spec.json").read_text())
+        input_specs = {k: tuple(v) for k, v in spec["input_specs"].items()}
+        num_classes = spec["num_classes"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise RunDirError(
+            f"{run_dir / 'model_spec.json'} is missing or damaged ({type(err).__name__}: {err}); "
+            "it records the input shapes the model was built with; retrain, or restore the file"
+        ) from err
     bundle = build_datasets(cfg.data) if with_data else None
-    input_specs = {k: tuple(v) for k, v in spec["input_specs"].items()}
     model = build_model(
-        cfg.model, tokenizer=tokenizer, input_specs=input_specs, num_classes=spec["num_classes"]
+        cfg.model, tokenizer=tokenizer, input_specs=input_specs, num_classes=num_classes
     )
+    apply_train_lora(model, cfg.train.lora)
     criterion = build_loss(cfg.loss)
-    tensors, _ = load_checkpoint(path)
+    tensors, meta = load_checkpoint(path)
+    check_base(meta.get("base_weights"), model, str(path))
     model.load_state_dict(sub_state(tensors, "model"))
     criterion.load_state_dict(sub_state(tensors, "criterion"))
     model.eval()
-    return LoadedRun(cfg, model, criterion, tokenizer, bundle, path)
+    return LoadedRun(
+        cfg, model, criterion, tokenizer, bundle, path, picked_label(run_dir, checkpoint, path)
+    )
+
+
+def picked_label(run_dir: Path, which: str | Path, path: Path) -> str:
+    """What `resolve_checkpoint(run_dir, which)` returned, in words for a table title."""
+    if str(which) != "best":
+        return f"{which} ({path.name})"
+    if best_checkpoint(Path(run_dir) / "checkpoints") == path:
+        return f"best ({path.name})"
+    return f"last ({path.name}; no valid best.json)"

@@ -43,7 +43,7 @@ from contrastkit.train.ema import EMA
 from contrastkit.train.loggers import Loggers, build_loggers, truncate_jsonl
 from contrastkit.train.lr_schedule import LrScheduler, warmup_steps_for
 from contrastkit.train.nonfinite import BadStepGuard, agree_bad, batch_ids, gather_ids, grads_finite
-from contrastkit.train.optim import build_optimizer, with_new_params
+from contrastkit.train.optim import build_optimizer, layer_decay_scales, with_new_params
 from contrastkit.train.phases import PhaseController, WeightsFn, phase_index, phase_label
 from contrastkit.train.progress import Progress
 
@@ -105,7 +105,7 @@ class Engine:
             betas=cfg.betas,
             eps=cfg.eps,
             lr_scale=with_new_params(
-                cfg.lr_scale,
+                {**layer_decay_scales(self.model, cfg.layer_decay), **cfg.lr_scale},
                 [*getattr(self.model, "new_modules", ()), *dict(self.criterion.named_parameters())],
                 lr=cfg.lr,
                 scale=cfg.new_params_lr_scale,
@@ -146,6 +146,7 @@ class Engine:
         self.batch_in_epoch = 0
         self.eval_pending = False  # the last checkpoint was written before its evaluation
         self.resumed_from: Path | None = None
+        self.truncate_at: int | None = None  # metrics/signals lines after this step go
         self.last_save = time.monotonic()
         self.loader: Any = None  # this epoch's loader (a stream reports its position)
         self.saved_position: dict | None = None  # the resumed checkpoint's data position
@@ -484,6 +485,7 @@ class Engine:
             path = ckpt.auto_resume_checkpoint(self.checkpoint_root)
             if path is None:
                 log.info("resume auto: no checkpoint in %s, starting fresh", self.checkpoint_root)
+                self.truncate_at = 0  # a run killed before its first checkpoint left lines
                 return False
         else:
             path = ckpt.resolve_checkpoint(self.run_dir, which)
@@ -496,17 +498,17 @@ class Engine:
         self.tracker.load_state_dict(meta)
         self.guard.load_state_dict(meta.get("bad_steps", {}))
         self.eval_pending = bool(meta.get("eval_pending", False))
-        self.resumed_from = path
+        self.resumed_from, self.truncate_at = path, self.state.step
         log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
         return True
 
     # ------------------------------------------------------------------ outputs
 
     def _open_outputs(self) -> None:
-        if self.resumed_from is not None and self.dist.is_main:
+        if self.truncate_at is not None and self.dist.is_main:
             # The resumed run logs the steps after its checkpoint again (and a pending
             # evaluation), so drop those lines first; torn lines go too.
-            step = self.state.step
+            step = self.truncate_at
             truncate_jsonl(self.run_dir / METRICS_FILE, step, drop_evals_at_step=self.eval_pending)
             truncate_jsonl(self.run_dir / SIGNALS_FILE, step)
         name = getattr(self.parts.config, "name", "run")

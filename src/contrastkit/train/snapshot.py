@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from contrastkit.errors import RunDirError
@@ -86,6 +88,7 @@ def capture(t: Trainables, counters: dict[str, Any]) -> tuple[dict[str, torch.Te
         "scaler": t.scaler.state_dict() if t.scaler is not None else None,
         "optimizer": opt_meta,
         "callbacks": ckpt.split_tensors(callbacks, "callbacks", tensors),
+        "base_weights": getattr(t.model, "base_weights", {}) or {},  # LoRA: what it adapts
     }
     return tensors, meta
 
@@ -131,3 +134,39 @@ def restore(
     for cb, state in zip(t.callbacks, saved, strict=True):
         cb.load_state_dict(state)
     restore_rng(rng_from_json(meta["rng"]))
+
+
+def check_resume(run_dir: Path, which: str, model: nn.Module, config: Any) -> Path | None:
+    """The checkpoint `--resume which` will load, checked against `model` without loading it.
+
+    Run before anything is written, so a typo, a run whose checkpoints are all damaged, or
+    a config whose tensor shapes changed fails with the run directory untouched. Returns None
+    for `auto` when there is no checkpoint at all (a fresh start).
+
+    Raises:
+        RunDirError: no such checkpoint, all damaged, or shapes that do not fit.
+    """
+    run_dir = Path(run_dir)
+    if which == "auto":
+        path = ckpt.auto_resume_checkpoint(run_dir / "checkpoints")
+        if path is None:
+            return None
+    else:
+        path = ckpt.resolve_checkpoint(run_dir, which)
+    meta = ckpt.read_meta(path) or {}
+    with safe_open(str(path / ckpt.TENSORS), framework="pt") as f:
+        saved = {
+            k[len("model.") :]: tuple(f.get_slice(k).get_shape())
+            for k in f.keys()  # noqa: SIM118 - safe_open is not iterable
+            if k.startswith("model.")
+        }
+    wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    wrong = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+    if wrong:
+        keys = changed_keys(meta.get("config", {}), config_dict(config))
+        raise RunDirError(
+            f"--resume {which}: checkpoint {path} does not fit the model this config builds "
+            f"(changed config keys: {_describe(keys)}; tensors: {_describe(wrong)}). Resume "
+            "with the run's own config.yaml, or train into a new --run-dir."
+        )
+    return path
