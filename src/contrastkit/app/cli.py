@@ -6,6 +6,7 @@ shows the traceback instead.
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import time
@@ -33,6 +34,9 @@ app.add_typer(config_app, name="config")
 app.add_typer(doctor_app, name="doctor")
 
 console = Console()
+# Disk full, file too large (ulimit -f), quota, read-only, no permission: the user's
+# environment, not a bug; reported in one paragraph like a ContrastkitError.
+DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 EXAMPLES_DIR = Path(__file__).parents[1] / "examples"  # src/contrastkit/examples
 
 Overrides = Annotated[
@@ -69,14 +73,20 @@ def _rank0() -> bool:
 # --------------------------------------------------------------------------- train / demo
 
 
-def _train(config: Path, run_dir: Path | None, overrides: list[str], resume: str | None) -> None:
+def _train(
+    config: Path,
+    run_dir: Path | None,
+    overrides: list[str],
+    resume: str | None,
+    overwrite: bool = False,
+) -> None:
     from contrastkit.app.run import train
     from contrastkit.config import load_config
 
     cfg = load_config(config, overrides)
     if run_dir is None:
         run_dir = _default_run_dir(cfg.name)
-    summary = train(cfg, run_dir, resume=resume)
+    summary = train(cfg, run_dir, resume=resume, overwrite=overwrite)
     if _rank0():
         from contrastkit.doctor.findings import read_findings
         from contrastkit.doctor.report import print_findings
@@ -94,9 +104,15 @@ def train_cmd(
     resume: Annotated[
         str | None, typer.Option("--resume", help="'auto' (newest valid checkpoint) or a path")
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="move a non-empty --run-dir aside (<dir>.old-<time>)"),
+    ] = False,
 ) -> None:
-    """Train a model from CONFIG; writes config.yaml, metrics.jsonl, checkpoints, summary.json."""
-    _train(config, run_dir, override or [], resume)
+    """Train a model from CONFIG; writes config.yaml, metrics.jsonl, checkpoints, summary.json.
+
+    A non-empty run directory is refused unless --resume or --overwrite is given."""
+    _train(config, run_dir, override or [], resume, overwrite)
 
 
 @app.command("demo")
@@ -156,6 +172,21 @@ def config_show(
     typer.echo(dump_config(cfg), nl=False)
 
 
+@config_app.command("reference")
+def config_reference(
+    out: Annotated[Path | None, typer.Option("--out", help="write here (docs/config.md)")] = None,
+) -> None:
+    """Print (or write) the reference of every config key: type, default, description."""
+    from contrastkit.app.config_reference import render_reference
+
+    text = render_reference()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+
+
 # --------------------------------------------------------------------------- eval / embed / search
 
 
@@ -177,6 +208,7 @@ def eval_cmd(
     from contrastkit.pairing import eval_pairs
     from contrastkit.train.checkpoint import load_run
 
+    split = split.lower()  # split names are case-insensitive everywhere
     if run_dir.is_file():
         from contrastkit.app.zero_shot import evaluate_config
         from contrastkit.config import load_config
@@ -195,10 +227,28 @@ def eval_cmd(
         batch_size=run.config.data.eval_batch_size,
         train_dataset=run.bundle.splits.get(run.config.data.train_split),
     )
+    # Print first: on a full or read-only disk the numbers are still shown.
+    print_summary(metrics, title=f"{run_dir} ({split}, {run.picked})")
     out = Path(run_dir) / "eval.json"
-    out.write_text(json.dumps(metrics, indent=2, sort_keys=True))
-    print_summary(metrics, title=f"{run_dir} ({split}, {checkpoint})")
+    try:
+        out.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    except OSError as err:
+        raise ContrastkitError(f"the metrics above are complete but {out} could not be written: {err}") from err
     console.print(f"wrote {out}")
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a training run directory")],
+    out: Annotated[Path, typer.Option("--out", help="folder; each text tower goes to OUT/<tower>")],
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best | last | a path")] = "best",
+) -> None:
+    """Write each Hugging Face text tower (LoRA merged, projection included) as a standalone
+    sentence-transformers folder: `SentenceTransformer("OUT/<tower>")`."""
+    from contrastkit.app.export import export_run
+
+    for folder in export_run(run_dir, out, checkpoint):
+        console.print(f"wrote {folder}")
 
 
 @app.command("embed")
@@ -340,7 +390,6 @@ def compare_cmd(
     console.print(f"wrote {write_compare_html(views, out)}")
 
 
-
 @app.command("sweep")
 def sweep_cmd(
     config: Annotated[Path, typer.Argument(help="YAML config file")],
@@ -374,10 +423,11 @@ def sweep_cmd(
 
 
 def _split(run, split: str):
+    """The split's dataset; split names are case-insensitive, as in manifests and config."""
     splits = run.bundle.splits
-    if split not in splits:
+    if split.lower() not in splits:
         raise ContrastkitError(f"split {split!r} not in the manifest; splits: {sorted(splits)}")
-    return splits[split]
+    return splits[split.lower()]
 
 
 def _check_tower(run, tower: str) -> None:
@@ -442,6 +492,20 @@ def main(argv: list[str] | None = None) -> int:
         return ex.exit_code
     except KeyboardInterrupt:
         return 130
+    except OSError as err:
+        if err.errno not in DISK_ERRNOS:
+            raise
+        if debug:
+            traceback.print_exc()
+        where = f" ({err.filename})" if err.filename else ""
+        Console(stderr=True).print(
+            f"error: {err.strerror or err}{where}: the disk is full, read-only or not writable "
+            "here; free space or pick another --run-dir (finished checkpoints are intact)",
+            style="bold red",
+            markup=False,
+            highlight=False,
+        )
+        return 2
     except Exception as err:
         # Usage errors of the argument parser (typer vendors click) carry show/exit_code.
         if hasattr(err, "show") and hasattr(err, "exit_code"):
