@@ -445,6 +445,21 @@ class LoggersConfig(Section):
 RENAMED_TRAIN_KEYS = {"monitor": "select_metric", "monitor_mode": "select_mode"}
 
 
+class LoraConfig(Section):
+    """Low-rank adapters (Hu et al. 2021) on every Hugging Face tower, through `peft`; the
+    pretrained weights stay frozen and out of the checkpoints."""
+
+    targets: list[str] = Field(
+        default_factory=lambda: ["query", "value"],
+        min_length=1,
+        description="module names to adapt (BERT/MiniLM/ViT: query, key, value, dense; "
+        "CLIP/SigLIP: q_proj, k_proj, v_proj, out_proj)",
+    )
+    r: int = Field(8, ge=1, description="adapter rank")
+    alpha: float = Field(16.0, gt=0.0, description="scaling numerator: updates are alpha / r")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
 class TrainConfig(Section):
     seed: int = 0
     epochs: int = Field(10, ge=1)
@@ -474,6 +489,14 @@ class TrainConfig(Section):
         gt=0.0,
         description="lr multiplier of new parameters (temperature/bias, projections on "
         "pretrained encoders); default max(1, 1e-3 / lr)",
+    )
+    lora: LoraConfig | None = Field(None, description="LoRA adapters on Hugging Face towers")
+    layer_decay: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="layer-wise lr decay on pretrained transformer towers: block i of L "
+        "trains at lr x decay^(L - i), the embeddings at decay^(L + 1)",
     )
     freeze: list[str] = Field(default_factory=list, description="prefixes frozen for the whole run")
     feature_cache: bool = Field(

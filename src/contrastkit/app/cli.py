@@ -251,6 +251,20 @@ def export_cmd(
         console.print(f"wrote {folder}")
 
 
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a training run directory")],
+    out: Annotated[Path, typer.Option("--out", help="folder; each text tower goes to OUT/<tower>")],
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best | last | a path")] = "best",
+) -> None:
+    """Write each Hugging Face text tower (LoRA merged, projection included) as a standalone
+    sentence-transformers folder: `SentenceTransformer("OUT/<tower>")`."""
+    from contrastkit.app.export import export_run
+
+    for folder in export_run(run_dir, out, checkpoint):
+        console.print(f"wrote {folder}")
+
+
 @app.command("embed")
 def embed_cmd(
     run_dir: Annotated[Path, typer.Argument(help="a training run directory")],

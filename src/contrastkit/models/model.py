@@ -64,6 +64,21 @@ class ContrastiveModel(nn.Module):
         self.head_towers = dict(head_towers or {})
         self.text_column = text_column
         self.new_modules: list[str] = []  # module prefixes of new params on pretrained towers
+        # Frozen pretrained tensors that checkpoints leave out (set by train.lora), and the
+        # identity (path, sha256) of the folders they come from.
+        self.base_keys: list[str] = []
+        self.base_weights: dict[str, dict[str, str]] = {}
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ):
+        """As `nn.Module.load_state_dict`; the frozen base tensors a checkpoint leaves out
+        (`base_keys`) keep the values loaded from the pretrained folder."""
+        missing = [k for k in self.base_keys if k not in state_dict]
+        if missing:
+            own = super().state_dict()
+            state_dict = {**{k: own[k] for k in missing}, **state_dict}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @property
     def tower_names(self) -> list[str]:

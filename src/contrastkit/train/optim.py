@@ -148,3 +148,50 @@ def with_new_params(
     out = {prefix: mult for prefix in new_prefixes if mult != 1.0}
     out.update(lr_scale)
     return out
+
+
+def _blocks(hf_model: nn.Module) -> tuple[str, int] | None:
+    """(name, L) of the ModuleList holding a transformer's L blocks (the longest one)."""
+    best: tuple[str, int] | None = None
+    for name, module in hf_model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) > (best[1] if best else 1):
+            best = (name, len(module))
+    return best
+
+
+def layer_decay_scales(model: nn.Module, decay: float | None) -> dict[str, float]:
+    """Layer-wise lr decay (ELECTRA, Clark et al. 2020; BEiT) on pretrained transformer
+    towers, as `lr_scale` prefixes: block i of L gets decay^(L - i), the embeddings
+    decay^(L + 1); the rest of the encoder (final norm, pooler) and everything outside
+    pretrained encoders keep 1. Lower blocks hold general features and move least.
+
+    Raises:
+        ConfigError: decay is set but no pretrained transformer tower exists.
+    """
+    if decay is None or decay == 1.0:
+        return {}
+    scales: dict[str, float] = {}
+    for name, module in model.named_modules():
+        hf = getattr(module, "model", None)
+        if getattr(module, "pretrained", False) is not True or not isinstance(hf, nn.Module):
+            continue
+        found = _blocks(hf)
+        if found is None:
+            continue
+        blocks, depth = found
+        for i in range(depth):
+            scales[f"{name}.model.{blocks}.{i}"] = decay ** (depth - i)
+        # The outermost `*embeddings` modules (BERT/ViT: top level; CLIP/SigLIP halves: one
+        # level down).
+        embeddings: list[str] = []
+        for sub, _ in hf.named_modules():
+            if sub.endswith("embeddings") and not any(matches(sub, e) for e in embeddings):
+                embeddings.append(sub)
+        for sub in embeddings:
+            scales[f"{name}.model.{sub}"] = decay ** (depth + 1)
+    if not scales:
+        raise ConfigError(
+            "train.layer_decay: the model has no pretrained transformer tower "
+            "(hf_text, minilm, hf_vision, hf_clip) to decay"
+        )
+    return scales
