@@ -6,15 +6,24 @@ these objects; components below them take plain typed arguments.
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 
 from contrastkit.errors import ConfigError
+from contrastkit.registry import LOSSES
 
 AUX_TERMS = ("captioning", "masked", "classification", "distillation")
 
@@ -257,83 +266,46 @@ class ModelConfig(Section):
 # --------------------------------------------------------------------------- loss
 
 
-class _Objective(Section):
+class ObjectiveConfig(Section):
+    """Base of every objective's config.
+
+    Each objective's model lives beside its loss (`losses/clip.py`: `ClipObjective`, ...)
+    and is registered in `registry.LOSSES` under its `type`; `build()` makes the loss
+    module. `loss.objectives` entries are validated by the model registered for their
+    `type`, so an objective registered outside the package is selectable from YAML.
+    """
+
+    type: str
     name: str = "contrastive"
     towers: list[str] = Field(..., min_length=1, max_length=2)
     weight: float = Field(1.0, ge=0.0)
 
+    def build(self) -> Any:
+        """The loss module: forward(a, b | None, group_ids, attributes=None, labels=None)
+        -> ContrastiveResult."""
+        raise NotImplementedError(f"objective {self.type!r} does not define build()")
 
-class ClipObjective(_Objective):
-    """Softmax (InfoNCE) loss, symmetric, multi-positive over group ids."""
 
-    type: Literal["clip"] = "clip"
-    # No upper bound here on purpose: tau = 10 is the classic silent failure, and the
-    # doctor (temperature_out_of_range) must be able to see and explain it.
-    temperature: float = Field(
-        0.07, gt=0.0, description="initial temperature tau (scale = 1/tau)"
-    )
-    learnable_temperature: bool = True
-    max_logit_scale: float = Field(100.0, ge=1.0, description="ceiling of exp(logit_scale)")
-    hard_negative_beta: float = Field(
-        0.0, ge=0.0, description="0 = off; >0 up-weights hard negatives"
-    )
-
-    @model_validator(mode="after")
-    def _two_towers(self) -> ClipObjective:
-        if len(self.towers) != 2:
-            raise ValueError("clip objective needs exactly two towers")
-        if 1.0 / self.temperature > self.max_logit_scale:
-            raise ValueError(
-                f"temperature {self.temperature} gives logit scale {1 / self.temperature:.1f} "
-                f"above max_logit_scale {self.max_logit_scale}"
+def _objective(i: int, item: Any) -> ObjectiveConfig:
+    """Validate one `loss.objectives` entry with the config model registered for its type."""
+    if isinstance(item, ObjectiveConfig):
+        return item
+    if not isinstance(item, dict) or "type" not in item:
+        raise ValueError(f"{i}.type: every objective needs a `type`; registered: {LOSSES.names()}")
+    try:
+        model = LOSSES.get(item["type"])
+    except ConfigError as err:
+        raise ValueError(f"{i}.type: {err}") from None
+    try:
+        return model.model_validate(item)
+    except ValidationError as err:  # re-raised under loss.objectives.<i>.<key>
+        details = [
+            InitErrorDetails(
+                type=e["type"], loc=(i, *e["loc"]), input=e["input"], ctx=e.get("ctx", {})
             )
-        return self
-
-
-class SiglipObjective(_Objective):
-    """Sigmoid pairwise loss (Zhai et al. 2023), computed in blocks."""
-
-    type: Literal["siglip"] = "siglip"
-    init_logit_scale: float = Field(math.log(10.0), description="t' with scale t = exp(t')")
-    init_logit_bias: float = -10.0
-    learnable: bool = True
-    block_size: int = Field(1024, ge=1, description="rows/cols per block; bounds peak memory")
-    max_logit_scale: float = Field(100.0, ge=1.0, description="ceiling of exp(t'), on t' itself")
-
-    @model_validator(mode="after")
-    def _two_towers(self) -> SiglipObjective:
-        if len(self.towers) != 2:
-            raise ValueError("siglip objective needs exactly two towers")
-        if not 0.0 <= self.init_logit_scale <= math.log(self.max_logit_scale):
-            raise ValueError(
-                f"init_logit_scale {self.init_logit_scale:.4g} must lie in [0, ln max_logit_scale"
-                f" = {math.log(self.max_logit_scale):.4g}]"
-            )
-        return self
-
-
-class TripletObjective(_Objective):
-    """Triplet loss, margin = base_margin + margin_scale * ||attr_a - attr_n||."""
-
-    type: Literal["triplet"] = "triplet"
-    base_margin: float = Field(0.2, ge=0.0)
-    margin_scale: float = Field(0.0, ge=0.0)
-    miner: Literal["all", "batch_hard", "semi_hard", "percentile"] = "batch_hard"
-    pos_percentile: float = Field(15.0, gt=0.0, lt=100.0)
-    neg_percentile: float = Field(85.0, gt=0.0, lt=100.0)
-    same_label_negatives: bool = False
-    distance: Literal["cosine", "euclidean"] = "cosine"
-
-    @model_validator(mode="after")
-    def _percentiles(self) -> TripletObjective:
-        if self.pos_percentile >= self.neg_percentile:
-            raise ValueError("pos_percentile must be below neg_percentile")
-        return self
-
-
-Objective = Annotated[
-    ClipObjective | SiglipObjective | TripletObjective, Field(discriminator="type")
-]
+            for e in err.errors()
+        ]
+        raise ValidationError.from_exception_data(err.title, details) from None
 
 
 class AuxTermConfig(Section):
@@ -367,12 +339,19 @@ class WeightSchedule(Section):
 
 
 class LossConfig(Section):
-    objectives: list[Objective] = Field(default_factory=list)
+    objectives: list[SerializeAsAny[ObjectiveConfig]] = Field(default_factory=list)
     captioning: AuxTermConfig | None = None
     masked: AuxTermConfig | None = None
     classification: AuxTermConfig | None = None
     distillation: DistillationConfig | None = None
     schedules: dict[str, WeightSchedule] = Field(default_factory=dict)
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _registered_types(cls, objectives: Any) -> Any:
+        if not isinstance(objectives, list):
+            return objectives
+        return [_objective(i, item) for i, item in enumerate(objectives)]
 
     @field_validator("objectives")
     @classmethod
@@ -653,7 +632,7 @@ class Config(Section):
         towers = self.model.towers
         if not self.loss.objectives and len(towers) == 2:
             # Safe default: CLIP loss between the two towers.
-            self.loss.objectives = [ClipObjective(towers=list(towers))]
+            self.loss.objectives = [LOSSES.get("clip")(towers=list(towers))]
         for i, obj in enumerate(self.loss.objectives):
             for t in obj.towers:
                 if t not in towers:

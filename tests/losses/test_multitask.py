@@ -11,7 +11,7 @@ from torch import nn
 
 from contrastkit.config import LossConfig
 from contrastkit.errors import ConfigError, DataError
-from contrastkit.losses import LOSSES, ClipLoss, ContrastiveResult, build_loss
+from contrastkit.losses import LOSSES, ClipLoss, ClipObjective, ContrastiveResult, build_loss
 from contrastkit.models.outputs import ModelOutput, TowerOutput
 
 
@@ -121,15 +121,18 @@ def test_distillation_uses_teacher_extras() -> None:
     )
 
 
-def test_registry_factory_builds_each_objective(monkeypatch) -> None:
+def test_registry_validates_and_builds_each_objective(monkeypatch) -> None:
     assert {"clip", "siglip", "triplet"} <= set(LOSSES.names())
     built = []
 
-    def factory(objective) -> nn.Module:
-        built.append(objective.name)
-        return ClipLoss(init_temperature=0.25)
+    class Quarter(ClipObjective):
+        def build(self) -> nn.Module:
+            built.append(self.name)
+            return ClipLoss(init_temperature=0.25)
 
-    monkeypatch.setitem(LOSSES._entries, "clip", factory)
-    loss = build_loss(_cfg())
+    monkeypatch.setitem(LOSSES._entries, "clip", Quarter)
+    cfg = _cfg()
+    assert type(cfg.objectives[0]) is Quarter  # validated by the registered model
+    loss = build_loss(cfg)
     assert built == ["contrastive"]
     assert loss.objectives["contrastive"].scale().item() == pytest.approx(4.0)

@@ -13,8 +13,9 @@ import pytest
 import torch
 from train_toys import ToyModel, toy_train_config
 
-from contrastkit.config import ClipObjective, LossConfig
+from contrastkit.config import LossConfig
 from contrastkit.events import Callback
+from contrastkit.losses.clip import ClipObjective
 from contrastkit.losses.multitask import MultitaskLoss
 from contrastkit.train.engine import Engine, EngineParts
 

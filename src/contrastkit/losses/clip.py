@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
+from contrastkit.config import ObjectiveConfig
 from contrastkit.errors import ConfigError
 from contrastkit.eval.stats import pos_neg_means
-from contrastkit.losses.bounds import MIN_LOGIT_SCALE, clamp_log_scale_
+from contrastkit.losses.bounds import clamp_log_scale_
 from contrastkit.losses.distributed import gather_no_grad, gather_with_grad
 from contrastkit.losses.functional import (
     softmax_contrastive_loss,
@@ -17,6 +20,7 @@ from contrastkit.losses.functional import (
 )
 from contrastkit.losses.precision import full_precision
 from contrastkit.losses.result import ContrastiveResult
+from contrastkit.registry import LOSSES
 
 
 class ClipLoss(nn.Module):
@@ -51,10 +55,10 @@ class ClipLoss(nn.Module):
         super().__init__()
         if init_temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {init_temperature}")
-        if not MIN_LOGIT_SCALE <= 1.0 / init_temperature <= max_logit_scale:
+        if 1.0 / init_temperature > max_logit_scale:
             raise ConfigError(
                 f"temperature {init_temperature} gives logit scale {1 / init_temperature:.4g} "
-                f"outside [{MIN_LOGIT_SCALE}, max_logit_scale {max_logit_scale}]"
+                f"above max_logit_scale {max_logit_scale}"
             )
         if hard_negative_beta < 0:
             raise ConfigError(f"hard_negative_beta must be >= 0, got {hard_negative_beta}")
@@ -115,4 +119,38 @@ class ClipLoss(nn.Module):
                 "neg_sim": neg_sim,
                 "temperature": 1.0 / float(scale.detach()),
             },
+        )
+
+
+@LOSSES.register("clip")
+class ClipObjective(ObjectiveConfig):
+    """`type: clip`: softmax (InfoNCE) loss, symmetric, multi-positive over group ids."""
+
+    type: Literal["clip"] = "clip"
+    # No upper bound here on purpose: tau = 10 is the classic silent failure, and the
+    # doctor (temperature_out_of_range) must be able to see and explain it.
+    temperature: float = Field(0.07, gt=0.0, description="initial temperature tau (scale = 1/tau)")
+    learnable_temperature: bool = True
+    max_logit_scale: float = Field(100.0, ge=1.0, description="ceiling of exp(logit_scale)")
+    hard_negative_beta: float = Field(
+        0.0, ge=0.0, description="0 = off; >0 up-weights hard negatives"
+    )
+
+    @model_validator(mode="after")
+    def _two_towers(self) -> ClipObjective:
+        if len(self.towers) != 2:
+            raise ValueError("clip objective needs exactly two towers")
+        if 1.0 / self.temperature > self.max_logit_scale:
+            raise ValueError(
+                f"temperature {self.temperature} gives logit scale {1 / self.temperature:.1f} "
+                f"above max_logit_scale {self.max_logit_scale}"
+            )
+        return self
+
+    def build(self) -> ClipLoss:
+        return ClipLoss(
+            self.temperature,
+            self.learnable_temperature,
+            self.max_logit_scale,
+            self.hard_negative_beta,
         )

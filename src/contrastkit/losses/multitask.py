@@ -9,18 +9,12 @@ which come back as sums and counts so that the step divides once by the global c
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from contrastkit.config import (
-    ClipObjective,
-    LossConfig,
-    SiglipObjective,
-    TripletObjective,
-)
+from contrastkit.config import LossConfig
 from contrastkit.errors import ConfigError, DataError
 from contrastkit.losses.auxiliary import (
     captioning_loss,
@@ -28,43 +22,10 @@ from contrastkit.losses.auxiliary import (
     distillation_loss,
     masked_modelling_loss,
 )
-from contrastkit.losses.clip import ClipLoss
 from contrastkit.losses.distributed import world
 from contrastkit.losses.reduction import add_counts, global_counts, global_means, share_of_mean
 from contrastkit.losses.result import ContrastiveResult, LossOutput, TermSum, result_stats
-from contrastkit.losses.siglip import SiglipLoss
-from contrastkit.losses.triplet import TripletLoss
 from contrastkit.models.outputs import ModelOutput
-from contrastkit.registry import Registry
-
-# name -> factory(objective config) -> nn.Module whose forward is
-# (a, b | None, group_ids, attributes=None, labels=None) -> ContrastiveResult.
-LOSSES: Registry[Callable[[Any], nn.Module]] = Registry("loss")
-
-
-@LOSSES.register("clip")
-def _clip(o: ClipObjective) -> nn.Module:
-    return ClipLoss(o.temperature, o.learnable_temperature, o.max_logit_scale, o.hard_negative_beta)
-
-
-@LOSSES.register("siglip")
-def _siglip(o: SiglipObjective) -> nn.Module:
-    return SiglipLoss(
-        o.init_logit_scale, o.init_logit_bias, o.learnable, o.block_size, o.max_logit_scale
-    )
-
-
-@LOSSES.register("triplet")
-def _triplet(o: TripletObjective) -> nn.Module:
-    return TripletLoss(
-        base_margin=o.base_margin,
-        margin_scale=o.margin_scale,
-        miner=o.miner,
-        pos_percentile=o.pos_percentile,
-        neg_percentile=o.neg_percentile,
-        same_label_negatives=o.same_label_negatives,
-        distance=o.distance,
-    )
 
 
 class MultitaskLoss(nn.Module):
@@ -81,7 +42,7 @@ class MultitaskLoss(nn.Module):
         self.objectives = nn.ModuleDict()
         self.towers: dict[str, list[str]] = {}
         for obj in cfg.objectives:
-            self.objectives[obj.name] = LOSSES.get(obj.type)(obj)
+            self.objectives[obj.name] = obj.build()
             self.towers[obj.name] = list(obj.towers)
 
     @torch.no_grad()

@@ -10,17 +10,21 @@ never O(B²).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
+from contrastkit.config import ObjectiveConfig
 from contrastkit.errors import ConfigError
 from contrastkit.eval.stats import pos_neg_means
-from contrastkit.losses.bounds import MIN_LOGIT_SCALE, clamp_log_scale_, log_scale_bounds
+from contrastkit.losses.bounds import clamp_log_scale_
 from contrastkit.losses.distributed import gather_no_grad, gather_with_grad
 from contrastkit.losses.precision import full_precision
 from contrastkit.losses.result import ContrastiveResult
+from contrastkit.registry import LOSSES
 
 
 class _BlockwiseSigmoidLoss(torch.autograd.Function):
@@ -138,8 +142,10 @@ class SiglipLoss(nn.Module):
         init_logit_bias: b.
         learnable: learn t' and b (else buffers).
         block_size: rows/columns per block; bounds peak memory to O(block_size²).
-        max_logit_scale: ceiling of the scale exp(t'), enforced on t' itself by
-            `clamp_parameters_` after each optimiser step (100, as open_clip clamps it).
+        max_logit_scale: ceiling of the scale exp(t'), enforced on t' itself (clamped to
+            [0, ln max_logit_scale]) by `clamp_parameters_` after each optimiser step;
+            None (default) leaves t' free, as in the paper (pretrained SigLIP models sit
+            above 100, e.g. t ≈ 112).
     """
 
     def __init__(
@@ -148,16 +154,15 @@ class SiglipLoss(nn.Module):
         init_logit_bias: float = -10.0,
         learnable: bool = True,
         block_size: int = 1024,
-        max_logit_scale: float = 100.0,
+        max_logit_scale: float | None = None,
     ) -> None:
         super().__init__()
         if block_size < 1:
             raise ConfigError(f"siglip block_size must be >= 1, got {block_size}")
-        low, high = log_scale_bounds(max_logit_scale)
-        if not low <= init_logit_scale <= high:
+        if max_logit_scale is not None and init_logit_scale > math.log(max_logit_scale):
             raise ConfigError(
-                f"siglip init_logit_scale {init_logit_scale:.4g} is outside [{low:.4g}, "
-                f"{high:.4g}] = [ln {MIN_LOGIT_SCALE}, ln max_logit_scale]"
+                f"siglip init_logit_scale {init_logit_scale:.4g} is above ln max_logit_scale "
+                f"= {math.log(max_logit_scale):.4g}"
             )
         scale, bias = torch.tensor(float(init_logit_scale)), torch.tensor(float(init_logit_bias))
         if learnable:
@@ -170,8 +175,10 @@ class SiglipLoss(nn.Module):
         self.max_logit_scale = max_logit_scale
 
     def clamp_parameters_(self) -> None:
-        """Keep t' in [ln 1, ln max_logit_scale] (call after each optimiser step)."""
-        clamp_log_scale_(self.logit_scale, self.max_logit_scale)
+        """Keep t' in [ln 1, ln max_logit_scale] when a ceiling is set (call after each
+        optimiser step)."""
+        if self.max_logit_scale is not None:
+            clamp_log_scale_(self.logit_scale, self.max_logit_scale)
 
     @full_precision
     def forward(
@@ -204,4 +211,40 @@ class SiglipLoss(nn.Module):
             logit_bias=bias.detach(),
             num_positives=n_pos,
             stats={"pos_sim": pos_sim, "neg_sim": neg_sim},
+        )
+
+
+@LOSSES.register("siglip")
+class SiglipObjective(ObjectiveConfig):
+    """`type: siglip`: sigmoid pairwise loss (Zhai et al. 2023), computed in blocks."""
+
+    type: Literal["siglip"] = "siglip"
+    init_logit_scale: float = Field(math.log(10.0), description="t' with scale t = exp(t')")
+    init_logit_bias: float = -10.0
+    learnable: bool = True
+    block_size: int = Field(1024, ge=1, description="rows/cols per block; bounds peak memory")
+    max_logit_scale: float | None = Field(
+        None, ge=1.0, description="ceiling of exp(t'), enforced on t' itself; None = free"
+    )
+
+    @model_validator(mode="after")
+    def _two_towers(self) -> SiglipObjective:
+        if len(self.towers) != 2:
+            raise ValueError("siglip objective needs exactly two towers")
+        if self.max_logit_scale is not None and self.init_logit_scale > math.log(
+            self.max_logit_scale
+        ):
+            raise ValueError(
+                f"init_logit_scale {self.init_logit_scale:.4g} is above ln max_logit_scale"
+                f" = {math.log(self.max_logit_scale):.4g}"
+            )
+        return self
+
+    def build(self) -> SiglipLoss:
+        return SiglipLoss(
+            self.init_logit_scale,
+            self.init_logit_bias,
+            self.learnable,
+            self.block_size,
+            self.max_logit_scale,
         )

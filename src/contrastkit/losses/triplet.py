@@ -8,15 +8,20 @@ so negatives whose attributes differ more must be pushed further away.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
+from contrastkit.config import ObjectiveConfig
 from contrastkit.errors import ConfigError, DataError
 from contrastkit.losses.distributed import gather_no_grad, gather_with_grad
 from contrastkit.losses.functional import pairwise_distance
 from contrastkit.losses.miners import MINERS, TripletChunk, percentile_thresholds
 from contrastkit.losses.precision import full_precision
 from contrastkit.losses.result import ContrastiveResult
+from contrastkit.registry import LOSSES
 
 # Upper bound on c x B x B elements handled per anchor chunk (16 MiB of float32).
 TRIPLET_CHUNK_ELEMENTS = 1 << 22
@@ -178,3 +183,34 @@ class TripletLoss(nn.Module):
             return torch.full_like(like, self.base_margin).detach()
         attr_dist = torch.cdist(attrs[rows].to(like.dtype), attrs.to(like.dtype))
         return self.base_margin + self.margin_scale * attr_dist
+
+
+@LOSSES.register("triplet")
+class TripletObjective(ObjectiveConfig):
+    """`type: triplet`: margin = base_margin + margin_scale * ||attr_a - attr_n||."""
+
+    type: Literal["triplet"] = "triplet"
+    base_margin: float = Field(0.2, ge=0.0)
+    margin_scale: float = Field(0.0, ge=0.0)
+    miner: Literal["all", "batch_hard", "semi_hard", "percentile"] = "batch_hard"
+    pos_percentile: float = Field(15.0, gt=0.0, lt=100.0)
+    neg_percentile: float = Field(85.0, gt=0.0, lt=100.0)
+    same_label_negatives: bool = False
+    distance: Literal["cosine", "euclidean"] = "cosine"
+
+    @model_validator(mode="after")
+    def _percentiles(self) -> TripletObjective:
+        if self.pos_percentile >= self.neg_percentile:
+            raise ValueError("pos_percentile must be below neg_percentile")
+        return self
+
+    def build(self) -> TripletLoss:
+        return TripletLoss(
+            base_margin=self.base_margin,
+            margin_scale=self.margin_scale,
+            miner=self.miner,
+            pos_percentile=self.pos_percentile,
+            neg_percentile=self.neg_percentile,
+            same_label_negatives=self.same_label_negatives,
+            distance=self.distance,
+        )

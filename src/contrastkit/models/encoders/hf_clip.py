@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from contrastkit.config import ClipObjective, EncoderConfig, LossConfig, SiglipObjective
+from contrastkit.config import EncoderConfig, LossConfig
 from contrastkit.errors import ConfigError
 from contrastkit.models.encoders import ENCODERS, make_encoder
 from contrastkit.models.encoders.hf_vision import (
@@ -138,10 +138,10 @@ def with_pretrained_logits(loss: LossConfig, model: Any) -> LossConfig:
         enc = encs[0]
         assert enc is not None
         updates: dict[str, float] = {}
-        if isinstance(obj, ClipObjective) and "temperature" not in obj.model_fields_set:
+        if obj.type == "clip" and "temperature" not in obj.model_fields_set:
             scale = min(math.exp(enc.logit_scale), obj.max_logit_scale)
             updates["temperature"] = 1.0 / scale
-        if isinstance(obj, SiglipObjective):
+        if obj.type == "siglip":
             if "init_logit_scale" not in obj.model_fields_set:
                 updates["init_logit_scale"] = enc.logit_scale
             if enc.logit_bias is not None and "init_logit_bias" not in obj.model_fields_set:
