@@ -187,6 +187,21 @@ def config_reference(
         console.print(f"wrote {out}")
 
 
+@config_app.command("reference")
+def config_reference(
+    out: Annotated[Path | None, typer.Option("--out", help="write here (docs/config.md)")] = None,
+) -> None:
+    """Print (or write) the reference of every config key: type, default, description."""
+    from contrastkit.app.config_reference import render_reference
+
+    text = render_reference()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+
+
 # --------------------------------------------------------------------------- eval / embed / search
 
 
