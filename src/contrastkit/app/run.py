@@ -20,9 +20,9 @@ from torch import nn
 
 from contrastkit.app.lit import FlushFeatureCaches, attach_feature_caches
 from contrastkit.app.mining import build_miner, record_mining
+from contrastkit.app.rundir import RunLock, check_run_dir, move_aside
 from contrastkit.app.zero_shot import at_start_metrics
 from contrastkit.models.encoders.hf_clip import with_pretrained_logits
-from contrastkit.train.lora import apply_train_lora
 from contrastkit.config import Config, dump_config
 from contrastkit.data.manifest import is_text_column
 from contrastkit.doctor.run import DATA_FINDINGS_FILE, update_run_info
@@ -34,6 +34,7 @@ from contrastkit.train.distributed import DistInfo, cleanup, init_distributed
 from contrastkit.train.ema import EMA, TeacherHook
 from contrastkit.train.engine import Engine, EngineParts
 from contrastkit.train.phases import make_weights_fn
+from contrastkit.train.snapshot import check_resume
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +70,14 @@ def _check_data(bundle: Any, cfg: Config, run_dir: Path) -> list:
     return findings
 
 
-def _tokenizer(cfg: Config, texts: list[str], run_dir: Path, is_main: bool) -> Any:
+def _tokenizer(cfg: Config, texts: list[str], run_dir: Path, resume: str | None) -> Any:
+    """The run's own tokenizer when resuming, else a new one (saved once validated)."""
     from contrastkit.models import build_tokenizer, load_tokenizer
 
     folder = run_dir / "tokenizer"
-    if folder.is_dir():
+    if resume and folder.is_dir():
         return load_tokenizer(folder)
-    tokenizer = build_tokenizer(cfg.model.tokenizer, texts)
-    if is_main:
-        tokenizer.save(folder)
-    return tokenizer
+    return build_tokenizer(cfg.model.tokenizer, texts)
 
 
 def init_from(model: nn.Module, source: str) -> None:
@@ -273,12 +272,22 @@ def _log_skipped(bundle: Any, run_dir: Path) -> None:
 
 
 def train(
-    cfg: Config, run_dir: Path, *, resume: str | None = None, callbacks: Sequence[Callback] = ()
+    cfg: Config,
+    run_dir: Path,
+    *,
+    resume: str | None = None,
+    overwrite: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> dict:
     """Train a model as `cfg` says, writing everything into `run_dir`; returns the summary.
 
+    Nothing is written into `run_dir` until the run directory, data, model and resume
+    checkpoint are validated (`app/rundir.py`), so a failed command leaves a finished run as
+    it was.
+
     Args:
         resume: `auto` (newest valid checkpoint, or start fresh), `last`, or a checkpoint folder.
+        overwrite: move a non-empty `run_dir` aside (`<dir>.old-<time>`) and start again.
         callbacks: extra callbacks (after the doctor's monitors).
     """
     from contrastkit.data import build_datasets
@@ -289,38 +298,45 @@ def train(
     run_dir = Path(run_dir)
     info = init_distributed(cfg.train.device)
     status = "failed"
+    lock = RunLock(run_dir)
     try:
         if info.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            _write_config(cfg, run_dir)
+            check_run_dir(run_dir, resume=resume, overwrite=overwrite)
         _seed(cfg.train.seed)
         bundle = build_datasets(cfg.data, eval_splits=cfg.eval.splits)
-        if info.is_main:
-            update_run_info(run_dir, status="running", **_run_info(cfg, bundle, info))
-            _check_data(bundle, cfg, run_dir)
-            _log_skipped(bundle, run_dir)
         train_set = bundle.splits[cfg.data.train_split]
         texts = [
             t for c in sorted(train_set.columns) if is_text_column(c) for t in train_set.texts(c)
         ]
-        tokenizer = _tokenizer(cfg, texts, run_dir, info.is_main)
+        tokenizer = _tokenizer(cfg, texts, run_dir, resume)
         specs, num_classes = (
             _input_specs(bundle, cfg.data.train_split),
             len(bundle.label_names) or None,
         )
-        if info.is_main:
-            spec = {
-                "input_specs": {k: list(v) for k, v in specs.items()},
-                "num_classes": num_classes,
-            }
-            (run_dir / "model_spec.json").write_text(json.dumps(spec))
         model = build_model(
             cfg.model, tokenizer=tokenizer, input_specs=specs, num_classes=num_classes
         )
         check_probe_config(cfg.eval, model, bundle.label_names, cfg.data.manifest)
         if cfg.model.init_from:
             init_from(model, cfg.model.init_from)
-        apply_train_lora(model, cfg.train.lora)  # after init_from: adapters start at zero
+        resume_from = check_resume(run_dir, resume, model, cfg) if resume else None
+        # Validated: from here on this command writes into run_dir.
+        if info.is_main:
+            if overwrite or (resume and resume_from is None):
+                move_aside(run_dir)  # --resume auto with nothing to resume: keep the leftovers
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+            _write_config(cfg, run_dir)
+            update_run_info(run_dir, status="running", **_run_info(cfg, bundle, info))
+            _check_data(bundle, cfg, run_dir)
+            _log_skipped(bundle, run_dir)
+            if not (run_dir / "tokenizer").is_dir():
+                tokenizer.save(run_dir / "tokenizer")
+            spec = {
+                "input_specs": {k: list(v) for k, v in specs.items()},
+                "num_classes": num_classes,
+            }
+            (run_dir / "model_spec.json").write_text(json.dumps(spec))
         model.to(info.device)
         caches = attach_feature_caches(model, cfg, run_dir, train_set.opts)
         at_start = at_start_metrics(model, bundle, cfg, run_dir) if info.is_main else {}
@@ -364,9 +380,12 @@ def train(
         status = f"failed: {type(exc).__name__}: {exc}"[:500]
         raise
     finally:
-        if info.is_main and (run_dir / "config.yaml").is_file():
-            update_run_info(run_dir, status=status)
-            _diagnose(cfg, run_dir)
-            if status == "finished":
-                _report(run_dir, model, bundle)
-        cleanup()
+        try:
+            if lock.held and (run_dir / "config.yaml").is_file():
+                update_run_info(run_dir, status=status)
+                _diagnose(cfg, run_dir)
+                if status == "finished":
+                    _report(run_dir, model, bundle)
+        finally:
+            lock.release()
+            cleanup()
