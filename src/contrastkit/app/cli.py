@@ -172,6 +172,36 @@ def config_show(
     typer.echo(dump_config(cfg), nl=False)
 
 
+@config_app.command("reference")
+def config_reference(
+    out: Annotated[Path | None, typer.Option("--out", help="write here (docs/config.md)")] = None,
+) -> None:
+    """Print (or write) the reference of every config key: type, default, description."""
+    from contrastkit.app.config_reference import render_reference
+
+    text = render_reference()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+
+
+@config_app.command("reference")
+def config_reference(
+    out: Annotated[Path | None, typer.Option("--out", help="write here (docs/config.md)")] = None,
+) -> None:
+    """Print (or write) the reference of every config key: type, default, description."""
+    from contrastkit.app.config_reference import render_reference
+
+    text = render_reference()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+
+
 # --------------------------------------------------------------------------- eval / embed / search
 
 
@@ -193,6 +223,7 @@ def eval_cmd(
     from contrastkit.pairing import eval_pairs
     from contrastkit.train.checkpoint import load_run
 
+    split = split.lower()  # split names are case-insensitive everywhere
     if run_dir.is_file():
         from contrastkit.app.zero_shot import evaluate_config
         from contrastkit.config import load_config
@@ -219,6 +250,34 @@ def eval_cmd(
     except OSError as err:
         raise ContrastkitError(f"the metrics above are complete but {out} could not be written: {err}") from err
     console.print(f"wrote {out}")
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a training run directory")],
+    out: Annotated[Path, typer.Option("--out", help="folder; each text tower goes to OUT/<tower>")],
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best | last | a path")] = "best",
+) -> None:
+    """Write each Hugging Face text tower (LoRA merged, projection included) as a standalone
+    sentence-transformers folder: `SentenceTransformer("OUT/<tower>")`."""
+    from contrastkit.app.export import export_run
+
+    for folder in export_run(run_dir, out, checkpoint):
+        console.print(f"wrote {folder}")
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a training run directory")],
+    out: Annotated[Path, typer.Option("--out", help="folder; each text tower goes to OUT/<tower>")],
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best | last | a path")] = "best",
+) -> None:
+    """Write each Hugging Face text tower (LoRA merged, projection included) as a standalone
+    sentence-transformers folder: `SentenceTransformer("OUT/<tower>")`."""
+    from contrastkit.app.export import export_run
+
+    for folder in export_run(run_dir, out, checkpoint):
+        console.print(f"wrote {folder}")
 
 
 @app.command("embed")
@@ -360,7 +419,6 @@ def compare_cmd(
     console.print(f"wrote {write_compare_html(views, out)}")
 
 
-
 @app.command("sweep")
 def sweep_cmd(
     config: Annotated[Path, typer.Argument(help="YAML config file")],
@@ -394,10 +452,11 @@ def sweep_cmd(
 
 
 def _split(run, split: str):
+    """The split's dataset; split names are case-insensitive, as in manifests and config."""
     splits = run.bundle.splits
-    if split not in splits:
+    if split.lower() not in splits:
         raise ContrastkitError(f"split {split!r} not in the manifest; splits: {sorted(splits)}")
-    return splits[split]
+    return splits[split.lower()]
 
 
 def _check_tower(run, tower: str) -> None:

@@ -23,6 +23,7 @@ from contrastkit.app.mining import build_miner, record_mining
 from contrastkit.app.rundir import RunLock, check_run_dir, move_aside
 from contrastkit.app.zero_shot import at_start_metrics
 from contrastkit.models.encoders.hf_clip import with_pretrained_logits
+from contrastkit.train.lora import apply_train_lora
 from contrastkit.config import Config, dump_config
 from contrastkit.data.manifest import is_text_column
 from contrastkit.doctor.run import DATA_FINDINGS_FILE, update_run_info
@@ -319,6 +320,7 @@ def train(
         check_probe_config(cfg.eval, model, bundle.label_names, cfg.data.manifest)
         if cfg.model.init_from:
             init_from(model, cfg.model.init_from)
+        apply_train_lora(model, cfg.train.lora)  # after init_from: adapters start at zero
         resume_from = check_resume(run_dir, resume, model, cfg) if resume else None
         # Validated: from here on this command writes into run_dir.
         if info.is_main:
