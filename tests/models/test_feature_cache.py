@@ -138,9 +138,7 @@ def test_which_towers_are_locked():
     off = _cfg(["towers.doc.encoders"])
     off.train.feature_cache = False
     assert locked_encoders(model, off) == {}
-    captioned = _cfg(
-        ["towers.doc.encoders"], captioning={"tower": "doc", "width": 16, "depth": 1}
-    )
+    captioned = _cfg(["towers.doc.encoders"], captioning={"tower": "doc", "width": 16, "depth": 1})
     assert locked_encoders(model, captioned) == {}
 
 
