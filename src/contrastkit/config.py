@@ -587,6 +587,11 @@ class EvalConfig(Section):
         "are averaged per class (a prompt ensemble)",
     )
     knn_k: int = Field(10, ge=1)
+    index: Literal["exact", "faiss"] = Field(
+        "exact",
+        description="top-k search backend for `contrastkit search`: exact (chunked matmul) "
+        "or faiss (approximate IVF on large galleries; needs faiss-cpu)",
+    )
     linear_probe: bool = Field(
         False, description="fit a logistic-regression probe on frozen train embeddings"
     )

@@ -13,7 +13,7 @@ from rich.table import Table
 from contrastkit.data import collate
 from contrastkit.errors import ContrastkitError
 from contrastkit.eval.evaluate import embed_tower
-from contrastkit.eval.search import topk_search
+from contrastkit.eval.faiss_index import build_searcher
 from contrastkit.pairing import text_column_of
 
 
@@ -98,13 +98,14 @@ def run_search(
     model = run.model
     q_tower, g_tower = _pick_pair(model, pairs, gallery, text_query=query is not None)
     g = embed_tower(model, dataset, g_tower, batch_size=run.config.data.eval_batch_size)
+    search = build_searcher(run.config.eval.index, g.embeddings)
     g_columns = list(model.tower_inputs(g_tower))
     model.eval()
     if query is not None:
         column = text_column_of(model, q_tower)
         with torch.no_grad():
             emb = model.encode(q_tower, {column: [query]}).embedding
-        scores, idx = topk_search(emb, g.embeddings, k)
+        scores, idx = search(emb, k)
         _show(
             console, f"{query!r} -> {g_tower}", scores[0], idx[0], g.rows, dataset, g_columns, None
         )
@@ -122,7 +123,7 @@ def run_search(
     for i in chosen:
         with torch.no_grad():
             emb = model.encode(q_tower, collate([dataset[i]])).embedding
-        scores, idx = topk_search(emb, g.embeddings, k)
+        scores, idx = search(emb, k)
         row = dataset.rows[i]
         title = f"{row.id} [{q_tower}] {_describe(row, q_columns)} -> {g_tower}"
         hits += _show(
