@@ -119,3 +119,16 @@ def test_sigkill_and_resume_auto_matches_uninterrupted(tmp_path) -> None:
     assert got["summary"]["train/loss"] == want["summary"]["train/loss"]
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and len(set(steps)) >= 18  # no duplicated steps after resume
+
+
+def test_every_minutes_checkpoints_by_elapsed_time(tmp_path, monkeypatch) -> None:
+    import contrastkit.train.engine as engine_module
+
+    clock = iter(range(0, 10_000, 50))  # each call: 50 s later
+    monkeypatch.setattr(engine_module.time, "monotonic", lambda: float(next(clock)))
+    cfg = toy_train_config(epochs=1, checkpoint={"every_minutes": 2.0, "keep_last": 10})
+    toy_engine(tmp_path, cfg).fit()
+    names = [p.name for p in ckpt.list_checkpoints(tmp_path / "checkpoints")]
+    # One monotonic() call per step check (50 s apart), reset at every save: every 3rd step
+    # has 150 s >= 120 s since the last save; the epoch's end saves step 6.
+    assert names == ["step_000003", "step_000006"]

@@ -194,8 +194,13 @@ def resolve_checkpoint(run_dir: Path, which: str | Path = "best") -> Path:
     root = run_dir / "checkpoints"
     if str(which) not in ("best", "last", "auto"):
         path = Path(which)
+        if not path.exists():
+            raise RunDirError(
+                f"no checkpoint {path}: give best, last, auto or a checkpoint folder "
+                f"(run_dir/checkpoints/step_NNNNNN)"
+            )
         if read_meta(path) is None:
-            raise RunDirError(f"checkpoint {path} is missing or incomplete")
+            raise RunDirError(f"checkpoint {path} is incomplete or damaged")
         return path
     if not run_dir.is_dir():
         raise RunDirError(f"run directory {run_dir} does not exist")
@@ -346,7 +351,7 @@ def load_run(
     model = build_model(
         cfg.model, tokenizer=tokenizer, input_specs=input_specs, num_classes=num_classes
     )
-    apply_train_lora(model, cfg.train.lora)
+    apply_train_lora(model, cfg.train)
     criterion = build_loss(cfg.loss)
     tensors, meta = load_checkpoint(path)
     check_base(meta.get("base_weights"), model, str(path))
