@@ -300,6 +300,34 @@ def test_report_of_a_finished_run_holds_every_section(toy_report):
     assert "default-src 'none'; img-src data:" in page
 
 
+class ToyCaptioner(ToyModel):
+    """The toy model with a captioning head that always writes "digit 3"."""
+
+    has_captioning = True
+    text_column = "text"
+
+    def generate(self, batch: dict, **options) -> list[str]:
+        assert options["method"] == "greedy"  # the run's eval.captioning settings
+        return ["digit 3"] * len(batch["ids"])
+
+
+def test_captioning_run_shows_generated_text_beside_references(tmp_path):
+    run = make_run_dir(tmp_path)
+    bundle = build_datasets(
+        config_from_dict(yaml.safe_load((run / "config.yaml").read_text())).data
+    )
+    page = write_report(run, model=ToyCaptioner(), bundle=bundle).read_text()
+    section = page[page.index("Generated captions (test)") :]
+    rows = re.findall(r"<tr><td>.*?</td><td>(.*?)</td><td>(.*?)</td></tr>", section)
+    assert len(rows) == 8
+    for generated, reference in rows:
+        if reference == "digit 3":  # the one caption it gets right: nothing marked
+            assert generated == "digit 3"
+        else:
+            assert generated == "digit <span class=mark>3</span>"
+            assert re.fullmatch(r"digit <span class=mark>\d+</span>", reference)
+
+
 def test_report_without_a_checkpoint_says_why(tmp_path):
     run = make_run_dir(tmp_path)
     page = write_report(run).read_text()

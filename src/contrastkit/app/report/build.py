@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from contrastkit.app.report.captions import captions_table
-from contrastkit.app.report.examples import pick_examples, render_example
+from contrastkit.app.report.examples import POOL_SIZE, pick_examples, render_example
 from contrastkit.app.report.facts import RunFacts, data_summary, read_facts
 from contrastkit.app.report.html import (
     config_section,
@@ -94,7 +94,7 @@ def examples_html(
     )
     worst_intro = (
         f"<p>The {len(misses)} queries whose first true match ranks lowest, among "
-        f"{min(len(q.rows), 1024)} seeded queries.</p>"
+        f"{min(len(q.rows), POOL_SIZE)} seeded queries.</p>"
     )
     return intro + draw(shown), (worst_intro + draw(misses)) if misses else "<p>no misses</p>"
 
