@@ -115,3 +115,22 @@ def _tok():
     from contrastkit.models import BuiltinTokenizer
 
     return BuiltinTokenizer.train(TEXTS, 100, max_length=8)
+
+
+def test_a_tower_frozen_for_the_whole_run_is_left_out_too(tmp_path) -> None:
+    from contrastkit.config import TrainConfig
+    from contrastkit.train.lora import apply_train_lora
+
+    folder = tiny_bert(tmp_path / "bert")
+    model = _model(folder, type="none")
+    locked = TrainConfig(freeze=["towers.doc.encoders.text"])
+    assert apply_train_lora(model, locked) == []
+    assert ckpt.module_tensors("model", model) == {}  # nothing trains in the model
+    assert list(model.base_weights) == ["towers.doc.encoders.text"]
+    # A phase that unfreezes something makes "frozen for the whole run" uncertain.
+    phased = TrainConfig(
+        freeze=["towers.doc.encoders.text"],
+        phases=[{"until_epoch": 1}, {"unfreeze": ["towers.doc.encoders.text"]}],
+    )
+    apply_train_lora(model, phased)
+    assert model.base_keys == [] and len(ckpt.module_tensors("model", model)) > 0

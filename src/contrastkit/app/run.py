@@ -320,7 +320,7 @@ def train(
         check_probe_config(cfg.eval, model, bundle.label_names, cfg.data.manifest)
         if cfg.model.init_from:
             init_from(model, cfg.model.init_from)
-        apply_train_lora(model, cfg.train.lora)  # after init_from: adapters start at zero
+        apply_train_lora(model, cfg.train)  # after init_from: adapters start at zero
         resume_from = check_resume(run_dir, resume, model, cfg) if resume else None
         # Validated: from here on this command writes into run_dir.
         if info.is_main:

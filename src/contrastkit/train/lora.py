@@ -98,23 +98,41 @@ def apply_lora(
     return done
 
 
-def record_base(model: nn.Module) -> None:
-    """Set `model.base_keys` (frozen tensors of LoRA-adapted encoders) and
-    `model.base_weights` (encoder name -> {path, sha256})."""
+def record_base(model: nn.Module, frozen: Sequence[str] = ()) -> None:
+    """Set `model.base_keys` and `model.base_weights` (encoder name -> {path, sha256}).
+
+    Base tensors are those of the pretrained encoders that never train: every tensor but
+    the adapters of a LoRA-adapted encoder, and every tensor of an encoder whose parameters
+    all lie under `frozen` (prefixes frozen for the whole run, e.g. LiT's locked tower).
+    """
     keys: list[str] = []
     identity: dict[str, dict[str, str]] = {}
     adapted = {n for n, m in model.named_modules() if "lora_A" in dict(m.named_children())}
     for name, enc in hf_encoders(model):
         prefix = f"{name}.model."
-        if not any(a.startswith(prefix) for a in adapted):
+        lora = any(a.startswith(prefix) for a in adapted)
+        params = [f"{name}.{n}" for n, _ in enc.named_parameters()]
+        locked = bool(frozen) and all(any(_under(p, f) for f in frozen) for p in params)
+        if not (lora or locked):
             continue
         for key in enc.model.state_dict():
-            if "lora_" not in key:
+            if locked or "lora_" not in key:
                 keys.append(prefix + key)
         path = str(getattr(enc, "path", ""))
         identity[name] = {"path": path, "sha256": weights_hash(path) if path else ""}
     model.base_keys = keys  # type: ignore[assignment]
     model.base_weights = identity  # type: ignore[assignment]
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def whole_run_frozen(train: Any) -> list[str]:
+    """`train.freeze`, or [] when a phase unfreezes something (then nothing is certain)."""
+    if any(phase.unfreeze for phase in train.phases):
+        return []
+    return list(train.freeze)
 
 
 def merge_lora(module: nn.Module) -> nn.Module:
@@ -143,8 +161,12 @@ def check_base(saved: dict[str, Any] | None, model: nn.Module, where: str) -> No
             )
 
 
-def apply_train_lora(model: nn.Module, lora: Any) -> list[str]:
-    """`apply_lora` with the `train.lora` section (None: nothing to do)."""
-    if lora is None:
-        return []
-    return apply_lora(model, lora.targets, r=lora.r, alpha=lora.alpha, dropout=lora.dropout)
+def apply_train_lora(model: nn.Module, train: Any) -> list[str]:
+    """`apply_lora` as the `train` section says (no `lora`: only record the base weights of
+    towers frozen for the whole run, which checkpoints then leave out too)."""
+    lora = train.lora
+    done = []
+    if lora is not None:
+        done = apply_lora(model, lora.targets, r=lora.r, alpha=lora.alpha, dropout=lora.dropout)
+    record_base(model, whole_run_frozen(train))
+    return done
