@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_CPU_VERSION ?= 2.13.0
 EXTRAS_RUN := data,metrics
-EXTRAS_TEST := dev,data,metrics,text,video,sweep,track,scale
+EXTRAS_TEST := dev,data,metrics,text,video,sweep,track,scale,bench
 
 .PHONY: demo test lint bench clean venv
 
@@ -53,6 +53,8 @@ bench: $(VENV)/.test
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/logging_demo.py
 	$(BIN)/python bench/doctor.py
+	$(BIN)/python bench/lit_cache.py
+	$(BIN)/python bench/quality.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
