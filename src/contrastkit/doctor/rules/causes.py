@@ -1,0 +1,102 @@
+"""Causes before symptoms: which findings explain which, and how the ranking follows.
+
+A broken run usually shows one cause and several symptoms: a SigLIP bias that makes every
+pair look positive (`siglip_bias_off`) collapses the embeddings (`collapse`), leaves the
+loss at chance and shrinks the positive-negative gap. The symptoms' own fixes then point
+the wrong way (collapse's usual fix is a smaller lr), so the table below says which cause
+explains which symptom, and `explain` applies it:
+
+- the cause ranks above every symptom it explains: its severity is raised to the worst of
+  theirs, and each symptom it explains drops to the severity below the cause's (findings
+  sort by severity first, so this holds whatever the catalogue priorities are);
+- the symptom's fix becomes the cause's fix, its own fix is kept in the evidence
+  (`own_fix`), and `explained_by` lists every cause found for it.
+
+Causes of severity "info" (a few coincidental duplicates) explain nothing. A symptom can
+also be a cause (collapse explains the loss at chance): its fix then comes from the
+root of the chain, the first cause that nothing else explains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from contrastkit.doctor.findings import SEVERITY_RANK, Finding, Severity
+
+# What every "the run learns nothing / unlearns" symptom looks like.
+_STALLED = ("loss_at_chance", "loss_not_decreasing")
+_UNALIGNED = ("gap_shrinking", "alignment_negative")
+
+# cause -> the symptoms it explains. Temperature, SigLIP bias, duplicate groups and the
+# learning rate (non-finite loss from too large a step, lr 0) each explain a collapse, a
+# loss at chance and a shrinking gap; tests/doctor/test_rules.py checks every pair.
+CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
+    "loss_nan": ("collapse", *_STALLED, *_UNALIGNED, "logit_scale_toward_one"),
+    "lr_zero": ("collapse", *_STALLED, "gap_shrinking", "rigidity"),
+    "params_not_in_optimizer": _STALLED,
+    "temperature_out_of_range": ("collapse", *_STALLED, "gap_shrinking"),
+    "siglip_bias_off": ("collapse", *_STALLED, "gap_shrinking"),
+    "duplicate_groups": (
+        "collapse",
+        *_STALLED,
+        *_UNALIGNED,
+        "logit_scale_toward_one",
+        "logit_scale_at_clamp",
+    ),
+    "split_leakage": ("logit_scale_at_clamp",),
+    "zero_gradient": _STALLED,
+    "frozen_backbone": _STALLED,
+    "rigidity": _STALLED,
+    "collapse": (*_STALLED, *_UNALIGNED),
+    "aux_dominates_loss": _UNALIGNED,
+    "aux_dominates_gradient": _UNALIGNED,
+    "gradient_interference": _UNALIGNED,
+}
+
+_BY_RANK: tuple[Severity, ...] = ("error", "warning", "info")
+
+
+def _below(severity: Severity) -> Severity:
+    return _BY_RANK[min(SEVERITY_RANK[severity] + 1, len(_BY_RANK) - 1)]
+
+
+def _worse(a: Severity, b: Severity) -> Severity:
+    return a if SEVERITY_RANK[a] <= SEVERITY_RANK[b] else b
+
+
+def explain(findings: list[Finding]) -> list[Finding]:
+    """`findings` with `CAUSE_SYMPTOMS` applied (copies; the inputs are not changed)."""
+    findings = [replace(f, evidence=dict(f.evidence), fix=dict(f.fix)) for f in findings]
+    present = [f for f in findings if f.severity != "info"]
+    causes_of: dict[int, list[Finding]] = {
+        id(s): [c for c in present if c is not s and s.code in CAUSE_SYMPTOMS.get(c.code, ())]
+        for s in findings
+    }
+
+    def root(f: Finding, seen: frozenset[int] = frozenset()) -> Finding:
+        parents = [c for c in causes_of[id(f)] if id(c) not in seen]
+        if not parents:
+            return f
+        return root(min(parents, key=Finding.sort_key), seen | {id(f)})
+
+    # Severities first, roots before what they explain, so a chain cause -> symptom ->
+    # symptom keeps its order (each step at least one severity below its root).
+    explained = [f for f in findings if causes_of[id(f)]]
+    roots = {id(f): root(f) for f in explained}
+    for f in explained:
+        top = roots[id(f)]
+        top.severity = _worse(top.severity, f.severity)
+    for f in explained:
+        top = roots[id(f)]
+        if top is f:  # a cycle with no outside root: leave it as found
+            continue
+        f.evidence = {
+            **f.evidence,
+            "explained_by": sorted({c.code for c in causes_of[id(f)]}),
+            "own_fix": f.fix,
+        }
+        f.severity = _below(top.severity)
+        f.fix = dict(top.fix)
+        f.fix_note = f"caused by {top.code}: fix that first. " + (top.fix_note or "")
+        f.fix_note = f.fix_note.strip()
+    return findings
