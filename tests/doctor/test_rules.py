@@ -5,8 +5,9 @@ import math
 import pytest
 from doctor_toys import TOWERS, make_config
 
-from contrastkit.doctor.findings import Finding
+from contrastkit.doctor.findings import CATALOGUE, Finding, sort_findings
 from contrastkit.doctor.rules import diagnose
+from contrastkit.doctor.rules.causes import CAUSE_SYMPTOMS, explain
 
 
 def history(**series: list[float]) -> list[dict]:
@@ -40,8 +41,10 @@ def test_temperature_ten_is_out_of_range_and_at_chance():
     }
     chance = find(out, "loss_at_chance")
     assert chance.evidence["chance"] == pytest.approx(LOG64, rel=1e-3)
-    assert chance.fix == {"loss.objectives.0.temperature": 0.07}
-    assert out.index(f) < out.index(chance) or f.severity == chance.severity
+    # the temperature explains the loss at chance: it ranks first and owns the fix
+    assert chance.fix == f.fix and chance.evidence["explained_by"] == ["temperature_out_of_range"]
+    assert chance.evidence["own_fix"] == {"loss.objectives.0.temperature": 0.07}
+    assert out.index(f) < out.index(chance) and chance.severity == "warning"
 
 
 def test_default_temperature_is_fine():
@@ -279,3 +282,91 @@ def test_chance_is_not_reported_twice():
     sig = history(**{"loss/total": [LOG64] * 5, "loss/contrastive": [LOG64] * 5})
     codes = [f.code for f in diagnose(sig, make_config(), batch_size=64)]
     assert codes.count("loss_at_chance") == 1 and "loss_not_decreasing" not in codes
+
+
+# ----------------------------------------------------------------- causes before symptoms
+
+PAIRS = [(c, s) for c, symptoms in CAUSE_SYMPTOMS.items() for s in symptoms]
+
+
+def test_cause_table_names_catalogue_codes():
+    assert {c for c, _ in PAIRS} | {s for _, s in PAIRS} <= set(CATALOGUE)
+    # the causes the issue names explain the three symptoms it names
+    for cause in ("temperature_out_of_range", "siglip_bias_off", "duplicate_groups", "loss_nan"):
+        assert {"collapse", "loss_at_chance", "gap_shrinking"} <= set(CAUSE_SYMPTOMS[cause])
+
+
+@pytest.mark.parametrize(("cause", "symptom"), PAIRS)
+@pytest.mark.parametrize("symptom_severity", ["error", "warning"])
+def test_every_cause_ranks_above_its_symptom_and_owns_the_fix(cause, symptom, symptom_severity):
+    c = Finding(cause, "warning", {"n": 1}, "the cause", {"cause.key": 1}, "cause note")
+    s = Finding(symptom, symptom_severity, {"n": 2}, "the symptom", {"symptom.key": 2})
+    out = sort_findings(explain([s, c]))
+    assert [f.code for f in out] == [cause, symptom]
+    top, low = out
+    # the cause takes the symptom's severity (a cause of an error is an error), the
+    # symptom drops one level below it
+    assert top.severity == symptom_severity
+    assert low.severity == {"error": "warning", "warning": "info"}[symptom_severity]
+    assert low.fix == {"cause.key": 1}
+    assert low.evidence == {"n": 2, "explained_by": [cause], "own_fix": {"symptom.key": 2}}
+    assert low.fix_note.startswith(f"caused by {cause}")
+    assert s.fix == {"symptom.key": 2} and s.severity == symptom_severity  # inputs unchanged
+
+
+@pytest.mark.parametrize(("cause", "symptom"), PAIRS)
+def test_an_info_cause_explains_nothing(cause, symptom):
+    c = Finding(cause, "info", {}, "c", {"cause.key": 1})
+    s = Finding(symptom, "error", {}, "s", {"symptom.key": 2})
+    low = next(f for f in explain([c, s]) if f.code == symptom)
+    assert low.severity == "error" and low.fix == {"symptom.key": 2}
+
+
+def test_chain_points_every_symptom_at_the_root():
+    # siglip bias -> collapse -> loss at chance: both symptoms take the bias's fix.
+    bias = Finding("siglip_bias_off", "warning", {}, "c", {"bias": 0})
+    collapse = Finding("collapse", "error", {}, "c", {"train.lr": 1e-4})
+    chance = Finding("loss_at_chance", "error", {}, "c", {})
+    out = sort_findings(explain([chance, collapse, bias]))
+    assert [f.code for f in out] == ["siglip_bias_off", "collapse", "loss_at_chance"]
+    assert [f.severity for f in out] == ["error", "warning", "warning"]
+    assert out[1].fix == out[2].fix == {"bias": 0}
+    assert out[2].evidence["explained_by"] == ["collapse", "siglip_bias_off"]
+
+
+def test_siglip_fixed_bias_collapse_ranks_the_bias_first():
+    # A SigLIP run whose fixed bias (+10) makes every pair look positive collapses: the
+    # bias is the cause, and collapse's own fix (lr / 10) would not help.
+    cfg = make_config(
+        ["loss.objectives.0.learnable=false", "loss.objectives.0.init_logit_bias=10.0"],
+        loss={"objectives": [{"type": "siglip", "towers": ["image", "text"]}]},
+    )
+    sig = history(
+        **{
+            "contrastive/logit_bias": [10.0] * 5,
+            "contrastive/logit_scale": [10.0] * 5,
+            "loss/contrastive": [0.7, 0.69, 0.69, 0.69, 0.69],
+            "collapse/text/std_ratio": [0.9, 0.3, 0.02, 0.01, 0.01],
+            "collapse/text/effective_rank": [20, 5, 1.2, 1.1, 1.1],
+            "collapse/text/dim": [64] * 5,
+        }
+    )
+    out = diagnose(sig, cfg, batch_size=32)
+    assert out[0].code == "siglip_bias_off" and out[0].severity == "error"
+    collapse = find(out, "collapse")
+    assert out.index(collapse) > 0 and collapse.severity == "warning"
+    assert collapse.fix == {
+        "loss.objectives.0.init_logit_bias": pytest.approx(-math.log(32), abs=0.01),
+        "loss.objectives.0.learnable": True,
+    }
+    assert collapse.evidence["own_fix"] == {"train.lr": pytest.approx(1e-4)}
+
+
+def test_duplicate_groups_explain_loss_at_chance_through_diagnose():
+    dup = Finding("duplicate_groups", "warning", {"rows_affected": 5}, "c", fix_note="regroup")
+    sig = history(**{"loss/contrastive": [LOG64] * 5})
+    out = diagnose(sig, make_config(), batch_size=64, data_findings=[dup])
+    assert [f.code for f in out][:2] == ["duplicate_groups", "loss_at_chance"]
+    assert out[0].severity == "error" and out[1].severity == "warning"
+    assert out[1].fix_note == "caused by duplicate_groups: fix that first. regroup"
+    assert dup.severity == "warning"  # the caller's finding is not modified

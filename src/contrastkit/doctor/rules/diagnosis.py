@@ -1,5 +1,5 @@
-"""`diagnose`: run every rule over the signals, then demote the symptoms a found cause
-explains (SYMPTOMS / CAUSES) so the top finding is the one whose fix helps.
+"""`diagnose`: run every rule over the signals, then rank each found cause above the
+symptoms it explains (`causes.CAUSE_SYMPTOMS`) so the top finding is the one whose fix helps.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any
 
 from contrastkit.config import Config
 from contrastkit.doctor.findings import Finding, sort_findings
+from contrastkit.doctor.rules.causes import explain
 from contrastkit.doctor.rules.context import Context
 from contrastkit.doctor.rules.objectives import rule_alignment, rule_balance, rule_interference
 from contrastkit.doctor.rules.optimisation import (
@@ -62,35 +63,4 @@ def diagnose(
     findings = list(ctx.data)
     for rule in RULES:
         findings += rule(ctx)
-    return sort_findings(_demote_explained(findings))
-
-
-# Symptoms (the loss does not move, no alignment) that any of these causes explains: when
-# a cause is found, the symptom stays in the list but below it, so the top finding is the
-# one whose fix helps.
-SYMPTOMS = ("loss_at_chance", "loss_not_decreasing", "alignment_negative", "gap_shrinking")
-CAUSES = (
-    "loss_nan",
-    "lr_zero",
-    "params_not_in_optimizer",
-    "duplicate_groups",
-    "temperature_out_of_range",
-    "zero_gradient",
-    "frozen_backbone",
-    "collapse",
-    "aux_dominates_loss",
-    "aux_dominates_gradient",
-    "gradient_interference",
-    "rigidity",
-)
-
-
-def _demote_explained(findings: list[Finding]) -> list[Finding]:
-    causes = [f.code for f in findings if f.code in CAUSES and f.severity != "info"]
-    if not causes:
-        return findings
-    for f in findings:
-        if f.code in SYMPTOMS and f.severity == "error":
-            f.severity = "warning"
-            f.evidence = {**f.evidence, "explained_by": causes}
-    return findings
+    return sort_findings(explain(findings))
