@@ -321,6 +321,9 @@ def search_cmd(
     ] = 0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     checkpoint: Annotated[str, typer.Option("--checkpoint")] = "best",
+    index: Annotated[
+        str | None, typer.Option("--index", help="exact or faiss (default: eval.index)")
+    ] = None,
 ) -> None:
     """Search a split's gallery with a text query, a row's inputs (--query-id) or examples."""
     from contrastkit.app.search import run_search
@@ -333,6 +336,7 @@ def search_cmd(
     run_search(
         run,
         _split(run, split),
+        index=index,
         query=query,
         query_id=query_id,
         gallery=gallery,

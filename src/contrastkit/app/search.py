@@ -90,15 +90,17 @@ def run_search(
     seed: int,
     pairs: list[tuple[str, str]],
     console: Console,
+    index: str | None = None,
 ) -> None:
-    """Print the top-k gallery items of the dataset for each query."""
+    """Print the top-k gallery items of the dataset for each query (`index`: exact or
+    faiss; default the run's `eval.index`)."""
     if query is not None and not query.strip():
         # An empty text embeds to a fixed vector, so it would rank the gallery by nothing.
         raise ContrastkitError("the query text is empty; give some words, or --query-id ID")
     model = run.model
     q_tower, g_tower = _pick_pair(model, pairs, gallery, text_query=query is not None)
     g = embed_tower(model, dataset, g_tower, batch_size=run.config.data.eval_batch_size)
-    search = build_searcher(run.config.eval.index, g.embeddings)
+    search = build_searcher(index or run.config.eval.index, g.embeddings)
     g_columns = list(model.tower_inputs(g_tower))
     model.eval()
     if query is not None:
