@@ -18,14 +18,13 @@ from pydantic import (
     SerializeAsAny,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import InitErrorDetails
 
 from contrastkit.errors import ConfigError
-from contrastkit.registry import LOSSES
-
-AUX_TERMS = ("captioning", "masked", "classification", "distillation")
+from contrastkit.registry import HEADS, LOSSES
 
 
 class Section(BaseModel):
@@ -206,36 +205,90 @@ class TokenizerConfig(Section):
     max_length: int = Field(48, ge=4)
 
 
-class CaptioningHeadConfig(Section):
-    tower: str = Field(..., description="tower whose tokens the decoder attends to")
-    width: int = Field(128, ge=8)
-    depth: int = Field(2, ge=1)
-    heads: int = Field(4, ge=1)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    text_column: str = "text"
+class HeadConfig(Section):
+    """Base of every auxiliary head's config, keyed by its loss term's name.
+
+    Each head's model lives in its file under `models/heads/` and is registered in
+    `registry.HEADS` under the term name (`captioning`, `masked`, `classification`). In
+    YAML a head is `model.<term>: {...}` and its loss term `loss.<term>: {weight: ...}`; the
+    model output carries it as `output.heads[<term>]`. One name per head, everywhere.
+    """
+
+    tower: str = Field(..., description="tower the head reads")
+
+    def build(self, width: int, tokenizer: Any, num_classes: int | None) -> Any:
+        """The head module, reading a tower of `width` features; it has
+        `run(tower_output, batch, tokenizer) -> dict[str, Tensor] | None`."""
+        raise NotImplementedError(f"head {type(self).__name__} does not define build()")
+
+    @staticmethod
+    def loss(outputs: dict[str, Any], batch: dict[str, Any], term: Any) -> Any:
+        """The term of one micro-batch as a `TermSum` (sum and count) from the head's
+        outputs, the batch and the term's `AuxTermConfig`."""
+        raise NotImplementedError("this head does not define loss()")
 
 
-class MaskedHeadConfig(Section):
-    tower: str
-    ratio: float = Field(0.5, gt=0.0, lt=1.0)
-    decoder_depth: int = Field(1, ge=1)
-    decoder_width: int = Field(64, ge=8)
+# Keys renamed so that a head has one name (its term's) in model, loss and outputs.
+RENAMED_HEAD_KEYS = {"classifier": "classification"}
 
 
-class ClassifierHeadConfig(Section):
-    tower: str
-    num_classes: int | None = Field(None, ge=2, description="default: from the manifest's labels")
-    hidden: int | None = Field(None, ge=1)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+def _validated(where: tuple, model: type[BaseModel], item: Any) -> Any:
+    """`model.model_validate(item)`, errors re-raised at `where` + their own location."""
+    try:
+        return model.model_validate(item)
+    except ValidationError as err:
+        details = [
+            InitErrorDetails(
+                type=e["type"], loc=(*where, *e["loc"]), input=e["input"], ctx=e.get("ctx", {})
+            )
+            for e in err.errors()
+        ]
+        raise ValidationError.from_exception_data(err.title, details) from None
+
+
+def _heads_by_term(cls: type[BaseModel], data: Any, entry: Any) -> Any:
+    """Move the registered head terms of a section's mapping (`model.<term>` or
+    `loss.<term>`) into its `heads` dict, each validated by `entry(term)`."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    section = "model" if "towers" in cls.model_fields else "loss"
+    for old, new in RENAMED_HEAD_KEYS.items():
+        if old in data and section == "model":
+            if new in data:
+                raise ValueError(f"model.{old} and model.{new} are both set; keep model.{new}")
+            warnings.warn(
+                f"model.{old} is deprecated; use model.{new} (the head is named after its "
+                f"loss term, loss.{new})",
+                FutureWarning,
+                stacklevel=2,
+            )
+            data[new] = data.pop(old)
+    heads = dict(data.pop("heads", None) or {})
+    for key in [k for k in data if k not in cls.model_fields and k in HEADS]:
+        heads[key] = data.pop(key)
+    data["heads"] = {
+        term: item if isinstance(item, BaseModel) else _validated((term,), entry(term), item)
+        for term, item in heads.items()
+    }
+    return data
+
+
+def _flat_heads(out: dict[str, Any]) -> dict[str, Any]:
+    """Serialised section with its heads back at `<section>.<term>` (as written in YAML)."""
+    heads = out.pop("heads", None) or {}
+    out.update(heads)
+    return out
 
 
 class ModelConfig(Section):
     embed_dim: int = Field(128, ge=2)
     towers: dict[str, TowerConfig]
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
-    captioning: CaptioningHeadConfig | None = None
-    masked: MaskedHeadConfig | None = None
-    classifier: ClassifierHeadConfig | None = None
+    heads: dict[str, SerializeAsAny[HeadConfig]] = Field(
+        default_factory=dict,
+        description="auxiliary heads by loss-term name; written model.<term> in YAML",
+    )
     init_from: str | None = Field(None, description="run dir or checkpoint to initialise from")
     siamese: bool = Field(
         True,
@@ -254,13 +307,21 @@ class ModelConfig(Section):
                     )
                 if self.towers[tower.share].share is not None:
                     raise ValueError(f"towers.{name}.share must name a tower with its own streams")
-        for head in ("captioning", "masked", "classifier"):
-            cfg = getattr(self, head)
-            if cfg is not None and cfg.tower not in self.towers:
+        for term, cfg in self.heads.items():
+            if cfg.tower not in self.towers:
                 raise ValueError(
-                    f"{head}.tower names no tower {cfg.tower!r}; towers: {sorted(self.towers)}"
+                    f"{term}.tower names no tower {cfg.tower!r}; towers: {sorted(self.towers)}"
                 )
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _heads(cls, data: Any) -> Any:
+        return _heads_by_term(cls, data, HEADS.get)
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler: Any) -> dict[str, Any]:
+        return _flat_heads(handler(self))
 
 
 # --------------------------------------------------------------------------- loss
@@ -309,8 +370,12 @@ def _objective(i: int, item: Any) -> ObjectiveConfig:
 
 
 class AuxTermConfig(Section):
-    weight: float = Field(0.5, ge=0.0)
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    """An auxiliary head's loss term (`loss.<term>`)."""
+
+    weight: float = Field(0.5, ge=0.0, description="base weight of the term in the loss")
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0, description="cross-entropy label smoothing (captioning, classes)"
+    )
 
 
 class DistillationConfig(Section):
@@ -340,11 +405,25 @@ class WeightSchedule(Section):
 
 class LossConfig(Section):
     objectives: list[SerializeAsAny[ObjectiveConfig]] = Field(default_factory=list)
-    captioning: AuxTermConfig | None = None
-    masked: AuxTermConfig | None = None
-    classification: AuxTermConfig | None = None
+    heads: dict[str, AuxTermConfig] = Field(
+        default_factory=dict,
+        description="auxiliary head terms by name (one per model head); written loss.<term>",
+    )
     distillation: DistillationConfig | None = None
     schedules: dict[str, WeightSchedule] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _heads(cls, data: Any) -> Any:
+        return _heads_by_term(cls, data, lambda term: AuxTermConfig)
+
+    @model_serializer(mode="wrap")
+    def _flat(self, handler: Any) -> dict[str, Any]:
+        return _flat_heads(handler(self))
+
+    def auxiliary_terms(self) -> list[str]:
+        """Configured auxiliary terms: the head terms, then distillation."""
+        return list(self.heads) + (["distillation"] if self.distillation is not None else [])
 
     @field_validator("objectives", mode="before")
     @classmethod
@@ -360,7 +439,7 @@ class LossConfig(Section):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"objective names must be unique; repeated: {sorted(dup)}")
-        clash = set(names) & set(AUX_TERMS)
+        clash = set(names) & ({"distillation", *HEADS.names()})
         if clash:
             raise ValueError(f"objective names {sorted(clash)} clash with auxiliary term names")
         return objectives
@@ -368,10 +447,9 @@ class LossConfig(Section):
     def term_weights(self) -> dict[str, float]:
         """Initial weight of every active term, by term name."""
         weights = {o.name: o.weight for o in self.objectives}
-        for term in AUX_TERMS:
-            cfg = getattr(self, term)
-            if cfg is not None:
-                weights[term] = cfg.weight
+        weights.update({term: cfg.weight for term, cfg in self.heads.items()})
+        if self.distillation is not None:
+            weights["distillation"] = self.distillation.weight
         return weights
 
 
@@ -644,13 +722,10 @@ class Config(Section):
                     raise ValueError(
                         f"loss.objectives.{i}.towers names no tower {t!r}; towers: {sorted(towers)}"
                     )
-        for term, head in (
-            ("captioning", "captioning"),
-            ("masked", "masked"),
-            ("classification", "classifier"),
-        ):
-            if getattr(self.loss, term) is not None and getattr(self.model, head) is None:
-                raise ValueError(f"loss.{term} is set but model.{head} is not configured")
+        for term in self.loss.heads:
+            if term not in self.model.heads:
+                raise ValueError(f"loss.{term} is set but model.{term} is not configured")
+        self._rename_module_prefixes()
         weights = self.loss.term_weights()
         if not weights:
             raise ValueError("loss: no objective or auxiliary term is configured")
@@ -670,6 +745,33 @@ class Config(Section):
             if sum(merged.values()) <= 0:
                 raise ValueError(f"train.phases.{i}: loss weights sum to zero: {merged}")
         return self
+
+    def _rename_module_prefixes(self) -> None:
+        """Module prefixes of renamed heads (`classifier` -> `classification`) in
+        `train.freeze`, phase freezes and `train.lr_scale`, with a deprecation warning."""
+
+        def renamed(prefix: str) -> str:
+            for old, new in RENAMED_HEAD_KEYS.items():
+                if new in self.model.heads and (prefix == old or prefix.startswith(old + ".")):
+                    warnings.warn(
+                        f"module prefix {prefix!r} is deprecated; the head is now named "
+                        f"{new!r} (use {new + prefix[len(old) :]!r})",
+                        FutureWarning,
+                        stacklevel=2,
+                    )
+                    return new + prefix[len(old) :]
+            return prefix
+
+        train = self.train
+        if any(renamed(p) != p for p in train.freeze):
+            train.freeze = [renamed(p) for p in train.freeze]
+        if any(renamed(p) != p for p in train.lr_scale):
+            train.lr_scale = {renamed(p): v for p, v in train.lr_scale.items()}
+        for phase in train.phases:
+            if any(renamed(p) != p for p in phase.freeze):
+                phase.freeze = [renamed(p) for p in phase.freeze]
+            if any(renamed(p) != p for p in phase.unfreeze):
+                phase.unfreeze = [renamed(p) for p in phase.unfreeze]
 
 
 # --------------------------------------------------------------------------- loading

@@ -67,3 +67,5 @@ class Registry(Generic[T]):
 
 # type -> objective config model (a `config.ObjectiveConfig` whose `build()` makes the loss).
 LOSSES: Registry[Any] = Registry("loss", builtins="contrastkit.losses")
+# term name -> head config model (a `config.HeadConfig` whose `build()` makes the head).
+HEADS: Registry[Any] = Registry("head", builtins="contrastkit.models.heads")

@@ -75,13 +75,19 @@ def _per_unit_terms(x: torch.Tensor, rows: slice) -> dict[str, torch.Tensor]:
     torch.manual_seed(1)
     head, caption = nn.Linear(6, 3).double(), nn.Linear(6, 2 * 3).double()
     loss = MultitaskLoss(
-        LossConfig(classification={"weight": 1.0}, captioning={"weight": 0.5})
+        LossConfig.model_validate(
+            {"classification": {"weight": 1.0}, "captioning": {"weight": 0.5}}
+        )
     ).double()
     output = ModelOutput(
         towers={},
-        class_logits=head(x[rows]),
-        caption_logits=caption(x[rows]).view(-1, 2, 3),
-        caption_targets=CAPTION_TARGETS[rows],
+        heads={
+            "classification": {"logits": head(x[rows])},
+            "captioning": {
+                "logits": caption(x[rows]).view(-1, 2, 3),
+                "targets": CAPTION_TARGETS[rows],
+            },
+        },
     )
     result = loss(output, {"label": AUX_LABELS[rows]})
     result.total.backward()

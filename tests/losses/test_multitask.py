@@ -24,9 +24,10 @@ def _output() -> ModelOutput:
     logits = torch.zeros(2, 1, 4, requires_grad=True)
     return ModelOutput(
         towers={"image": _tower(x), "text": _tower(x * 1.0)},
-        caption_logits=logits,
-        caption_targets=torch.tensor([[1], [-100]]),
-        class_logits=torch.zeros(2, 3, requires_grad=True),
+        heads={
+            "captioning": {"logits": logits, "targets": torch.tensor([[1], [-100]])},
+            "classification": {"logits": torch.zeros(2, 3, requires_grad=True)},
+        },
     )
 
 

@@ -39,21 +39,21 @@ def _image_text(**extra):
 
 
 def test_image_text_forward_and_prefixes() -> None:
-    model = _image_text(classifier={"tower": "text"})
+    model = _image_text(classification={"tower": "text"})
     batch = {"image": torch.randn(3, 1, 8, 8), "text": TEXTS}
     out = model(batch)
     assert set(out.towers) == {"image", "text", "text2"}
     for t in out.towers.values():
         assert t.embedding.shape == (3, 8)
         torch.testing.assert_close(t.embedding.norm(dim=-1), torch.ones(3))
-    assert out.class_logits.shape == (3, 3)
+    assert out.heads["classification"]["logits"].shape == (3, 3)
     names = [n for n, _ in model.named_parameters()]
     for prefix in (
         "towers.image.encoders.image.",
         "towers.image.projection.",
         "towers.text.encoders.text.",
         "towers.text2.projection.",
-        "classifier.",
+        "classification.",
     ):
         assert any(n.startswith(prefix) for n in names), prefix
     assert model.tower_names == ["image", "text", "text2"]
@@ -129,12 +129,13 @@ def test_video_text_with_captioning_and_masked_heads() -> None:
     }
     out = model(batch)
     ids, _ = model.tokenizer.encode(TEXTS)
-    assert out.caption_logits.shape == (3, ids.shape[1] - 1, model.tokenizer.vocab_size)
-    assert out.caption_targets.shape == (3, ids.shape[1] - 1)
-    assert out.masked_prediction.shape == out.masked_target.shape == (3, 6, 16)
-    assert not (out.masked_mask & ~out.towers["video"].mask).any()
+    caption, masked = out.heads["captioning"], out.heads["masked"]
+    assert caption["logits"].shape == (3, ids.shape[1] - 1, model.tokenizer.vocab_size)
+    assert caption["targets"].shape == (3, ids.shape[1] - 1)
+    assert masked["prediction"].shape == masked["target"].shape == (3, 6, 16)
+    assert not (masked["mask"] & ~out.towers["video"].mask).any()
     loss = torch.nn.functional.cross_entropy(
-        out.caption_logits.flatten(0, 1), out.caption_targets.flatten(), ignore_index=-100
+        caption["logits"].flatten(0, 1), caption["targets"].flatten(), ignore_index=-100
     )
     loss.backward()
     assert model.towers["video"].encoders["video"].time_position.grad.abs().sum() > 0
@@ -198,7 +199,7 @@ def test_unknown_option_through_build_model() -> None:
 def test_classifier_without_classes_is_config_error() -> None:
     cfg = {
         "towers": {"image": {"streams": {"image": SMALL_CNN}}, "text": {"streams": {"text": TEXT}}},
-        "classifier": {"tower": "image"},
+        "classification": {"tower": "image"},
     }
     with pytest.raises(ConfigError, match="num_classes"):
         _model(cfg, {"image": (1, 8, 8)})

@@ -151,12 +151,18 @@ class TermsModel(torch.nn.Module):
         tokens = torch.tanh(self.tokens(batch["x_a"])).view(-1, TOKENS, WIDTH)
         return ModelOutput(
             towers=towers,
-            class_logits=self.classifier(pooled),
-            caption_logits=self.caption(pooled)[:, None, :] + self.position,
-            caption_targets=batch["caption_targets"],
-            masked_prediction=self.reconstruct(tokens),
-            masked_target=tokens.detach(),
-            masked_mask=batch["masked"],
+            heads={
+                "classification": {"logits": self.classifier(pooled)},
+                "captioning": {
+                    "logits": self.caption(pooled)[:, None, :] + self.position,
+                    "targets": batch["caption_targets"],
+                },
+                "masked": {
+                    "prediction": self.reconstruct(tokens),
+                    "target": tokens.detach(),
+                    "mask": batch["masked"],
+                },
+            },
             extras={"teacher:a": batch["teacher_a"], "teacher:b": batch["teacher_b"]},
         )
 

@@ -43,12 +43,12 @@ def test_frozen_param_is_skipped_then_picked_up() -> None:
     model.classifier.weight.requires_grad_(False)
     before = model.classifier.weight.detach().clone()
     batch = {"x_a": torch.randn(4, 6), "x_b": torch.randn(4, 6)}
-    model(batch).class_logits.sum().backward()
+    model(batch).heads["classification"]["logits"].sum().backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
     assert torch.equal(before, model.classifier.weight)  # neither updated nor decayed
     model.classifier.weight.requires_grad_(True)
-    model(batch).class_logits.sum().backward()
+    model(batch).heads["classification"]["logits"].sum().backward()
     opt.step()
     assert not torch.equal(before, model.classifier.weight)
 

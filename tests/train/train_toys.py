@@ -41,7 +41,8 @@ class ToyModel(nn.Module):
 
     def forward(self, batch: dict) -> ModelOutput:
         towers = {"a": self.towers["a"](batch["x_a"]), "b": self.towers["b"](batch["x_b"])}
-        return ModelOutput(towers=towers, class_logits=self.classifier(towers["a"].pooled))
+        logits = self.classifier(towers["a"].pooled)
+        return ModelOutput(towers=towers, heads={"classification": {"logits": logits}})
 
 
 def gather(t: Tensor) -> Tensor:
@@ -85,10 +86,11 @@ class ToyCriterion(nn.Module):
         return {"contrastive": loss}, {"contrastive": result}
 
     def auxiliary(self, output: ModelOutput, batch: dict) -> dict[str, TermSum]:
-        if output.class_logits is None or "label" not in batch:
+        if "classification" not in output.heads or "label" not in batch:
             return {}
         labels = batch["label"]
-        total = F.cross_entropy(output.class_logits, labels, ignore_index=-1, reduction="sum")
+        logits = output.heads["classification"]["logits"]
+        total = F.cross_entropy(logits, labels, ignore_index=-1, reduction="sum")
         return {"classification": TermSum(total, (labels >= 0).sum().to(total.dtype))}
 
     def forward(self, output: ModelOutput, batch: dict, weights: dict[str, float]) -> LossOutput:

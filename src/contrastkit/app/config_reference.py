@@ -22,8 +22,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from contrastkit.config import Config, ObjectiveConfig
-from contrastkit.registry import LOSSES
+from contrastkit.config import AuxTermConfig, Config, LossConfig, ModelConfig, ObjectiveConfig
+from contrastkit.registry import HEADS, LOSSES
 
 HEADER = """# Config reference
 
@@ -101,6 +101,9 @@ def rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str, s
     """(key, type, default, description) of every field of `model`, depth first."""
     hints = typing.get_type_hints(model, include_extras=True)
     for name, field in model.model_fields.items():
+        if name == "heads" and model in (ModelConfig, LossConfig):
+            yield from _head_rows(model, prefix)
+            continue
         key = f"{prefix}{name}"
         tp = hints.get(name, field.annotation)
         suffix, nested = _sections(tp)
@@ -112,6 +115,24 @@ def rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str, s
                 kind = sub.model_fields["type"].default
                 where = f"{where} (type: {kind})"
             yield from rows(sub, where + ".")
+
+
+def _head_rows(section: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str, str]]:
+    """The registered heads, written `model.<term>` (the head) and `loss.<term>` (its term)."""
+    for term in HEADS.names():
+        head = HEADS.get(term)
+        if issubclass(section, LossConfig):
+            yield (
+                f"{prefix}{term}",
+                "AuxTermConfig \\| null",
+                "`null`",
+                f"the {term} head's loss term (needs model.{term})",
+            )
+            yield from rows(AuxTermConfig, f"{prefix}{term}.")
+        else:
+            doc = (head.__doc__ or "").strip().split("\n\n")[0]
+            yield f"{prefix}{term}", f"{head.__name__} \\| null", "`null`", doc
+            yield from rows(head, f"{prefix}{term}.")
 
 
 def render_reference() -> str:

@@ -44,9 +44,7 @@ def locked_encoders(model: Any, cfg: Config) -> dict[str, nn.Module]:
     if not cfg.train.feature_cache or cfg.loss.distillation is not None:
         return {}
     token_heads = {
-        getattr(cfg.model, h).tower
-        for h in ("captioning", "masked")
-        if getattr(cfg.model, h) is not None
+        cfg.model.heads[h].tower for h in ("captioning", "masked") if h in cfg.model.heads
     }
     names = {id(p): n for n, p in model.named_parameters()}
     out = {}

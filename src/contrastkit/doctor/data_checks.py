@@ -293,8 +293,8 @@ def check_groups(rows: list[Any], cfg: Config) -> list[Finding]:
 def check_labels(rows: list[Any], cfg: Config) -> list[Finding]:
     """Rows without the label / attributes that the classifier or triplet margin needs."""
     needs: dict[str, str] = {}
-    if cfg.model.classifier is not None or cfg.loss.classification is not None:
-        needs["label"] = "the classifier head"
+    if "classification" in cfg.model.heads or "classification" in cfg.loss.heads:
+        needs["label"] = "the classification head"
     for o in cfg.loss.objectives:
         if getattr(o, "margin_scale", 0.0) > 0:
             needs["attributes"] = f"the attribute margin of objective {o.name!r}"

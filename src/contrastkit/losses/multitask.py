@@ -16,16 +16,12 @@ from torch import Tensor, nn
 
 from contrastkit.config import LossConfig
 from contrastkit.errors import ConfigError, DataError
-from contrastkit.losses.auxiliary import (
-    captioning_loss,
-    classification_loss,
-    distillation_loss,
-    masked_modelling_loss,
-)
+from contrastkit.losses.auxiliary import distillation_loss
 from contrastkit.losses.distributed import world
 from contrastkit.losses.reduction import add_counts, global_counts, global_means, share_of_mean
 from contrastkit.losses.result import ContrastiveResult, LossOutput, TermSum, result_stats
 from contrastkit.models.outputs import ModelOutput
+from contrastkit.registry import HEADS
 
 
 class MultitaskLoss(nn.Module):
@@ -56,13 +52,8 @@ class MultitaskLoss(nn.Module):
 
     @property
     def auxiliary_names(self) -> tuple[str, ...]:
-        """Configured per-unit terms (those `auxiliary` returns as sums and counts)."""
-        cfg = self.cfg
-        return tuple(
-            name
-            for name in ("captioning", "masked", "classification")
-            if getattr(cfg, name) is not None
-        )
+        """Configured head terms (those `auxiliary` returns as sums and counts)."""
+        return tuple(self.cfg.heads)
 
     def contrastive(
         self,
@@ -105,24 +96,14 @@ class MultitaskLoss(nn.Module):
         return terms, results
 
     def auxiliary(self, output: ModelOutput, batch: dict[str, Any]) -> dict[str, TermSum]:
-        """Per-unit terms of one micro-batch as sums and counts; a configured term whose
-        inputs are absent from `output` (e.g. captioning on a batch without text) is left
-        out."""
-        cfg, terms = self.cfg, {}
-        if cfg.captioning is not None and output.caption_logits is not None:
-            terms["captioning"] = captioning_loss(
-                output.caption_logits, output.caption_targets, cfg.captioning.label_smoothing
-            )
-        if cfg.masked is not None and output.masked_prediction is not None:
-            terms["masked"] = masked_modelling_loss(
-                output.masked_prediction, output.masked_target, output.masked_mask
-            )
-        if cfg.classification is not None and output.class_logits is not None:
-            if "label" not in batch:
-                raise DataError("loss.classification is set but the batch has no `label` column")
-            terms["classification"] = classification_loss(
-                output.class_logits, batch["label"], cfg.classification.label_smoothing
-            )
+        """Head terms of one micro-batch as sums and counts, each computed by the `loss` of
+        the head registered under its name; a configured term whose head produced nothing
+        (e.g. captioning on a batch without text) is left out."""
+        terms: dict[str, TermSum] = {}
+        for term, term_cfg in self.cfg.heads.items():
+            outputs = output.heads.get(term)
+            if outputs is not None:
+                terms[term] = HEADS.get(term).loss(outputs, batch, term_cfg)
         return terms
 
     def _distillation(

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from contrastkit.models.outputs import TermSum
+
+__all__ = ["ContrastiveResult", "LossOutput", "TermSum", "result_stats"]
+
 
 @dataclass
 class ContrastiveResult:
@@ -28,29 +32,6 @@ class ContrastiveResult:
     logit_bias: Tensor | None = None
     num_positives: int = 0
     stats: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class TermSum:
-    """A term that averages over its own units (labelled rows, real tokens, masked tokens),
-    reported as the SUM over those units and their COUNT.
-
-    The term's value is `total / count` over the whole step batch. Micro-batches (and
-    ranks) add their totals and counts before the one division, so accumulation gives the
-    full-batch term exactly; averaging per-micro-batch means weighted by rows would not
-    (a micro-batch without labels would still take its row share).
-
-    Attributes:
-        total: sum of the per-unit losses (carries the graph).
-        count: number of units scored, a 0-dim float tensor without gradient.
-    """
-
-    total: Tensor
-    count: Tensor
-
-    def mean(self) -> Tensor:
-        """total / count of this term alone (0, still on the graph, when nothing is scored)."""
-        return self.total / self.count.clamp_min(1.0)
 
 
 @dataclass

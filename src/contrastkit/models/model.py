@@ -2,7 +2,7 @@
 
 Module-name prefixes (what `train.freeze`, phases and `train.lr_scale` match):
 `towers.<tower>.encoders.<stream>`, `towers.<tower>.fusion`, `towers.<tower>.projection`,
-`captioning`, `masked`, `classifier`.
+and one per head, named after its loss term: `captioning`, `masked`, `classification`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from contrastkit.models.projection import build_projection
 from contrastkit.models.tower import Tower
 
 TEXT_COLUMN = "text"
-_DEFAULT_TEXT_LENGTH = 48
 
 
 def stream_mask(batch: Mapping[str, Any], column: str) -> Tensor | None:
@@ -38,10 +37,10 @@ class ContrastiveModel(nn.Module):
 
     Args:
         towers: tower name -> Tower.
-        tokenizer: tokenizes `text` for the captioning decoder (and builtin text encoders).
-        captioning, masked, classifier: optional heads.
-        head_towers: head name -> the tower it reads.
-        text_column: batch column the captioning head learns to generate.
+        tokenizer: tokenizes text for the captioning decoder (and builtin text encoders).
+        heads: loss-term name -> head module (with `run(tower_output, batch, tokenizer)`);
+            each is a sub-module under its term name.
+        head_towers: term name -> the tower its head reads.
     """
 
     def __init__(
@@ -49,20 +48,20 @@ class ContrastiveModel(nn.Module):
         towers: dict[str, Tower],
         tokenizer: Any,
         *,
-        captioning: nn.Module | None = None,
-        masked: nn.Module | None = None,
-        classifier: nn.Module | None = None,
+        heads: dict[str, nn.Module] | None = None,
         head_towers: dict[str, str] | None = None,
-        text_column: str = TEXT_COLUMN,
     ) -> None:
         super().__init__()
         self.towers = nn.ModuleDict(towers)
         self.tokenizer = tokenizer
-        self.captioning = captioning
-        self.masked = masked
-        self.classifier = classifier
+        self.head_names = list(heads or {})
+        for term, module in (heads or {}).items():
+            self.add_module(term, module)
         self.head_towers = dict(head_towers or {})
-        self.text_column = text_column
+        captioning = (heads or {}).get("captioning")
+        # The column the captioning head writes (read by the report and evaluation).
+        self.text_column = captioning.text_column if captioning is not None else TEXT_COLUMN
+        self.register_load_state_dict_pre_hook(_renamed_head_keys)
         self.new_modules: list[str] = []  # module prefixes of new params on pretrained towers
         # Frozen pretrained tensors that checkpoints leave out (set by train.lora), and the
         # identity (path, sha256) of the folders they come from.
@@ -85,8 +84,13 @@ class ContrastiveModel(nn.Module):
         return list(self.towers.keys())
 
     @property
+    def heads(self) -> dict[str, nn.Module]:
+        """Term name -> head module."""
+        return {term: getattr(self, term) for term in self.head_names}
+
+    @property
     def has_captioning(self) -> bool:
-        return self.captioning is not None
+        return "captioning" in self.head_names
 
     def tower_inputs(self, tower: str) -> list[str]:
         """Input columns of `tower` (a sharing tower has its owner's)."""
@@ -128,26 +132,13 @@ class ContrastiveModel(nn.Module):
         return out
 
     def _heads(self, out: ModelOutput, batch: Mapping[str, Any]) -> None:
-        towers = out.towers
-        if self.masked is not None and self.head_towers["masked"] in towers:
-            t = towers[self.head_towers["masked"]]
-            out.masked_prediction, out.masked_target, out.masked_mask = self.masked(
-                t.tokens, t.mask
-            )
-        if self.classifier is not None and self.head_towers["classifier"] in towers:
-            out.class_logits = self.classifier(towers[self.head_towers["classifier"]].pooled)
-        if (
-            self.captioning is not None
-            and self.head_towers["captioning"] in towers
-            and self.text_column in batch
-        ):
-            t = towers[self.head_towers["captioning"]]
-            ids, _ = self.tokenizer.encode(list(batch[self.text_column]), self._text_length())
-            ids = ids.to(t.tokens.device)
-            out.caption_logits, out.caption_targets = self.captioning(t.tokens, t.mask, ids)
-
-    def _text_length(self) -> int:
-        return int(getattr(self.tokenizer, "max_length", _DEFAULT_TEXT_LENGTH))
+        for term, head in self.heads.items():
+            tower = out.towers.get(self.head_towers[term])
+            if tower is None:
+                continue
+            result = head.run(tower, batch, self.tokenizer)
+            if result is not None:
+                out.heads[term] = result
 
     @torch.no_grad()
     def generate(
@@ -162,10 +153,10 @@ class ContrastiveModel(nn.Module):
         top_p: float | None = None,
     ) -> list[str]:
         """Captions for the batch from the captioning head (decoded with the tokenizer)."""
-        if self.captioning is None:
+        if not self.has_captioning:
             raise ConfigError("generate needs a captioning head: set model.captioning")
         t = self.encode(self.head_towers["captioning"], batch)
-        ids = self.captioning.generate(
+        ids = self.heads["captioning"].generate(
             t.tokens,
             t.mask,
             method=method,
@@ -255,47 +246,25 @@ def _build_tower(
 def _build_heads(
     cfg: ModelConfig, towers: dict[str, Tower], tokenizer: Any, num_classes: int | None
 ) -> dict[str, nn.Module]:
-    if not (cfg.captioning or cfg.masked or cfg.classifier):
-        return {}
-    try:
-        from contrastkit.models.heads import CaptioningDecoder, ClassifierHead, MaskedModellingHead
-    except ImportError as err:  # pragma: no cover - heads ship with the package
-        raise ConfigError(f"model heads are unavailable: {err}") from None
     heads: dict[str, nn.Module] = {}
-    try:
-        if (c := cfg.captioning) is not None:
-            heads["captioning"] = CaptioningDecoder(
-                vocab_size=tokenizer.vocab_size,
-                memory_dim=towers[c.tower].width,
-                width=c.width,
-                depth=c.depth,
-                heads=c.heads,
-                dropout=c.dropout,
-                max_length=int(getattr(tokenizer, "max_length", _DEFAULT_TEXT_LENGTH)),
-                pad_id=tokenizer.pad_id,
-                bos_id=tokenizer.bos_id,
-                eos_id=tokenizer.eos_id,
-            )
-        if (m := cfg.masked) is not None:
-            heads["masked"] = MaskedModellingHead(
-                dim=towers[m.tower].width,
-                ratio=m.ratio,
-                decoder_width=m.decoder_width,
-                decoder_depth=m.decoder_depth,
-            )
-        if (k := cfg.classifier) is not None:
-            classes = k.num_classes or num_classes
-            if not classes or classes < 2:
-                raise ConfigError(
-                    f"model.classifier needs num_classes >= 2 (got {classes}): set "
-                    "model.classifier.num_classes or give the manifest a label column"
-                )
-            heads["classifier"] = ClassifierHead(
-                towers[k.tower].width, classes, k.hidden, k.dropout
-            )
-    except ValueError as err:
-        raise ConfigError(f"model heads: {err}") from None
+    for term, head in cfg.heads.items():
+        try:
+            heads[term] = head.build(towers[head.tower].width, tokenizer, num_classes)
+        except ValueError as err:
+            raise ConfigError(f"model.{term}: {err}") from None
     return heads
+
+
+# Head modules saved under an older name (checkpoints of earlier runs).
+_RENAMED_HEAD_MODULES = {"classifier.": "classification."}
+
+
+def _renamed_head_keys(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """load_state_dict pre-hook: map a head's old module prefix to its term name."""
+    del module, args
+    for old, new in _RENAMED_HEAD_MODULES.items():
+        for key in [k for k in state_dict if k.startswith(prefix + old)]:
+            state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)
 
 
 def build_model(
@@ -330,15 +299,8 @@ def build_model(
     towers = {name: towers[name] for name in cfg.towers}  # config order
     _check_embedding_sizes(towers)
     heads = _build_heads(cfg, towers, tokenizer, num_classes)
-    head_towers = {
-        head: getattr(cfg, head).tower
-        for head in ("captioning", "masked", "classifier")
-        if getattr(cfg, head) is not None
-    }
-    text_column = cfg.captioning.text_column if cfg.captioning is not None else TEXT_COLUMN
-    model = ContrastiveModel(
-        towers, tokenizer, head_towers=head_towers, text_column=text_column, **heads
-    )
+    head_towers = {term: head.tower for term, head in cfg.heads.items()}
+    model = ContrastiveModel(towers, tokenizer, heads=heads, head_towers=head_towers)
     model.new_modules = new_module_prefixes(towers)
     return model
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 
@@ -33,25 +34,49 @@ class TowerOutput:
 
 
 @dataclass
+class TermSum:
+    """A loss term that averages over its own units (labelled rows, real tokens, masked
+    tokens), given as the SUM over those units and their COUNT.
+
+    The term's value is `total / count` over the whole step batch. Micro-batches (and
+    ranks) add their totals and counts before the one division, so accumulation gives the
+    full-batch term exactly; averaging per-micro-batch means weighted by rows would not
+    (a micro-batch without labels would still take its row share).
+
+    Attributes:
+        total: sum of the per-unit losses (carries the graph).
+        count: number of units scored, a 0-dim float tensor without gradient.
+    """
+
+    total: Tensor
+    count: Tensor
+
+    @classmethod
+    def over(cls, total: Tensor, scored: Tensor) -> TermSum:
+        """`total` over the True entries of `scored`; the count is kept in float32 at least
+        (exact up to 2^24 units, where a bf16 count would already round above 256)."""
+        return cls(total, scored.sum().to(torch.promote_types(total.dtype, torch.float32)))
+
+    def mean(self) -> Tensor:
+        """total / count of this term alone (0, still on the graph, when nothing is scored)."""
+        return self.total / self.count.clamp_min(1.0)
+
+
+@dataclass
 class ModelOutput:
     """Everything the losses and monitors need from one forward pass.
 
     Attributes:
         towers: tower name -> TowerOutput.
-        caption_logits: B x (L-1) x V teacher-forced decoder logits (captioning head).
-        caption_targets: B x (L-1) next-token ids, -100 where padded.
-        masked_prediction / masked_target: B x N x D reconstructed / original tokens.
-        masked_mask: B x N bool, True where a token was masked (loss only there).
-        class_logits: B x C (classifier head).
+        heads: loss-term name -> that head's outputs, e.g. `classification`: {"logits":
+            B x C}; `captioning`: {"logits": B x (L-1) x V, "targets": B x (L-1), −100
+            where padded}; `masked`: {"prediction", "target": B x N x D, "mask": B x N bool,
+            True where a token was masked}. A head whose inputs were absent is missing.
+        extras: other tensors, e.g. `teacher:<tower>` embeddings for distillation.
     """
 
     towers: dict[str, TowerOutput]
-    caption_logits: Tensor | None = None
-    caption_targets: Tensor | None = None
-    masked_prediction: Tensor | None = None
-    masked_target: Tensor | None = None
-    masked_mask: Tensor | None = None
-    class_logits: Tensor | None = None
+    heads: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     extras: dict[str, Tensor] = field(default_factory=dict)
 
     @property

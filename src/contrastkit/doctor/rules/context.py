@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from contrastkit.config import AUX_TERMS, Config
+from contrastkit.config import Config
 from contrastkit.doctor.findings import Finding
 
 
@@ -60,7 +60,7 @@ def _active(ctx: Context, term: str) -> list[tuple[int, float]]:
 
 def _flat_terms(ctx: Context, threshold: float) -> list[str]:
     flat = []
-    for term in [o.name for o in ctx.cfg.loss.objectives] + list(AUX_TERMS):
+    for term in [o.name for o in ctx.cfg.loss.objectives] + ctx.cfg.loss.auxiliary_terms():
         values = _active(ctx, term)
         if len(values) >= 2:
             s0, s1 = start_end(values)

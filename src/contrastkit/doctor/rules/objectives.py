@@ -4,7 +4,6 @@ terms in the loss and the gradient, and gradient interference between terms.
 
 from __future__ import annotations
 
-from contrastkit.config import AUX_TERMS
 from contrastkit.doctor.findings import Finding
 from contrastkit.doctor.rules.context import Context, _r, start_end, term_key
 from contrastkit.doctor.rules.thresholds import (
@@ -38,8 +37,7 @@ def rule_alignment(ctx: Context) -> list[Finding]:
             ev[f"{k}_end"] = _r(start_end(series)[1])
     aux = {
         term_key(ctx.cfg, t): _r(ctx.cfg.loss.term_weights()[t] / 2)
-        for t in AUX_TERMS
-        if t in ctx.cfg.loss.term_weights()
+        for t in ctx.cfg.loss.auxiliary_terms()
     }
     if s1 < 0:
         out.append(

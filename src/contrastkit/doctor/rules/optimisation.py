@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from contrastkit.config import AUX_TERMS
 from contrastkit.doctor.findings import Finding
 from contrastkit.doctor.rules.context import Context, _active, _r, start_end
 from contrastkit.doctor.rules.thresholds import (
@@ -181,7 +180,7 @@ def rule_loss_progress(ctx: Context) -> list[Finding]:
                 )
             )
     terms = [o.name for o in ctx.cfg.loss.objectives] + [
-        t for t in AUX_TERMS if f"loss/{t}" in ctx.keys("loss/")
+        t for t in ctx.cfg.loss.auxiliary_terms() if f"loss/{t}" in ctx.keys("loss/")
     ]
     # With phases the weights change mid-run, so the weighted total may rise while every
     # term falls (a term switched on): judge the terms alone then.

@@ -4,7 +4,6 @@ for the objective to be learned through it.
 
 from __future__ import annotations
 
-from contrastkit.config import AUX_TERMS
 from contrastkit.doctor.findings import Finding
 from contrastkit.doctor.rules.context import Context, _flat_terms, _r, start_end
 from contrastkit.doctor.rules.thresholds import (
@@ -100,7 +99,7 @@ def rule_backbone(ctx: Context) -> list[Finding]:
         and all(v < RIGID_EMBED_DRIFT for v in embed.values())
     ):
         ratio = ctx.series("grad_ratio/backbone_head")
-        heads = [t for t in AUX_TERMS if t in ctx.cfg.loss.term_weights()]
+        heads = ctx.cfg.loss.auxiliary_terms()
         phases = [
             {
                 "name": "align",

@@ -5,20 +5,29 @@ are Image-Text Foundation Models") and LocCa (Wan et al. 2024, "LocCa: Visual Pr
 with Location-aware Captioners"): a decoder cross-attends to the encoder tokens and is
 trained with teacher forcing, so the encoder must keep the details a caption needs
 (numbers, locations) that a pooled contrastive embedding may drop.
+
+Term `captioning`: YAML `model.captioning` (the head) and `loss.captioning` (its weight),
+outputs `output.heads["captioning"]` = {"logits", "targets"}.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
+from contrastkit.config import AuxTermConfig, HeadConfig
 from contrastkit.models.heads import generation
 from contrastkit.models.heads.kv_cache import IncrementalStep, LayerCache
+from contrastkit.models.outputs import TermSum, TowerOutput
+from contrastkit.registry import HEADS
 
 IGNORE_INDEX = -100  # targets with this id are skipped by F.cross_entropy
+DEFAULT_TEXT_LENGTH = 48  # decoder positions when the tokenizer does not say
 
 
 class Attention(nn.Module):
@@ -118,6 +127,7 @@ class CaptioningDecoder(nn.Module):
         max_length: number of learned positions; teacher-forced inputs (L - 1) and
             generated prefixes (BOS + tokens) must fit in it.
         pad_id, bos_id, eos_id: the tokenizer's special ids.
+        text_column: batch column the decoder learns to write.
     """
 
     def __init__(
@@ -132,8 +142,10 @@ class CaptioningDecoder(nn.Module):
         pad_id: int,
         bos_id: int,
         eos_id: int,
+        text_column: str = "text",
     ) -> None:
         super().__init__()
+        self.text_column = text_column
         self.vocab_size = vocab_size
         self.max_length = max_length
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
@@ -159,6 +171,15 @@ class CaptioningDecoder(nn.Module):
         targets = ids[:, 1:].masked_fill(ids[:, 1:] == self.pad_id, IGNORE_INDEX)
         logits = self.logits(ids[:, :-1], self.project_memory(memory), memory_mask)
         return logits, targets
+
+    def run(self, tower: TowerOutput, batch: Mapping[str, Any], tokenizer: Any) -> dict | None:
+        """Teacher-forced outputs for one batch ({"logits", "targets"}); None when the batch
+        has no `text_column` (nothing to learn to write)."""
+        if self.text_column not in batch:
+            return None
+        ids, _ = tokenizer.encode(list(batch[self.text_column]), self.max_length)
+        logits, targets = self(tower.tokens, tower.mask, ids.to(tower.tokens.device))
+        return {"logits": logits, "targets": targets}
 
     def project_memory(self, memory: Tensor) -> Tensor:
         """Map encoder tokens (B x N x Dm) to decoder width (B x N x W)."""
@@ -278,3 +299,50 @@ class CaptioningDecoder(nn.Module):
             raise ValueError(f"unknown generation method {method!r}; use greedy, beam or sample")
         finally:
             self.train(was_training)
+
+
+def captioning_loss(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> TermSum:
+    """Teacher-forced next-token cross-entropy summed over real (non-padded) targets.
+
+    Shape:
+        logits: B x L x V; targets: B x L (−100 where padded).
+    """
+    total = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        label_smoothing=label_smoothing,
+        reduction="sum",
+    )
+    return TermSum.over(total, targets != IGNORE_INDEX)
+
+
+@HEADS.register("captioning")
+class CaptioningHeadConfig(HeadConfig):
+    """`model.captioning`: a decoder that writes `text_column` from `tower`'s tokens."""
+
+    tower: str = Field(..., description="tower whose tokens the decoder attends to")
+    width: int = Field(128, ge=8, description="decoder width")
+    depth: int = Field(2, ge=1, description="decoder blocks")
+    heads: int = Field(4, ge=1, description="attention heads; must divide width")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in the decoder")
+    text_column: str = Field("text", description="batch column the decoder learns to write")
+
+    def build(self, width: int, tokenizer: Any, num_classes: int | None) -> CaptioningDecoder:
+        return CaptioningDecoder(
+            vocab_size=tokenizer.vocab_size,
+            memory_dim=width,
+            width=self.width,
+            depth=self.depth,
+            heads=self.heads,
+            dropout=self.dropout,
+            max_length=int(getattr(tokenizer, "max_length", DEFAULT_TEXT_LENGTH)),
+            pad_id=tokenizer.pad_id,
+            bos_id=tokenizer.bos_id,
+            eos_id=tokenizer.eos_id,
+            text_column=self.text_column,
+        )
+
+    @staticmethod
+    def loss(outputs: dict, batch: Mapping[str, Any], term: AuxTermConfig) -> TermSum:
+        return captioning_loss(outputs["logits"], outputs["targets"], term.label_smoothing)

@@ -10,12 +10,23 @@ if gradients flowed into the target, the cheapest way to lower the MSE would be 
 or flatten every token (a trivial, collapsed solution). With the target fixed, the encoder
 still learns through the *visible* tokens, which must carry enough context to predict the
 hidden ones.
+
+Term `masked`: YAML `model.masked` (the head) and `loss.masked` (its weight), outputs
+`output.heads["masked"]` = {"prediction", "target", "mask"}.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
+from pydantic import Field
 from torch import Tensor, nn
+
+from contrastkit.config import AuxTermConfig, HeadConfig
+from contrastkit.models.outputs import TermSum, TowerOutput
+from contrastkit.registry import HEADS
 
 
 def choose_masked(mask: Tensor, ratio: float) -> Tensor:
@@ -115,3 +126,41 @@ class MaskedModellingHead(nn.Module):
         for block in self.blocks:
             x = block(x, src_key_padding_mask=padding)
         return self.predict(self.norm(x)), tokens.detach(), masked
+
+    def run(self, tower: TowerOutput, batch: Mapping[str, Any], tokenizer: Any) -> dict:
+        """The head's outputs for one batch (mask, decode, predict)."""
+        del batch, tokenizer
+        prediction, target, masked = self(tower.tokens, tower.mask)
+        return {"prediction": prediction, "target": target, "mask": masked}
+
+
+def masked_modelling_loss(prediction: Tensor, target: Tensor, mask: Tensor) -> TermSum:
+    """Squared error (mean over features) summed over masked tokens only (MAE, He et al.
+    2022); its mean is the per-token MSE.
+
+    Shape:
+        prediction, target: B x N x D; mask: B x N bool, True where a token was masked.
+    """
+    per_token = (prediction - target.detach()).pow(2).mean(-1)
+    return TermSum.over((per_token * mask.to(per_token.dtype)).sum(), mask)
+
+
+@HEADS.register("masked")
+class MaskedHeadConfig(HeadConfig):
+    """`model.masked`: mask `ratio` of `tower`'s tokens and reconstruct them."""
+
+    ratio: float = Field(0.5, gt=0.0, lt=1.0, description="share of each row's real tokens masked")
+    decoder_depth: int = Field(1, ge=1, description="reconstruction transformer blocks")
+    decoder_width: int = Field(64, ge=8, description="reconstruction transformer width")
+
+    def build(self, width: int, tokenizer: Any, num_classes: int | None) -> MaskedModellingHead:
+        return MaskedModellingHead(
+            dim=width,
+            ratio=self.ratio,
+            decoder_width=self.decoder_width,
+            decoder_depth=self.decoder_depth,
+        )
+
+    @staticmethod
+    def loss(outputs: dict, batch: Mapping[str, Any], term: AuxTermConfig) -> TermSum:
+        return masked_modelling_loss(outputs["prediction"], outputs["target"], outputs["mask"])
