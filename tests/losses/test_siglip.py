@@ -126,3 +126,18 @@ def test_blockwise_equals_dense_random_layouts(groups: list[int], block: int, se
     gr = torch.autograd.grad(ref, [a, t, bias])
     for x, y in zip(ga, gr, strict=True):
         torch.testing.assert_close(x, y, atol=1e-10, rtol=1e-8)
+
+
+def test_optional_ceiling_clamps_the_log_scale_in_place() -> None:
+    free = SiglipLoss()
+    with torch.no_grad():
+        free.logit_scale.fill_(math.log(150.0))
+    free.clamp_parameters_()
+    assert free.logit_scale.item() == pytest.approx(math.log(150.0))  # no ceiling by default
+    capped = SiglipLoss(max_logit_scale=100.0)
+    with torch.no_grad():
+        capped.logit_scale.fill_(math.log(150.0))
+    capped.clamp_parameters_()
+    assert capped.logit_scale.item() == pytest.approx(math.log(100.0))
+    with pytest.raises(ConfigError, match="above ln max_logit_scale"):
+        SiglipLoss(init_logit_scale=math.log(200.0), max_logit_scale=100.0)
