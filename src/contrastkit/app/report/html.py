@@ -37,8 +37,8 @@ pre{background:#f6f6f6;padding:6px;white-space:pre-wrap;font-size:12px;margin:4p
 .tag{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:bold}
 .tag.hit{background:#2e7d32}.tag.miss{background:#c62828}
 .row{display:flex;gap:8px;flex-wrap:wrap;align-items:flex-start;margin-top:6px}
-.cell{border:2px solid #eee;border-radius:4px;padding:4px;width:150px;font-size:12px}
-.cell.match{border-color:#2e7d32;background:#f1f8f1}.q{width:220px;background:#fafafa}
+.cell{border:2px solid #eee;border-radius:4px;padding:4px;width:128px;font-size:12px}
+.cell.match{border-color:#2e7d32;background:#f1f8f1}.q{width:200px;background:#fafafa}
 .th{display:block;width:64px;height:64px;margin-top:2px}.strip{display:block;height:48px;margin-top:2px}.txt{margin:2px 0}
 .dim{color:#777}.mark{background:#ffd6d6;font-weight:bold}.cmp td{max-width:520px}
 img.fig{max-width:100%}
