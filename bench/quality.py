@@ -33,11 +33,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import re
 import shutil
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +59,11 @@ SEED = 0
 # --------------------------------------------------------------------------- data
 
 
-def write_manifest(out: Path, train_rows: int, eval_rows: int | None) -> dict[str, list[dict]]:
+def write_manifest(
+    out: Path, train_rows: int, val_rows: int | None, test_rows: int | None
+) -> dict[str, list[dict]]:
     """A manifest with `train_rows` seeded-random train pairs and the val/test splits
-    (their first `eval_rows` rows with --quick); returns the rows by split."""
+    (their first `val_rows` / `test_rows` rows when given); returns the rows by split."""
     from contrastkit.config import DataConfig
 
     source = resolve_manifest(DataConfig(manifest="builtin:pydoc-code"))
@@ -69,8 +74,8 @@ def write_manifest(out: Path, train_rows: int, eval_rows: int | None) -> dict[st
     full_train = len(by_split["train"])
     pick = np.random.default_rng(SEED).permutation(full_train)[:train_rows]
     by_split["train"] = [by_split["train"][i] for i in sorted(pick)]
-    for split in ("val", "test"):
-        by_split[split] = by_split[split][:eval_rows]
+    by_split["val"] = by_split["val"][:val_rows]
+    by_split["test"] = by_split["test"][:test_rows]
     with (out / "manifest.jsonl").open("w") as f:
         for split in ("train", "val", "test"):
             for row in by_split[split]:
@@ -258,12 +263,83 @@ def table(results: dict[str, dict[str, float]], train_rows: int) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class Setup:
+    """What every task needs (picklable: tasks may run in worker processes)."""
+
+    out: Path
+    rows: dict[str, list[dict]]
+    epochs: int = 1
+    batch: int = 32
+    lr: float = 5.0e-5
+    length: int = 64
+    threads: int = 0  # torch threads per task (0: torch's default)
+
+
+def _texts(rows: list[dict]) -> tuple[list[str], list[str]]:
+    return [r["text"] for r in rows], [r["text_code"] for r in rows]
+
+
+def task(kind: str, name: str, overrides: list[str], setup: Setup) -> dict[str, float]:
+    """One method, timed: "zero-shot", "st" (the peer) or "contrastkit" (a variant)."""
+    warnings.filterwarnings("ignore")
+    logging.getLogger().setLevel(logging.WARNING)
+    if setup.threads:
+        torch.set_num_threads(setup.threads)
+    t0 = time.time()
+    docs, codes = _texts(setup.rows["test"])
+    val_docs, val_codes = _texts(setup.rows["val"])
+    if kind == "contrastkit":
+        common = [
+            f"train.epochs={setup.epochs}",
+            f"data.batch_size={setup.batch}",
+            f"train.lr={setup.lr}",
+            "train.progress=none",
+            "train.device=cpu",
+            "eval.at_start=false",
+            "train.loggers.tensorboard=false",
+        ]
+        res = run_contrastkit(name, overrides, setup.out / "manifest.jsonl", setup.out, common)
+    else:
+        from sentence_transformers import SentenceTransformer
+
+        if kind == "st":
+            model = sentence_transformers_finetune(
+                setup.rows["train"],
+                setup.out,
+                epochs=setup.epochs,
+                batch=setup.batch,
+                lr=setup.lr,
+                length=setup.length,
+            )
+            fit = time.time() - t0
+        else:
+            model = SentenceTransformer(minilm_path(), device="cpu")
+            model.max_seq_length = setup.length
+            fit = 0.0
+        res = metrics_from_scores(st_scores(model, docs, codes))
+        res["val_d2c_R@1"] = metrics_from_scores(st_scores(model, val_docs, val_codes))["d2c_R@1"]
+        if fit:
+            res["fit_s"] = fit
+    res["wall_s"] = time.time() - t0
+    return res
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="subset for development")
     parser.add_argument("--out", default="/tmp/contrastkit-quality")
     parser.add_argument("--train-rows", type=int, default=None)
+    parser.add_argument("--val-rows", type=int, default=None, help="first N val rows")
+    parser.add_argument("--test-rows", type=int, default=None, help="first N test rows")
     parser.add_argument("--only", default="", help="comma-separated method-name substrings")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="methods run at once, each in its own process with 1 torch thread (for a "
+        "machine shared with other work; wall times are then not comparable)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -272,17 +348,17 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train_rows = args.train_rows or (384 if args.quick else 1024)
-    eval_rows = 256 if args.quick else None
-    epochs, batch, lr, length = 1, 32, 5.0e-5, 64
+    quick_eval = 256 if args.quick else None
+    rows = write_manifest(
+        out, train_rows, args.val_rows or quick_eval, args.test_rows or quick_eval
+    )
+    setup = Setup(out=out, rows=rows, threads=1 if args.jobs > 1 else 0)
     print(
         f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
-        f"torch threads {torch.get_num_threads()}; epochs {epochs}, batch {batch}, lr {lr}, "
-        f"max length {length} tokens",
+        f"jobs {args.jobs}; epochs {setup.epochs}, batch {setup.batch}, lr {setup.lr}, "
+        f"max length {setup.length} tokens",
         flush=True,
     )
-    rows = write_manifest(out, train_rows, eval_rows)
-    docs, codes = [r["text"] for r in rows["test"]], [r["text_code"] for r in rows["test"]]
-    val_docs, val_codes = [r["text"] for r in rows["val"]], [r["text_code"] for r in rows["val"]]
     only = [s for s in args.only.split(",") if s]
 
     def wanted(name: str) -> bool:
@@ -290,76 +366,51 @@ def main() -> None:
 
     results: dict[str, dict[str, float]] = {}
 
-    def record(name: str, t0: float, res: dict[str, float]) -> None:
-        res["wall_s"] = time.time() - t0
+    def record(name: str, res: dict[str, float]) -> None:
         results[name] = res
         print(f"{name}: {json.dumps({k: round(v, 4) for k, v in res.items()})}", flush=True)
 
+    docs, codes = _texts(rows["test"])
     if wanted("TF-IDF"):
         t0 = time.time()
-        record(
-            "TF-IDF (identifier tokens)",
-            t0,
-            metrics_from_scores(tfidf_scores(rows["train"], docs, codes)),
-        )
+        res = metrics_from_scores(tfidf_scores(rows["train"], docs, codes))
+        record("TF-IDF (identifier tokens)", {**res, "wall_s": time.time() - t0})
     if wanted("BM25"):
         t0 = time.time()
         d2c, c2d = bm25_scores(docs, codes)
-        m, m2 = metrics_from_scores(d2c), metrics_from_scores(c2d.T)
-        record(
-            "BM25 (rank-bm25)",
-            t0,
-            {
-                **{k: v for k, v in m.items() if k.startswith("d2c")},
-                **{k: v for k, v in m2.items() if k.startswith("c2d")},
-            },
-        )
-    if wanted("zero-shot"):
-        from sentence_transformers import SentenceTransformer
-
-        t0 = time.time()
-        model = SentenceTransformer(minilm_path(), device="cpu")
-        model.max_seq_length = length
-        res = metrics_from_scores(st_scores(model, docs, codes))
-        res["val_d2c_R@1"] = metrics_from_scores(st_scores(model, val_docs, val_codes))["d2c_R@1"]
-        record("zero-shot all-MiniLM-L6-v2", t0, res)
-    if wanted("sentence-transformers"):
-        t0 = time.time()
-        model = sentence_transformers_finetune(
-            rows["train"], out, epochs=epochs, batch=batch, lr=lr, length=length
-        )
-        fit = time.time() - t0
-        res = metrics_from_scores(st_scores(model, docs, codes))
-        res["val_d2c_R@1"] = metrics_from_scores(st_scores(model, val_docs, val_codes))["d2c_R@1"]
-        res["fit_s"] = fit
-        record("sentence-transformers MNRL fine-tune", t0, res)
-    common = [
-        f"train.epochs={epochs}",
-        f"data.batch_size={batch}",
-        f"train.lr={lr}",
-        "train.progress=none",
-        "train.device=cpu",
-        "eval.at_start=false",
-        "train.loggers.tensorboard=false",
+        res = {
+            **{k: v for k, v in metrics_from_scores(d2c).items() if k.startswith("d2c")},
+            **{k: v for k, v in metrics_from_scores(c2d.T).items() if k.startswith("c2d")},
+        }
+        record("BM25 (rank-bm25)", {**res, "wall_s": time.time() - t0})
+    tasks = [
+        ("zero-shot", "zero-shot all-MiniLM-L6-v2", []),
+        ("st", "sentence-transformers MNRL fine-tune", []),
     ]
     lora = has_lora_key()
     if not lora:
         print("train.lora is not in this build: the LoRA rows are skipped", flush=True)
     for name, overrides in contrastkit_variants(lora).items():
-        for suffix, extra in (("", []), (" + mined hard negatives", [HARD_NEGATIVES])):
-            full = name + suffix
-            if not wanted(full):
-                continue
-            t0 = time.time()
+        tasks.append(("contrastkit", name, overrides))
+        tasks.append(
+            ("contrastkit", name + " + mined hard negatives", [*overrides, HARD_NEGATIVES])
+        )
+    tasks = [t for t in tasks if wanted(t[1])]
+    if args.jobs > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
+            futures = {t[1]: pool.submit(task, *t, setup) for t in tasks}
+            for name, future in futures.items():
+                try:
+                    record(name, future.result())
+                except Exception as err:  # one broken method must not lose the others
+                    print(f"{name}: FAILED {type(err).__name__}: {err}", flush=True)
+    else:
+        for kind, name, overrides in tasks:
             try:
-                res = run_contrastkit(
-                    full, [*overrides, *extra], out / "manifest.jsonl", out, common
-                )
-            except Exception as err:  # one broken variant must not lose the others
-                print(f"{full}: FAILED {type(err).__name__}: {err}", flush=True)
-                continue
-            record(full, t0, res)
-            print(table(results, train_rows), flush=True)
+                record(name, task(kind, name, overrides, setup))
+            except Exception as err:
+                print(f"{name}: FAILED {type(err).__name__}: {err}", flush=True)
 
     print()
     print(table(results, train_rows))
