@@ -85,3 +85,23 @@ def test_not_a_dual_model(tmp_path) -> None:
         ConfigError, match=r"model.towers.image.streams.image.pretrained: .*'bert' model; hf_clip"
     ):
         _model(tiny_bert(tmp_path / "bert"))
+
+
+def test_lora_and_layer_decay_reach_both_halves(tmp_path) -> None:
+    pytest.importorskip("peft")
+    from contrastkit.train.lora import apply_lora
+    from contrastkit.train.optim import layer_decay_scales
+
+    model = _model(tiny_clip(tmp_path / "clip", "clip"))
+    scales = layer_decay_scales(model, 0.5)
+    for side in ("image", "text"):
+        p = f"towers.{side}.encoders.{side}.model"
+        assert scales[f"{p}.encoder.layers.0"] == 0.25
+        assert scales[f"{p}.encoder.layers.1"] == 0.5
+        assert scales[f"{p}.embeddings"] == 0.125
+    assert apply_lora(model, ["q_proj", "v_proj"], r=2, alpha=4, dropout=0.0) == [
+        "towers.image.encoders.image",
+        "towers.text.encoders.text",
+    ]
+    lora = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and "lora_" in n)
+    assert lora == 2 * 2 * 2 * (2 * 32 + 32 * 2)  # halves x layers x targets x (A + B)
