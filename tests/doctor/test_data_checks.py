@@ -72,6 +72,69 @@ def test_split_leakage(tmp_path):
     assert "split_leakage" not in _codes(check_data(bundle(clean), make_config()))
 
 
+def _leakage(rows):
+    found = [f for f in check_data(bundle(rows), make_config()) if f.code == "split_leakage"]
+    return found[0] if found else None
+
+
+def test_group_in_two_splits_is_leakage_with_counts_per_split(tmp_path):
+    # Splitting by caption row instead of by image: group g0's five captions of one image
+    # land in train (3), val (1) and test (1); every row's content differs.
+    imgs = [_image(tmp_path, f"{i}.png", f"pixels-{i}".encode()) for i in range(5)]
+    splits = ["train", "train", "train", "val", "test"]
+    rows = [row(i, "g0", s, text=f"caption {i}", image=imgs[i]) for i, s in enumerate(splits)]
+    rows += [row(9, "g9", "val", text="other", image=_image(tmp_path, "o.png", b"o"))]
+    f = _leakage(rows)
+    assert f is not None and f.severity == "warning"
+    assert f.evidence["groups_in_several_splits"] == {
+        "test": {"groups": 1, "rows": 1},
+        "train": {"groups": 1, "rows": 3},
+        "val": {"groups": 1, "rows": 1},
+    }
+    assert f.evidence["group_examples"][0]["group"] == "g0"
+    assert f.evidence["group_examples"][0]["splits"] == ["test", "train", "val"]
+    assert "val_rows_leaked" not in f.evidence  # no content was shared
+    # one group per split: no leakage
+    assert _leakage([row(0, "g0", "train", text="a"), row(1, "g1", "val", text="b")]) is None
+
+
+def test_media_seen_in_training_with_another_caption_is_leakage(tmp_path):
+    img = _image(tmp_path, "a.png", b"pixels")
+    rows = [
+        row(0, "g0", "train", text="a dog", image=img),
+        row(1, "g1", "test", text="a brown dog on grass", image=img),
+        row(2, "g2", "test", text="a cat", image=_image(tmp_path, "c.png", b"cat")),
+        row(3, "g3", "test", text="a dog", image=_image(tmp_path, "d.png", b"dog")),
+    ]
+    f = _leakage(rows)
+    assert f.evidence["test_rows_media_seen_in_train"] == 1 and f.evidence["test_rows"] == 3
+    assert f.evidence["examples"] == [
+        {
+            "id": "r1",
+            "split": "test",
+            "line": 2,
+            "train_id": "r0",
+            "train_line": 1,
+            "column": "image",
+            "media_only": True,
+        }
+    ]
+    # the reused caption "a dog" with new media is common and harmless: evidence only
+    assert f.evidence["rows_partly_shared"] == {"test": 1}
+    assert f.evidence["groups_in_several_splits"] == {}
+
+
+def test_one_tower_eval_on_singleton_groups_is_flagged_before_training():
+    one_tower = make_config(loss={"objectives": [{"type": "triplet", "towers": ["image"]}]})
+    rows = [row(0, "g0", "train", text="a"), row(1, "g0", "train", text="b")]
+    rows += [row(2 + i, f"v{i}", "val", text=f"v{i}") for i in range(3)]
+    rows += [row(5, "t0", "test", text="x"), row(6, "t0", "test", text="y")]
+    (f,) = [f for f in check_data(bundle(rows), one_tower) if f.code == "retrieval_no_positives"]
+    assert f.evidence == {"pairs": ["image_to_image"], "splits": {"val": {"rows": 3, "groups": 3}}}
+    # two towers: retrieval crosses towers, singleton groups are the normal case
+    assert "retrieval_no_positives" not in _codes(check_data(bundle(rows), make_config()))
+
+
 def test_skipped_rows():
     skipped = [SkippedRow("m.jsonl", 3, "x", "image", "file missing")]
     rows = [row(i, f"g{i}", text=f"t{i}") for i in range(3)]

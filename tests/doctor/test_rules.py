@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -8,6 +9,7 @@ from doctor_toys import TOWERS, make_config
 from contrastkit.doctor.findings import CATALOGUE, Finding, sort_findings
 from contrastkit.doctor.rules import diagnose
 from contrastkit.doctor.rules.causes import CAUSE_SYMPTOMS, explain
+from contrastkit.doctor.run import diagnose_run, stop_record, update_run_info
 
 
 def history(**series: list[float]) -> list[dict]:
@@ -370,3 +372,68 @@ def test_duplicate_groups_explain_loss_at_chance_through_diagnose():
     assert out[0].severity == "error" and out[1].severity == "warning"
     assert out[1].fix_note == "caused by duplicate_groups: fix that first. regroup"
     assert dup.severity == "warning"  # the caller's finding is not modified
+
+
+# ----------------------------------------------------------------- runs that stop early
+
+
+def test_exploding_run_signals_give_loss_nan():
+    # What an exploding run records before it dies: finite losses, then an infinite
+    # gradient norm and a logit scale that underflowed to 0 (the next 1 / scale divides
+    # by zero). No loss was ever logged as NaN.
+    sig = history(
+        **{
+            "loss/contrastive": [4.1, 3.9, 3.95],
+            "grad_norm/towers.image.encoders.image": [1.0, 50.0, math.inf],
+            "contrastive/logit_scale": [14.3, 3.0, 0.0],
+        }
+    )
+    f = find(diagnose(sig, make_config(["train.lr=10.0"])), "loss_nan")
+    assert f.evidence["first_step"] == 20 and f.evidence["records"] == 2
+    assert f.evidence["signals"] == [
+        "contrastive/logit_scale",
+        "grad_norm/towers.image.encoders.image",
+    ]
+    assert f.fix == {"train.lr": 1.0, "train.grad_clip": 1.0}
+
+
+def test_stop_on_nonfinite_steps_is_loss_nan():
+    stop = {"step": 40, "monitor": "run", "event": "stopped", "nonfinite": True, "error": "x"}
+    sig = [*history(**{"loss/contrastive": [4.1, 3.9]}), stop]
+    out = diagnose(sig, make_config())
+    assert out[0].code == "loss_nan" and out[0].evidence["stopped_at_step"] == 40
+    assert "run stopped" in out[0].cause and not find(out, "run_stopped")
+
+
+def test_stop_for_another_reason_is_run_stopped_unless_explained():
+    stop = {"step": 7, "monitor": "run", "event": "stopped", "error": "OSError: disk full"}
+    (f,) = diagnose([stop], make_config())
+    assert f.code == "run_stopped" and f.severity == "error"
+    assert f.evidence == {"step": 7, "error": "OSError: disk full"}
+    # the same crash after the loss went NaN: the NaN is the cause, ranked first
+    nan = {"step": 5, "loss/contrastive": math.nan}
+    out = diagnose(
+        [nan, {**stop, "error": "ZeroDivisionError: float division by zero"}], make_config()
+    )
+    assert [f.code for f in out] == ["loss_nan", "run_stopped"]
+    assert out[1].evidence["explained_by"] == ["loss_nan"] and out[1].fix == out[0].fix
+
+
+def test_diagnose_run_explains_an_early_stop(tmp_path):
+    # On disk, as the engine and app/run.py leave a run stopped by non-finite steps:
+    # skipped steps in metrics.jsonl (finite loss, non-finite gradient) and the stop.
+    cfg = make_config()
+    (tmp_path / "metrics.jsonl").write_text(
+        "\n".join(json.dumps({"step": s, "train/loss": 4.0, "train/bad_step": 1.0}) for s in (3, 4))
+        + "\n"
+    )
+    update_run_info(tmp_path, stopped=stop_record(4, NonFinite("10 bad steps"), nonfinite=True))
+    findings = diagnose_run(tmp_path, cfg)
+    assert findings[0].code == "loss_nan"
+    assert findings[0].evidence["first_step"] == 3 and findings[0].evidence["stopped_at_step"] == 4
+    written = json.loads((tmp_path / "findings.json").read_text())["findings"]
+    assert written[0]["code"] == "loss_nan"
+
+
+class NonFinite(RuntimeError):
+    pass

@@ -121,6 +121,20 @@ def test_evaluate_keys_and_values():
     assert out["test/captioning/numeric_fidelity"] == 1.0
 
 
+def test_one_tower_retrieval_without_positives_is_skipped_not_fatal(caplog):
+    # The image gallery holds one image per group (its two caption rows share it), so
+    # leave-one-out image -> image retrieval has no positive for any query. It used to
+    # raise DataError after training and lose the summary; now it is skipped with a
+    # warning and every other key is still computed.
+    pairs = [("image", "image"), ("text", "image"), ("image", "text")]
+    with caplog.at_level("WARNING", logger="contrastkit.eval.evaluate"):
+        out = evaluate(FakeModel(), FakeDataset(), EvalConfig(ks=[1]), split="test", pairs=pairs)
+    assert not [k for k in out if k.startswith("test/image_to_image/")]
+    assert out["test/text_to_image/R@1"] == pytest.approx(5 / 6)
+    assert out["test/captioning/numeric_fidelity"] == 1.0
+    assert "test/image_to_image: every group has a single item" in caplog.text
+
+
 def _evaluate(data: FakeDataset, cfg: EvalConfig, **kw) -> dict[str, float]:
     return evaluate(FakeModel(), data, cfg, split="test", pairs=[("text", "image")], **kw)
 

@@ -26,6 +26,7 @@ from torch import Tensor
 from contrastkit.config import Config
 from contrastkit.data.manifest import PATH_COLUMNS, group_format_clashes, is_text_column
 from contrastkit.doctor.findings import Finding
+from contrastkit.pairing import eval_pairs
 
 MAX_EXAMPLES = 5
 ERROR_SHARE = 0.10  # duplicate groups touching >= 10% of rows make the run unlearnable
@@ -161,10 +162,49 @@ def check_group_formats(rows: list[Any]) -> list[Finding]:
     ]
 
 
+def _group_leakage(rows: list[Any]) -> tuple[dict[str, dict[str, int]], list[dict[str, Any]]]:
+    """Group ids found in two or more splits: per split, how many such groups and rows."""
+    splits_of: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        splits_of[r.group].add(r.split)
+    shared = {g for g, splits in splits_of.items() if len(splits) >= 2}
+    groups: dict[str, set[str]] = defaultdict(set)
+    members: dict[str, list[Any]] = defaultdict(list)
+    counts: dict[str, dict[str, int]] = {}
+    for r in rows:
+        if r.group in shared:
+            groups[r.split].add(r.group)
+            members[r.group].append(r)
+    for split in sorted(groups):
+        n_rows = sum(1 for r in rows if r.split == split and r.group in shared)
+        counts[split] = {"groups": len(groups[split]), "rows": n_rows}
+    examples = [
+        {
+            "group": g,
+            "splits": sorted(splits_of[g]),
+            "ids": [r.id for r in members[g][:MAX_EXAMPLES]],
+            "lines": [r.line for r in members[g][:MAX_EXAMPLES]],
+            "row_splits": [r.split for r in members[g][:MAX_EXAMPLES]],
+        }
+        for g in sorted(shared)[:MAX_EXAMPLES]
+    ]
+    return counts, examples
+
+
 def check_leakage(
     rows: list[Any], cfg: Config, keys: dict[str, list[tuple[str, str]]]
 ) -> list[Finding]:
-    """The same media hash or normalised text in the train split and a val/test split."""
+    """Evaluation data that training has seen, three ways, each counted per split:
+
+    - a group id in two or more splits (any two: the split was made per row, not per
+      group -- five captions of one image spread over train and test);
+    - an evaluation row whose media was in training, whatever its caption: that gallery
+      item was trained on;
+    - an evaluation row whose every content column (media and text) was in training: the
+      same pair is in both splits.
+    Only a *text* seen in training (a generic caption reused for another image) is common
+    and harmless; it is counted as `rows_partly_shared` evidence only.
+    """
     train = cfg.data.train_split
     evals = [s for s in (cfg.data.val_split, cfg.data.test_split) if s]
     train_keys: dict[tuple[str, str], Any] = {}
@@ -172,47 +212,55 @@ def check_leakage(
         if r.split == train:
             for ck in keys[r.id]:
                 train_keys.setdefault(ck, r)
-    # A row leaks when *all* its content (media and text) was seen in training: the same
-    # pair is then in both splits. One matching side alone (a generic caption reused for
-    # another image) is common and harmless; it is counted as `partial` evidence only.
     leaked: dict[str, list[tuple[Any, Any, str]]] = defaultdict(list)
+    media: dict[str, list[tuple[Any, Any, str]]] = defaultdict(list)
     partial: Counter = Counter()
     for r in rows:
-        if r.split in evals and keys[r.id]:
-            seen = [ck for ck in keys[r.id] if ck in train_keys]
-            if len(seen) == len(keys[r.id]):
-                leaked[r.split].append((r, train_keys[seen[0]], seen[0][0]))
-            elif seen:
-                partial[r.split] += 1
-    if not leaked:
+        if r.split not in evals or not keys[r.id]:
+            continue
+        seen = [ck for ck in keys[r.id] if ck in train_keys]
+        seen_media = [ck for ck in seen if not is_text_column(ck[0])]
+        if len(seen) == len(keys[r.id]):
+            leaked[r.split].append((r, train_keys[seen[0]], seen[0][0]))
+        elif seen_media:
+            media[r.split].append((r, train_keys[seen_media[0]], seen_media[0][0]))
+        elif seen:
+            partial[r.split] += 1
+    group_counts, group_examples = _group_leakage(rows)
+    if not (leaked or media or group_counts):
         return []
     totals = Counter(r.split for r in rows)
-    evidence: dict[str, Any] = {f"{split}_rows_leaked": len(v) for split, v in leaked.items()} | {
-        f"{split}_rows": totals[split] for split in leaked
+    evidence: dict[str, Any] = {
+        **{f"{split}_rows_leaked": len(v) for split, v in leaked.items()},
+        **{f"{split}_rows_media_seen_in_train": len(v) for split, v in media.items()},
+        **{f"{split}_rows": totals[split] for split in {*leaked, *media, *group_counts}},
+        "groups_in_several_splits": group_counts,
     }
     evidence["examples"] = [
-        {
-            "id": r.id,
-            "split": r.split,
-            "line": r.line,
-            "train_id": t.id,
-            "train_line": t.line,
-            "column": c,
-        }
-        for v in leaked.values()
+        {"id": r.id, "split": r.split, "line": r.line, "train_id": t.id, "train_line": t.line,
+         "column": c, "media_only": kind == "media"}
+        for kind, found in (("pair", leaked), ("media", media))
+        for v in found.values()
         for r, t, c in v[:MAX_EXAMPLES]
-    ]
-    share = max(len(v) / max(totals[split], 1) for split, v in leaked.items())
+    ]  # fmt: skip
+    evidence["group_examples"] = group_examples
+    share = max(
+        [len(v) / max(totals[split], 1) for found in (leaked, media) for split, v in found.items()]
+        or [0.0]
+    )
     evidence["max_share_leaked"] = round(share, 4)
     evidence["rows_partly_shared"] = dict(partial)
+    # A group id in two splits is a splitting mistake by definition, never a coincidence.
+    severity = "warning" if group_counts or share >= WARN_SHARE else "info"
     return [
         Finding(
             "split_leakage",
-            "warning" if share >= WARN_SHARE else "info",
+            severity,
             evidence,
-            "Evaluation rows share media or text with training rows, so retrieval metrics "
-            "measure memorisation, not generalisation.",
-            fix_note="assign splits per group / per media file so a file never appears in two splits.",
+            "Evaluation rows share a match group, media or a whole pair with training rows, "
+            "so retrieval metrics measure memorisation, not generalisation.",
+            fix_note="assign splits per group (and per media file), so that a group and a "
+            "file each appear in one split only; see the examples' ids and lines.",
         )
     ]
 
@@ -234,6 +282,34 @@ def expected_positive_pairs(sizes: list[int], batch_size: int, cfg: Config) -> f
     p = sum(x * (x - 1) for x in sizes) / (n * (n - 1))
     b = min(batch_size, n)
     return b * (b - 1) * p
+
+
+def check_retrieval_groups(rows: list[Any], cfg: Config) -> list[Finding]:
+    """A one-tower evaluation pair `(t, t)` (leave-one-out) on a split whose groups are
+    all single rows: no query has a positive, so evaluation will skip that pair. Said
+    before training, so the run is not spent on a metric that cannot be computed."""
+    one_tower = [q for q, g in eval_pairs(cfg) if q == g]
+    if not one_tower:
+        return []
+    splits: dict[str, dict[str, int]] = {}
+    for split in cfg.eval.splits:
+        sizes = Counter(r.group for r in rows if r.split == split)
+        if sizes and max(sizes.values()) < 2:
+            splits[split] = {"rows": sum(sizes.values()), "groups": len(sizes)}
+    if not splits:
+        return []
+    pairs = [f"{t}_to_{t}" for t in one_tower]
+    return [
+        Finding(
+            "retrieval_no_positives",
+            "warning",
+            {"pairs": pairs, "splits": splits},
+            f"Every group of {', '.join(sorted(splits))} holds a single row, so leave-one-out "
+            f"retrieval ({', '.join(pairs)}) has no positive to find; evaluation skips it.",
+            fix_note="give the rows of one item (several renders, views or recordings) the "
+            "same `group`, or evaluate with labels (class_R@1, knn_accuracy) instead.",
+        )
+    ]
 
 
 def check_groups(rows: list[Any], cfg: Config) -> list[Finding]:
@@ -433,6 +509,7 @@ def check_data(
     findings += check_group_formats(rows)
     findings += check_leakage(rows, cfg, keys)
     findings += check_groups(rows, cfg)
+    findings += check_retrieval_groups(rows, cfg)
     findings += check_labels(rows, cfg)
     findings += check_skipped(bundle, rows)
     if embed_texts is not None:

@@ -25,6 +25,7 @@ SEVERITY_RANK: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
 # come before the symptoms they produce (loss at chance, no alignment).
 CATALOGUE: dict[str, tuple[int, str]] = {
     "loss_nan": (0, "loss is NaN or infinite"),
+    "run_stopped": (0, "the run stopped before its last step"),
     "lr_zero": (1, "learning rate is zero after warm-up"),
     "params_not_in_optimizer": (2, "trainable parameters missing from the optimizer"),
     "frozen_param_gets_grad": (3, "frozen parameters receive gradients"),
@@ -34,6 +35,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "rows_skipped": (6, "manifest rows skipped by on_error: skip"),
     "labels_missing": (7, "rows without the label / attributes a head needs"),
     "small_groups": (8, "too few in-batch positives for the objective"),
+    "retrieval_no_positives": (8, "leave-one-out retrieval has no query with a positive"),
     "false_negatives": (9, "near-duplicate texts under different groups"),
     "temperature_out_of_range": (10, "temperature outside the working range"),
     "weight_decay_on_temperature": (11, "weight decay applied to temperature / bias"),

@@ -56,9 +56,29 @@ def nonfinite_metrics(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for k, v in rec.items()
             if "loss" in k and isinstance(v, float) and not math.isfinite(v)
         ]
-        if bad:
+        if bad or rec.get("train/bad_step"):  # the engine skipped a non-finite step
             out.append({"step": rec.get("step", 0), "monitor": "metrics", "nonfinite_steps": 1})
     return out
+
+
+def stop_record(
+    step: int, error: BaseException | str, *, nonfinite: bool = False
+) -> dict[str, Any]:
+    """What a run that stopped early puts under `stopped` in run.json, so that the
+    diagnosis explains the stop: `loss_nan` when it stopped on non-finite steps
+    (`nonfinite=True`), else `run_stopped` naming the error. Use it with the step reached::
+
+        update_run_info(run_dir, stopped=stop_record(step, exc, nonfinite=...))
+    """
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return {"step": int(step), "nonfinite": bool(nonfinite), "error": text[:500]}
+
+
+def _stop_signals(info: dict[str, Any]) -> list[dict[str, Any]]:
+    stopped = info.get("stopped")
+    if not isinstance(stopped, dict):
+        return []
+    return [{**stopped, "monitor": "run", "event": "stopped"}]
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:
@@ -91,7 +111,8 @@ def diagnose_run(run_dir: str | Path, cfg: Config | None = None) -> list[Finding
     - non-finite losses logged in `metrics.jsonl` between the doctor's cadence;
     - `data_findings.json`, the data doctor's findings from before training;
     - `run.json`: the *global* batch size (per-rank batch x accumulate x world size), which
-      is what chance-level loss and the in-batch negative count depend on.
+      is what chance-level loss and the in-batch negative count depend on, and
+      `stopped` (`stop_record`) for a run that ended early.
     Writes `findings.json` and `training_curves.png`; returns the findings.
 
     Raises:
@@ -106,8 +127,10 @@ def diagnose_run(run_dir: str | Path, cfg: Config | None = None) -> list[Finding
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     signals += nonfinite_metrics(metrics)
     signals += eval_records(metrics, cfg)  # at-start and periodic evaluations
+    info = read_run_info(run_dir)
+    signals += _stop_signals(info)  # a run that ended early: why (stop_record)
     data = read_findings(run_dir / DATA_FINDINGS_FILE)
-    batch = read_run_info(run_dir).get("global_batch_size")
+    batch = info.get("global_batch_size")
     findings = diagnose(signals, cfg, batch_size=int(batch) if batch else None, data_findings=data)
     write_findings(findings, run_dir / "findings.json")
     if signals:

@@ -128,6 +128,18 @@ def _retrieval_keys(
     both: bool,
 ) -> dict[str, float]:
     if q == g:  # within one tower: leave-one-out, a query never retrieves itself
+        if len(eq.groups) < 2 or int(torch.unique(eq.groups, return_counts=True)[1].max()) < 2:
+            # Every group holds one item, so no query has a positive. This runs after
+            # training: raising would lose the run's summary, so skip the pair (the data
+            # doctor reports it before training as `retrieval_no_positives`).
+            log.warning(
+                "%s/%s_to_%s: every group has a single item, so leave-one-out retrieval has "
+                "no positives; skipped (give rows of one item the same group)",
+                split,
+                q,
+                g,
+            )
+            return {}
         labels = eq.labels if bool((eq.labels >= 0).any()) else None
         res = self_retrieval_metrics(
             eq.embeddings, eq.groups, labels=labels, ks=cfg.ks, chunk_size=cfg.chunk_size

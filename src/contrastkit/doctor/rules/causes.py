@@ -31,7 +31,7 @@ _UNALIGNED = ("gap_shrinking", "alignment_negative")
 # learning rate (non-finite loss from too large a step, lr 0) each explain a collapse, a
 # loss at chance and a shrinking gap; tests/doctor/test_rules.py checks every pair.
 CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
-    "loss_nan": ("collapse", *_STALLED, *_UNALIGNED, "logit_scale_toward_one"),
+    "loss_nan": ("run_stopped", "collapse", *_STALLED, *_UNALIGNED, "logit_scale_toward_one"),
     "lr_zero": ("collapse", *_STALLED, "gap_shrinking", "rigidity"),
     "params_not_in_optimizer": _STALLED,
     "temperature_out_of_range": ("collapse", *_STALLED, "gap_shrinking"),

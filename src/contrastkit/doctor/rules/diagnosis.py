@@ -17,6 +17,7 @@ from contrastkit.doctor.rules.optimisation import (
     rule_loss_progress,
     rule_lr_zero,
     rule_optimizer,
+    rule_run_stopped,
     rule_zero_gradient,
 )
 from contrastkit.doctor.rules.representation import rule_backbone, rule_collapse
@@ -25,6 +26,7 @@ from contrastkit.doctor.rules.temperature import rule_temperature
 
 RULES: tuple[Callable[[Context], list[Finding]], ...] = (
     rule_loss_nan,
+    rule_run_stopped,
     rule_lr_zero,
     rule_optimizer,
     rule_temperature,

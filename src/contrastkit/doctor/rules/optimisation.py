@@ -17,28 +17,76 @@ from contrastkit.doctor.rules.thresholds import (
     TAU_MAX,
 )
 
+# Recorded values that go non-finite when an update explodes, besides the loss itself.
+_EXPLODING = ("loss/", "grad_norm/")
+_SCALES = ("/logit_scale", "/logit_bias")
+
+
+def _nonfinite_records(ctx: Context) -> list[tuple[int, str]]:
+    """(step, what) for every record that shows a non-finite step: the monitors' and the
+    engine's counts of skipped steps, a NaN / Inf loss, gradient norm, temperature or
+    bias, a logit scale that underflowed to 0 (exp of a huge negative parameter: the next
+    1 / scale divides by zero), and a stop record saying the run ended on non-finite steps."""
+    bad = []
+    for r in ctx.signals:
+        step = int(r.get("step", 0))
+        if r.get("nonfinite_steps"):
+            bad.append((step, "nonfinite_steps"))
+        if r.get("event") == "stopped" and r.get("nonfinite"):
+            bad.append((step, "stopped"))
+        for k, v in r.items():
+            if not isinstance(v, int | float) or isinstance(v, bool):
+                continue
+            watched = k.startswith(_EXPLODING) or k.endswith(_SCALES)
+            underflow = k.endswith("/logit_scale") and v == 0
+            if (watched and not math.isfinite(v)) or underflow:
+                bad.append((step, k))
+    return bad
+
 
 def rule_loss_nan(ctx: Context) -> list[Finding]:
-    bad = [(r["step"], r["nonfinite_steps"]) for r in ctx.signals if r.get("nonfinite_steps")]
-    bad += [
-        (r["step"], k)
-        for r in ctx.signals
-        for k, v in r.items()
-        if k.startswith("loss/") and isinstance(v, float) and not math.isfinite(v)
-    ]
+    bad = _nonfinite_records(ctx)
     if not bad:
         return []
     lr = ctx.cfg.train.lr
     fix: dict[str, Any] = {"train.lr": _r(lr / 10), "train.grad_clip": 1.0}
     if ctx.cfg.train.amp == "fp16":
         fix["train.amp"] = "bf16"
+    stops = [r for r in ctx.signals if r.get("event") == "stopped"]
+    evidence: dict[str, Any] = {
+        "first_step": min(s for s, _ in bad),
+        "records": len(bad),
+        "signals": sorted({k for _, k in bad})[:10],
+    }
+    if stops:
+        evidence["stopped_at_step"] = stops[-1].get("step")
     return [
         Finding(
             "loss_nan",
             "error",
-            {"first_step": min(s for s, _ in bad), "records": len(bad)},
-            "The loss became NaN/Inf (exploding update or overflow), after which nothing is learned.",
+            evidence,
+            "The loss became NaN/Inf (exploding update or overflow), after which nothing is learned"
+            + ("; the run stopped on it." if stops else "."),
             fix,
+        )
+    ]
+
+
+def rule_run_stopped(ctx: Context) -> list[Finding]:
+    """A run that ended before its last step for another reason than non-finite steps
+    (those are `loss_nan`): the error it stopped on, so findings.json always says why."""
+    stops = [r for r in ctx.signals if r.get("event") == "stopped" and not r.get("nonfinite")]
+    if not stops:
+        return []
+    stop = stops[-1]
+    return [
+        Finding(
+            "run_stopped",
+            "error",
+            {"step": stop.get("step"), "error": str(stop.get("error", ""))},
+            f"Training stopped at step {stop.get('step')}: {stop.get('error', 'unknown error')}",
+            fix_note="see the error above and the other findings; resume with "
+            "`contrastkit train CONFIG --resume auto` once it is fixed.",
         )
     ]
 
