@@ -38,9 +38,10 @@ def test_crash_mid_write_leaves_previous_checkpoint(tmp_path, monkeypatch) -> No
         raise OSError("disk yanked")
 
     monkeypatch.setattr(ckpt, "_write_meta", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(RunDirError, match="disk yanked.*previous checkpoints .* are intact"):
         _save(tmp_path, 2, 2.0)
     assert ckpt.latest_checkpoint(tmp_path).name == "step_000001"
+    assert not list(tmp_path.glob(".tmp-*"))  # the half-written folder is removed
     # A step folder damaged some other way (no marker, truncated tensors) is skipped too.
     bad = tmp_path / "step_000003"
     bad.mkdir()
