@@ -140,3 +140,26 @@ def test_guard_counts_consecutive_and_resets() -> None:
     restored = BadStepGuard(3)
     restored.load_state_dict(guard.state_dict())
     assert (restored.consecutive, restored.total) == (1, 3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 GradScaler needs CUDA")
+def test_fp16_nan_loss_leaves_the_grad_scaler_untouched(tmp_path) -> None:
+    from contrastkit.train.distributed import DistInfo
+
+    class Scale(Callback):
+        def __init__(self) -> None:
+            self.at_start: list[dict] = []
+
+        def on_batch_start(self, state) -> None:
+            self.at_start.append(copy.deepcopy(engine.scaler.state_dict()))
+
+    scale = Scale()
+    cfg = toy_train_config(epochs=1, amp="fp16", device="cuda")
+    engine = toy_engine(
+        tmp_path, cfg, callbacks=[scale], dist=DistInfo(device=torch.device("cuda"))
+    )
+    _poison(engine, {2})
+    engine.fit()  # a later step after the skipped one still unscales: no "already unscaled"
+    assert scale.at_start[2] == scale.at_start[3]
+    assert engine.state.step == 5 and engine.guard.total == 1

@@ -4,14 +4,13 @@ Components come in ready-made (`EngineParts`: model, criterion, a loader factory
 evaluate function, callbacks), so the engine runs the real model and a toy one alike.
 Events are fired where `events.py` documents them; monitors observe through them.
 Best-checkpoint tracking lives in `best.py`, the checkpoint contents in `snapshot.py`,
-non-finite step handling in `nonfinite.py`.
+the optimizer step in `optimizer_step.py`, non-finite step handling in `nonfinite.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from contrastkit.config import TrainConfig
 from contrastkit.data.collate import to_device
 from contrastkit.errors import ConfigError, RunDirError
 from contrastkit.events import Callback, Event, State, fire
-from contrastkit.losses.bounds import clamp_loss_parameters_
 from contrastkit.losses.result import LossOutput
 from contrastkit.train import checkpoint as ckpt
 from contrastkit.train import snapshot
@@ -42,8 +40,9 @@ from contrastkit.train.distributed import (
 from contrastkit.train.ema import EMA
 from contrastkit.train.loggers import Loggers, build_loggers, truncate_jsonl
 from contrastkit.train.lr_schedule import LrScheduler, warmup_steps_for
-from contrastkit.train.nonfinite import BadStepGuard, agree_bad, batch_ids, gather_ids, grads_finite
+from contrastkit.train.nonfinite import BadStepGuard, batch_ids, gather_ids
 from contrastkit.train.optim import build_optimizer, layer_decay_scales, with_new_params
+from contrastkit.train.optimizer_step import OptimizerStep
 from contrastkit.train.phases import PhaseController, WeightsFn, phase_index, phase_label
 from contrastkit.train.progress import Progress
 
@@ -133,6 +132,16 @@ class Engine:
             patience=es.patience if es else None,
         )
         self.guard = BadStepGuard(cfg.max_bad_steps)
+        self.stepper = OptimizerStep(
+            self.optimizer,
+            self.scheduler,
+            self.model,
+            self.criterion,
+            scaler=self.scaler,
+            grad_clip=cfg.grad_clip,
+            ema=parts.ema,
+            device=self.device,
+        )
         self.trainables = snapshot.Trainables(
             self.model,
             self.criterion,
@@ -270,12 +279,12 @@ class Engine:
         loss_value = float(loss.total.detach())
         # Decide on the step before AFTER_BACKWARD: monitors must not record gradients of a
         # step that is thrown away, and every rank must take the same decision.
-        if self._bad_step(loss_value):
+        if self.stepper.is_bad(loss_value):
             self._skip_step(loss_value, batch)
             return
         fire(self.callbacks, Event.AFTER_BACKWARD, state)
         lr = self.optimizer.param_groups[0]["lr"]  # read before the scheduler moves it
-        grad_norm = self._optimizer_step()
+        grad_norm = self.stepper.step()
         self.guard.good()
         state.step += 1
         self.batch_in_epoch += 1
@@ -318,21 +327,9 @@ class Engine:
         dtype = torch.bfloat16 if self.cfg.amp == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def _params(self) -> list[torch.Tensor]:
-        return [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-
-    def _bad_step(self, loss_value: float) -> bool:
-        """A non-finite loss, or (without fp16) a non-finite gradient, on any rank."""
-        bad = not math.isfinite(loss_value)
-        # Under fp16 an overflowing gradient is the GradScaler's business: it skips that
-        # step itself and lowers the scale; checking here would stop it from adapting.
-        if not bad and self.scaler is None:
-            bad = not grads_finite(self._params())
-        return agree_bad(bad, self.device)
-
     def _skip_step(self, loss_value: float, batch: dict) -> None:
         """Drop the gradients; optimizer, scheduler and scaler stay as they were."""
-        self.optimizer.zero_grad(set_to_none=True)
+        self.stepper.skip()
         self.batch_in_epoch += 1  # the batch is consumed: a resume must not replay it
         ids = gather_ids(batch_ids(batch))
         # Logged under the step it would have been, so resume truncation (<= step) drops it.
@@ -340,26 +337,6 @@ class Engine:
         record = self.guard.bad(step=attempted, loss=loss_value, ids=ids)
         if self.loggers is not None:
             self.loggers.log({"epoch": float(self.state.epoch), **record}, attempted)
-
-    def _optimizer_step(self) -> float:
-        """Unscale (fp16), clip, step optimizer and scheduler; returns the pre-clip grad norm."""
-        params = self._params()
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
-        max_norm = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
-        norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else 0.0
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        # Bounds live on the parameters (a forward-pass clamp would freeze them above it).
-        clamp_loss_parameters_(self.criterion)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        if self.parts.ema is not None:
-            self.parts.ema.update(self.model)  # after the step: the teacher trails the weights
-        return norm
 
     def _step_metrics(
         self, loss: LossOutput, lr: float, grad_norm: float, samples_per_s: float
