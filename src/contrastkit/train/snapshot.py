@@ -160,7 +160,8 @@ def check_resume(run_dir: Path, which: str, model: nn.Module, config: Any) -> Pa
             for k in f.keys()  # noqa: SIM118 - safe_open is not iterable
             if k.startswith("model.")
         }
-    wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    base = set(getattr(model, "base_keys", ()) or ())  # LoRA: frozen base, not in checkpoints
+    wanted = {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in base}
     wrong = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
     if wrong:
         keys = changed_keys(meta.get("config", {}), config_dict(config))
