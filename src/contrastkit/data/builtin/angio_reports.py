@@ -28,12 +28,18 @@ import numpy as np
 from contrastkit.data.builtin.cache import write_manifest
 
 NAME = "angio-reports"
-VERSION = 2
+VERSION = 3  # 3: lesion length 0.04 -> 0.1 (LESION_LENGTH)
 DEFAULTS: dict[str, Any] = {"n_studies": 600, "frames": 8, "size": 32, "max_views": 2, "seed": 0}
 ARTERIES = ("LAD", "LCx", "RCA")
 SEGMENTS = ("proximal", "mid", "distal")
 SEGMENT_POSITION = (0.2, 0.5, 0.8)
 SEVERITIES = tuple(range(30, 100, 10))
+# Half-length of the narrowing, as a fraction of the vessel (Gaussian 1/e half-width).
+# Version 2 used 0.04: under one pixel at the 16 px the example trains at, so a 10-point
+# severity step changed a single pixel by about twice the noise and no model could read
+# the severity (or the segment) from the clip. 0.1 is ~1.5 px at 16 px, and a focal
+# lesion of ~10% of the vessel's length is what a coronary stenosis looks like.
+LESION_LENGTH = 0.1
 
 
 def vessel_path(artery: int, view: int, rng: np.random.Generator, n: int = 160) -> np.ndarray:
@@ -67,7 +73,10 @@ def render_view(
     radius = (
         size
         * 0.07
-        * (1.0 - (severity / 100.0) * np.exp(-(((t - SEGMENT_POSITION[segment]) / 0.04) ** 2)))
+        * (
+            1.0
+            - (severity / 100.0) * np.exp(-(((t - SEGMENT_POSITION[segment]) / LESION_LENGTH) ** 2))
+        )
     )
     ys, xs = np.mgrid[0:size, 0:size]
     pixels = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
