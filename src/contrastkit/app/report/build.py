@@ -89,7 +89,8 @@ def examples_html(
 
     intro = (
         f"<p>{len(shown)} random queries (seed {seed}) from {len(q.rows)} unique queries against "
-        f"{len(g.rows)} unique gallery items; <b>{hits} hits</b>, {len(shown) - hits} misses "
+        f"{len(g.rows)} unique gallery items; <b>{hits} hit{'' if hits == 1 else 's'}</b>, "
+        f"{len(shown) - hits} miss{'' if len(shown) - hits == 1 else 'es'} "
         "(a hit: the top result is a true match, as R@1 counts it).</p>"
     )
     worst_intro = (
