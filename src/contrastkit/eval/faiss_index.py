@@ -26,8 +26,9 @@ from contrastkit.errors import ConfigError
 # get the exact flat index: IVF would save nothing there.
 CELLS_PER_SQRT_N = 4
 MIN_POINTS_PER_CELL = 39
-# Cells probed per query: 1/16 of them; measured recall@10 of 0.96 against the exact
-# search on clustered embeddings at N = 1M (bench/retrieval_1m.py).
+# Cells probed per query: 1/16 of them, about 1/16 of the exact search's work; measured
+# recall@10 of 0.89 against the exact top 10 at N = 1M (bench/retrieval_1m.py, a hard
+# case: half the neighbours are distractors spread around 1000 centres).
 PROBE_FRACTION = 1 / 16
 # k-means iterations for the cells (FAISS's default is 25): the cells only need to be
 # coarse, and training is most of an IVF build at 1M rows.

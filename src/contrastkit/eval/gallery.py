@@ -70,16 +70,28 @@ class NpyRows:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def rows(self, start: int, stop: int) -> np.ndarray:
+    def rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows start:stop, read into `out` (reused across blocks) when given."""
         d = self.shape[1]
-        count = (stop - start) * d
-        offset = self.offset + start * d * self.dtype.itemsize
-        return np.fromfile(self.path, self.dtype, count=count, offset=offset).reshape(-1, d)
+        buffer = np.empty((stop - start, d), self.dtype) if out is None else out[: stop - start]
+        with self.path.open("rb") as f:
+            f.seek(self.offset + start * d * self.dtype.itemsize)
+            if f.readinto(memoryview(buffer).cast("B")) != buffer.nbytes:
+                raise DataError(f"gallery {self.path}: file ends before row {stop}")
+        return buffer
 
 
 def _blocks(gallery: NpyRows | np.ndarray | Tensor, rows: int):
+    """(start, float32 block) over the gallery; a float32 file is read into one reused
+    buffer (the block must not outlive the next step of the loop)."""
+    buffer = (
+        np.empty((rows, gallery.shape[1]), np.float32) if isinstance(gallery, NpyRows) else None
+    )
     for start in range(0, len(gallery), rows):
         stop = min(start + rows, len(gallery))
+        if isinstance(gallery, NpyRows) and gallery.dtype == np.float32:
+            yield start, torch.from_numpy(gallery.rows(start, stop, buffer))
+            continue
         rows_ = gallery.rows(start, stop) if isinstance(gallery, NpyRows) else gallery[start:stop]
         block = rows_ if isinstance(rows_, Tensor) else torch.from_numpy(np.array(rows_))
         yield start, block.float()
@@ -128,17 +140,21 @@ def gallery_retrieval_metrics(
     wanted = torch.zeros(len(counts), dtype=torch.bool)
     wanted[gq] = True
 
-    # Pass 1: every positive's score, from the tile it lives in.
-    owners, values = [], []
+    # Pass 1: every positive's score, from the tile it lives in. They are written into
+    # tensors sized up front: keeping a small tensor per tile alive pins the heap under
+    # the tiles' temporaries (measured +0.4 GB at Q = 100 over 1M rows).
+    owner = torch.empty(int(npos.sum()), dtype=torch.int64)
+    value = torch.empty(len(owner))
+    filled = 0
     for start, block in _blocks(reader, block_rows):
         if not wanted[gg[start : start + len(block)]].any():
             continue
         for q0, q1, b0, b1, tile in _tiles(queries, block, chunk_size):
             mask = gq[q0:q1, None] == gg[start + b0 : start + b1][None, :]
             rows, cols = mask.nonzero(as_tuple=True)
-            owners.append(rows + q0)
-            values.append(tile[rows, cols])
-    owner, value = torch.cat(owners), torch.cat(values)
+            owner[filled : filled + len(rows)] = rows + q0
+            value[filled : filled + len(rows)] = tile[rows, cols]
+            filled += len(rows)
     order = torch.sort(value, descending=True, stable=True).indices
     owner, value = owner[order], value[order]
     order = torch.sort(owner, stable=True).indices  # by query, best score first within
