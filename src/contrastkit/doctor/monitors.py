@@ -368,11 +368,21 @@ class OptimizerMonitor(Monitor):
         step = state.step - 1
         if not self.due(step):
             return
-        lrs = [float(g["lr"]) for g in state.optimizer.param_groups]
+        groups = state.optimizer.param_groups
+        lrs = [float(g["lr"]) for g in groups]
+        # The scheduled base rate (train.lr x schedule), without per-group multipliers: new
+        # parameters (temperature) get a floor multiplier, so max lr alone would hide an lr
+        # that is zero for every weight of the model.
+        base = [float(g["lr"]) / float(g["lr_scale"]) for g in groups if g.get("lr_scale", 1.0)]
         self.record(
             state,
             step,
-            {"event": "lr", "lr/max": max(lrs, default=0.0), "lr/min": min(lrs, default=0.0)},
+            {
+                "event": "lr",
+                "lr/max": max(lrs, default=0.0),
+                "lr/min": min(lrs, default=0.0),
+                "lr/base": max(base, default=0.0),
+            },
         )
 
 

@@ -92,7 +92,9 @@ def rule_run_stopped(ctx: Context) -> list[Finding]:
 
 
 def rule_lr_zero(ctx: Context) -> list[Finding]:
-    lrs = ctx.series("lr/max")
+    # The scheduled base rate when recorded: a floor multiplier on new parameters (the
+    # temperature) keeps lr/max above zero while every model weight stands still.
+    lrs = ctx.series("lr/base") or ctx.series("lr/max")
     if not lrs:
         return []
     t = ctx.cfg.train
