@@ -373,7 +373,9 @@ class OptimizerMonitor(Monitor):
         # The scheduled base rate (train.lr x schedule), without per-group multipliers: new
         # parameters (temperature) get a floor multiplier, so max lr alone would hide an lr
         # that is zero for every weight of the model.
-        base = [float(g["lr"]) / float(g["lr_scale"]) for g in groups if g.get("lr_scale", 1.0)]
+        base = [
+            float(g["lr"]) / float(g.get("lr_scale", 1.0)) for g in groups if g.get("lr_scale", 1.0)
+        ]
         self.record(
             state,
             step,
