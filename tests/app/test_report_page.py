@@ -438,3 +438,22 @@ def test_train_writes_the_report_and_report_command_rewrites_it(tmp_path):
     first = re.findall(r"<b>query</b> (\S+)<", page)
     assert main(["report", str(run), "--seed", "1"]) == 0
     assert re.findall(r"<b>query</b> (\S+)<", (run / "report.html").read_text()) != first
+
+
+def test_doctor_panels_reuse_training_curves_png_only_when_current(tmp_path):
+    import base64
+    import os
+
+    from contrastkit.app.report.plots import doctor_panels_uri
+
+    run = make_run_dir(tmp_path)
+    png = run / "training_curves.png"
+    Image.new("RGB", (4, 4), "red").save(png)
+    signals = [{"step": 0, "monitor": "loss", "loss/contrastive": 1.0}]
+    embedded = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
+    sig = run / "signals.jsonl"
+    os.utime(sig, (png.stat().st_mtime - 10,) * 2)  # signals older: the PNG is current
+    assert doctor_panels_uri(signals, run) == embedded
+    os.utime(sig, (png.stat().st_mtime + 10,) * 2)  # new signals since: drawn again
+    drawn = doctor_panels_uri(signals, run)
+    assert drawn != embedded and _png(drawn).shape[:2] == (540, 960)

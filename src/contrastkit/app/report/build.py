@@ -212,7 +212,7 @@ def write_report(
         ("Headline metrics", metrics_table(metrics)),
         ("Curves", figure(curves_uri(facts.metrics, val), "validation metrics and training loss")),
         ("Findings", findings_section(facts.findings)),
-        ("Doctor panels", figure(doctor_panels_uri(facts.signals), "doctor panels")),
+        ("Doctor panels", figure(doctor_panels_uri(facts.signals, run_dir), "doctor panels")),
         *_model_sections(facts, model, bundle, split, seed, embeddings or {}),
     ]
     if note:

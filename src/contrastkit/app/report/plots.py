@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -73,5 +74,12 @@ def curves_uri(metrics: list[dict[str, Any]], split: str) -> str | None:
     return figure_uri(fig, CURVE_DPI)
 
 
-def doctor_panels_uri(signals: list[dict[str, Any]]) -> str | None:
+def doctor_panels_uri(signals: list[dict[str, Any]], run_dir: Path | None = None) -> str | None:
+    """The six panels: the run's training_curves.png when it is at least as new as
+    signals.jsonl (the doctor draws it at the end of every diagnosis; drawing it again
+    is most of a report's time), else drawn from `signals`."""
+    if run_dir is not None:
+        png, sig = run_dir / "training_curves.png", run_dir / "signals.jsonl"
+        if png.is_file() and (not sig.is_file() or png.stat().st_mtime >= sig.stat().st_mtime):
+            return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
     return figure_uri(curves_figure(signals), PANELS_DPI) if signals else None
