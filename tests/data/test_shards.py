@@ -289,6 +289,7 @@ from contrastkit.config import config_from_dict
 from contrastkit.events import Callback
 
 run_dir, shards, kill_at, resume = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+workers = int(sys.argv[5])
 
 class Record(Callback):
     # Appends each step's row ids; SIGKILLs this process before step `kill_at` runs.
@@ -300,7 +301,8 @@ class Record(Callback):
 
 cfg = config_from_dict({
     "name": "shards",
-    "data": {"shards": shards, "batch_size": 4, "image": {"size": 8}, "test_split": None},
+    "data": {"shards": shards, "batch_size": 4, "image": {"size": 8}, "test_split": None,
+             "num_workers": workers},
     "model": {"embed_dim": 8, "tokenizer": {"type": "builtin", "vocab_size": 64, "max_length": 8},
               "towers": {"image": {"streams": {"image": {"type": "cnn", "width": 8}}},
                          "text": {"streams": {"text": {"type": "builtin_text", "width": 8,
@@ -315,7 +317,7 @@ train(cfg, run_dir, resume=resume if resume != "none" else None, callbacks=[Reco
 """
 
 
-def _train(run_dir: Path, shards: Path, kill_at: int, resume: str) -> int:
+def _train(run_dir: Path, shards: Path, kill_at: int, resume: str, workers: int = 0):
     import os
     import subprocess
     import sys
@@ -323,7 +325,8 @@ def _train(run_dir: Path, shards: Path, kill_at: int, resume: str) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-c", KILL_SCRIPT, str(run_dir), str(shards), str(kill_at), resume]
-    return subprocess.run(args, env=env, capture_output=True, timeout=600).returncode
+    proc = subprocess.run([*args, str(workers)], env=env, capture_output=True, timeout=600)
+    return proc.returncode, proc.stderr.decode()
 
 
 @pytest.mark.slow
@@ -335,9 +338,9 @@ def test_kill_9_then_resume_auto_repeats_and_skips_nothing(sharded) -> None:
     _, out = sharded
     root = out.parent
     clean, killed = root / "clean", root / "killed"
-    assert _train(clean, out, kill_at=-1, resume="none") == 0
-    assert _train(killed, out, kill_at=5, resume="none") == -9  # killed by SIGKILL
-    assert _train(killed, out, kill_at=-1, resume="auto") == 0
+    assert _train(clean, out, kill_at=-1, resume="none")[0] == 0
+    assert _train(killed, out, kill_at=5, resume="none")[0] == -9  # killed by SIGKILL
+    assert _train(killed, out, kill_at=-1, resume="auto")[0] == 0
 
     def steps(run: Path) -> list[tuple[int, list[str]]]:
         return [tuple(json.loads(x)) for x in (run / "ids.jsonl").read_text().splitlines()]
@@ -351,3 +354,14 @@ def test_kill_9_then_resume_auto_repeats_and_skips_nothing(sharded) -> None:
     a = load_file(next((clean / "checkpoints" / last).glob("*.safetensors")))
     b = load_file(next((killed / "checkpoints" / last).glob("*.safetensors")))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_resume_with_other_workers_is_refused(sharded) -> None:
+    """Another `data.num_workers` deals the shards to other streams: the checkpoint's
+    position does not exist in the new stream, so the resume stops and says why."""
+    _, out = sharded
+    run = out.parent / "changed"
+    assert _train(run, out, kill_at=3, resume="none")[0] == -9
+    code, err = _train(run, out, kill_at=-1, resume="auto", workers=2)
+    assert code != 0 and "data stream differs from the checkpoint" in err
