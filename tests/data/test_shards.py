@@ -209,6 +209,21 @@ def test_resume_from_any_batch_is_the_tail_of_the_epoch(sharded, workers) -> Non
         assert ids(start) == full[start:]
 
 
+def test_position_is_the_same_dict_on_every_rank(sharded) -> None:
+    _, out = sharded
+    cfg = data_cfg(shards=str(out), shuffle_shards=2)
+    split = build_datasets(cfg).splits["train"]
+    loaders = [
+        build_stream_loader(
+            split, cfg, seed=0, epoch=0, start_batch=0, rank=r, world_size=2, batch_size=4
+        )
+        for r in range(2)
+    ]
+    a, b = loaders[0].position(2), loaders[1].position(2)
+    assert a == b and [s["stream"] for s in a["streams"]] == [0, 1]
+    assert all(s["offset"] == 4 for s in a["streams"])  # 2 batches of 2 rows, first window
+
+
 def test_ranks_get_equal_steps_and_disjoint_rows(sharded) -> None:
     _, out = sharded
     cfg = data_cfg(shards=str(out))

@@ -89,7 +89,7 @@ class StreamLoader:
             yield batch
 
     def position(self, batch: int) -> dict:
-        """Each stream's shards done and offset once this rank has delivered `batch`."""
+        """Each stream's (every rank's) shards done and offset after `batch` batches."""
         return self.batches.position(batch)
 
 

@@ -202,7 +202,12 @@ class ShardBatches(IterableDataset):
         return max(self.steps - self.start_batch, 0)
 
     def position(self, batch: int) -> dict:
-        return plan.position(self.units, self.layout, self.rank, batch)
+        """Every rank's streams after each rank delivered `batch` batches: the same dict in
+        every process (rank 0 saves it; each rank checks it on resume)."""
+        per_rank = [
+            plan.position(self.units, self.layout, r, batch) for r in range(self.layout.world_size)
+        ]
+        return {**per_rank[0], "streams": [s for p in per_rank for s in p["streams"]]}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
