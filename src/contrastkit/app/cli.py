@@ -187,21 +187,6 @@ def config_reference(
         console.print(f"wrote {out}")
 
 
-@config_app.command("reference")
-def config_reference(
-    out: Annotated[Path | None, typer.Option("--out", help="write here (docs/config.md)")] = None,
-) -> None:
-    """Print (or write) the reference of every config key: type, default, description."""
-    from contrastkit.app.config_reference import render_reference
-
-    text = render_reference()
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        out.write_text(text, encoding="utf-8")
-        console.print(f"wrote {out}")
-
-
 # --------------------------------------------------------------------------- eval / embed / search
 
 
@@ -250,20 +235,6 @@ def eval_cmd(
     except OSError as err:
         raise ContrastkitError(f"the metrics above are complete but {out} could not be written: {err}") from err
     console.print(f"wrote {out}")
-
-
-@app.command("export")
-def export_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="a training run directory")],
-    out: Annotated[Path, typer.Option("--out", help="folder; each text tower goes to OUT/<tower>")],
-    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best | last | a path")] = "best",
-) -> None:
-    """Write each Hugging Face text tower (LoRA merged, projection included) as a standalone
-    sentence-transformers folder: `SentenceTransformer("OUT/<tower>")`."""
-    from contrastkit.app.export import export_run
-
-    for folder in export_run(run_dir, out, checkpoint):
-        console.print(f"wrote {folder}")
 
 
 @app.command("export")
