@@ -6,7 +6,7 @@ configuration tests/doctor/test_broken_runs.py uses), so the whole script takes 
 minutes on 2 CPU cores. The "after" run applies the top finding's `fix` as `-o key=value`
 overrides, exactly as printed (or the manifest repair the finding's note asks for).
 
-    python bench/recipes.py            # prints one RESULT line per run and a markdown table
+    python bench/recipes.py [KEEP_DIR]   # RESULT / FINDING / FIX lines; runs kept in KEEP_DIR
 """
 
 from __future__ import annotations
@@ -143,8 +143,10 @@ def _fmt(v: float | None) -> str:
 
 def main_bench() -> None:
     rows = []
+    keep = Path(sys.argv[1]) if len(sys.argv) > 1 else None  # keep the run dirs there
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        folder = keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         own = str(own_id_manifest(folder))
         for recipe, broken in BROKEN.items():
             broken = [o.replace("OWN_IDS", own) for o in broken]
@@ -179,6 +181,9 @@ def main_bench() -> None:
                 f"after_finding={after_code}",
                 flush=True,
             )
+            if top:
+                print(f"FINDING {recipe}: {code} ({top['severity']}): {top['cause']}", flush=True)
+                print(f"FIX {recipe}: {fix_overrides(top)} {top.get('fix_note', '')}", flush=True)
             rows.append((recipe, code, fix, before, after, after_code))
         for variant, overrides in VARIANTS.items():
             res = run(folder, variant.split(" ")[0] + str(len(overrides)), overrides)
