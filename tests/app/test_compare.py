@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from contrastkit.app.cli import main
-from contrastkit.app.compare import best_index, config_differences, flatten, load_views
+from contrastkit.app.compare import best_indices, config_differences, flatten, load_views
 from contrastkit.config import config_from_dict, dump_config
 
 BASE = {
@@ -38,11 +38,12 @@ def test_flatten_keeps_lists_of_scalars_and_indexes_lists_of_sections():
     assert flatten(data) == {"a.b": 1, "a.c": [1, 2], "o.0.t": "clip", "o.1.t": "siglip"}
 
 
-def test_best_is_highest_recall_and_lowest_rank():
-    assert best_index("test/text_to_image/R@1", [0.2, 0.5, None]) == 1
-    assert best_index("test/text_to_image/median_rank", [3.0, 1.0, 2.0]) == 1
-    assert best_index("test/text_to_image/R@1", [0.2, 0.2]) is None  # a tie marks nothing
-    assert best_index("test/text_to_image/R@1", [0.2, None]) is None
+def test_best_is_highest_recall_and_lowest_rank_ties_all_marked():
+    assert best_indices("test/text_to_image/R@1", [0.2, 0.5, None]) == {1}
+    assert best_indices("test/text_to_image/median_rank", [3.0, 1.0, 2.0]) == {1}
+    assert best_indices("test/text_to_image/R@1", [0.5, 0.2, 0.5]) == {0, 2}
+    assert best_indices("test/text_to_image/R@1", [0.2, 0.2]) == set()  # all tie: none
+    assert best_indices("test/text_to_image/R@1", [0.2, None]) == set()
 
 
 def test_config_differences_name_only_the_keys_that_differ(tmp_path):

@@ -139,34 +139,35 @@ def final_metrics(views: list[RunView]) -> dict[str, list[float | None]]:
     return {k: [v.summary.get(k) for v in views] for k in keys}
 
 
-def best_index(key: str, values: list[float | None]) -> int | None:
-    """Index of the best value (lower for ranks / losses / errors, else higher); None when
-    fewer than two runs have the metric or all tie."""
+def best_indices(key: str, values: list[float | None]) -> set[int]:
+    """Indices of the best value (lower for ranks / losses / errors, else higher; ties all
+    marked); empty when fewer than two runs have the metric or all of them tie."""
     present = [(x, i) for i, x in enumerate(values) if x is not None and x == x]
     if len(present) < 2 or len({x for x, _ in present}) == 1:
-        return None
+        return set()
     lower = bool(LOWER_IS_BETTER.search(key))
-    return (min if lower else max)(present)[1]
+    best = (min if lower else max)(x for x, _ in present)
+    return {i for x, i in present if x == best}
 
 
 def print_comparison(views: list[RunView], console: Console) -> None:
     """The two tables: differing config keys, then final metrics (best marked with *)."""
     diff = config_differences(views)
     table = Table(title="config keys that differ")
-    table.add_column("key")
+    table.add_column("key", overflow="fold")
     for v in views:
-        table.add_column(v.label)
+        table.add_column(v.label, overflow="fold")
     for key, values in diff.items():
         table.add_row(key, *[_short(x) for x in values])
     console.print(table if diff else "[green]the configs are identical[/green]")
     metrics = Table(title="final metrics (* best)")
-    metrics.add_column("metric")
+    metrics.add_column("metric", overflow="fold")
     for v in views:
-        metrics.add_column(v.label, justify="right")
+        metrics.add_column(v.label, justify="right", overflow="fold")
     for key, values in final_metrics(views).items():
-        best = best_index(key, values)
+        best = best_indices(key, values)
         cells = [
-            "-" if x is None else fmt(x) + (" *" if i == best else "") for i, x in enumerate(values)
+            "-" if x is None else fmt(x) + (" *" if i in best else "") for i, x in enumerate(values)
         ]
         metrics.add_row(key, *cells)
     console.print(metrics)
@@ -190,7 +191,8 @@ def overlay_uri(views: list[RunView]) -> str:
                     epochs, values, style, color=color, marker="o", label=f"{v.label} {label}"
                 )
         steps, losses = loss_series(v.metrics)
-        right.plot(steps, losses, color=color, label=v.label)
+        marker = "o" if len(steps) < 30 else None  # a short run stays visible
+        right.plot(steps, losses, color=color, marker=marker, label=v.label)
     left.set(title="validation R@1 over epochs", xlabel="epoch", ylabel="R@1")
     right.set(title="training loss", xlabel="step", ylabel="loss")
     for ax in (left, right):
@@ -216,10 +218,10 @@ def write_compare_html(views: list[RunView], out: str | Path) -> Path:
     ]
     metric_rows = []
     for key, values in final_metrics(views).items():
-        best = best_index(key, values)
+        best = best_indices(key, values)
         cells = [
-            f"<td class='num{' best' if i == best else ''}'>{'-' if x is None else fmt(x)}"
-            f"{' ★' if i == best else ''}</td>"
+            f"<td class='num{' best' if i in best else ''}'>{'-' if x is None else fmt(x)}"
+            f"{' ★' if i in best else ''}</td>"
             for i, x in enumerate(values)
         ]
         metric_rows.append([f"<td>{html.escape(key)}</td>", *cells])
