@@ -132,6 +132,19 @@ def _loader_factory(
         negatives = None if miner is None else miner.negatives_for(epoch)
         if negatives is None and reuse_loader(built.get("loader"), epoch, start_batch):
             return built["loader"]
+        built["loader"] = build_loader(
+            dataset,
+            cfg.data,
+            train=True,
+            seed=cfg.train.seed,
+            epoch=epoch,
+            start_batch=start_batch,
+            rank=info.rank,
+            world_size=info.world_size,
+            batch_size=rows,
+            negatives=negatives,
+        )
+        return built["loader"]
 
     try:
         steps = len(make(0, 0))
