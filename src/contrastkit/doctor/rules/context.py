@@ -17,12 +17,16 @@ from contrastkit.doctor.findings import Finding
 
 @dataclass
 class Context:
+    """What every rule reads: the signals (sorted by step), the config, the global batch
+    size and the data doctor's findings."""
+
     signals: list[dict[str, Any]]
     cfg: Config
     batch_size: int
     data: list[Finding]
 
     def series(self, key: str) -> list[tuple[int, float]]:
+        """(step, value) of every finite numeric record of `key`, in step order."""
         out = []
         for r in self.signals:
             v = r.get(key)
@@ -31,6 +35,7 @@ class Context:
         return out
 
     def keys(self, prefix: str) -> list[str]:
+        """Every recorded key starting with `prefix`, sorted."""
         return sorted({k for r in self.signals for k in r if k.startswith(prefix)})
 
 

@@ -18,6 +18,7 @@ from contrastkit.doctor.rules.thresholds import (
 
 
 def rule_alignment(ctx: Context) -> list[Finding]:
+    """`alignment_negative` / `gap_shrinking` from the positive-negative similarity gap."""
     gap = ctx.series("align/gap")
     if not gap:
         return []
@@ -72,6 +73,7 @@ def _shares(ctx: Context, prefix: str) -> dict[str, float]:
 
 
 def rule_balance(ctx: Context) -> list[Finding]:
+    """`aux_dominates_loss` / `aux_dominates_gradient`: an auxiliary term drowns the objectives."""
     out = []
     objectives = {o.name for o in ctx.cfg.loss.objectives}
     if not objectives:  # e.g. classifier pre-training: there is nothing to drown
@@ -111,6 +113,7 @@ def rule_balance(ctx: Context) -> list[Finding]:
 
 
 def rule_interference(ctx: Context) -> list[Finding]:
+    """`gradient_interference`: two terms' gradients disagree on their shared parameters."""
     out = []
     weights = ctx.cfg.loss.term_weights()
     objectives = {o.name for o in ctx.cfg.loss.objectives}

@@ -45,6 +45,7 @@ def _nonfinite_records(ctx: Context) -> list[tuple[int, str]]:
 
 
 def rule_loss_nan(ctx: Context) -> list[Finding]:
+    """`loss_nan` from any record of a non-finite step (`_nonfinite_records`)."""
     bad = _nonfinite_records(ctx)
     if not bad:
         return []
@@ -92,6 +93,7 @@ def rule_run_stopped(ctx: Context) -> list[Finding]:
 
 
 def rule_lr_zero(ctx: Context) -> list[Finding]:
+    """`lr_zero`: no parameter group learns after warm-up."""
     # The scheduled base rate when recorded: a floor multiplier on new parameters (the
     # temperature) keeps lr/max above zero while every model weight stands still.
     lrs = ctx.series("lr/base") or ctx.series("lr/max")
@@ -124,6 +126,7 @@ def rule_lr_zero(ctx: Context) -> list[Finding]:
 
 
 def rule_optimizer(ctx: Context) -> list[Finding]:
+    """Optimizer groups: parameters left out, frozen ones with a gradient, decayed temperature."""
     out = []
     missing = [r for r in ctx.signals if r.get("not_in_optimizer")]
     if missing:
@@ -188,6 +191,7 @@ def rule_optimizer(ctx: Context) -> list[Finding]:
 
 
 def rule_loss_progress(ctx: Context) -> list[Finding]:
+    """`loss_at_chance` per objective, `loss_not_decreasing` per term and for the total."""
     out = []
     b = max(ctx.batch_size, 2)
     at_chance = set()
@@ -264,6 +268,7 @@ def rule_loss_progress(ctx: Context) -> list[Finding]:
 
 
 def rule_zero_gradient(ctx: Context) -> list[Finding]:
+    """`zero_gradient`: trainable modules whose gradient norm was always 0."""
     zero = []
     used = {t for o in ctx.cfg.loss.objectives for t in o.towers}
     # A tower's projection only feeds the contrastive embedding: unused by design when no

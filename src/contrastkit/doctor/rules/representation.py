@@ -17,6 +17,7 @@ from contrastkit.doctor.signals import is_backbone
 
 
 def rule_collapse(ctx: Context) -> list[Finding]:
+    """`collapse`: a tower's embeddings lost their spread or their rank."""
     out = []
     for key in ctx.keys("collapse/"):
         if not key.endswith("/std_ratio"):
@@ -50,6 +51,7 @@ def rule_collapse(ctx: Context) -> list[Finding]:
 
 
 def rule_backbone(ctx: Context) -> list[Finding]:
+    """`frozen_backbone` / `rigidity`: the loss is flat while the backbone cannot (or does not) move."""
     out = []
     groups = sorted(
         {k.split("/", 1)[1] for k in ctx.keys("trainable/")}

@@ -24,6 +24,7 @@ from contrastkit.doctor.rules.thresholds import (
 
 
 def rule_temperature(ctx: Context) -> list[Finding]:
+    """Temperature / SigLIP scale out of range, its trend, and the SigLIP bias."""
     out = []
     for i, o in enumerate(ctx.cfg.loss.objectives):
         scale = ctx.series(f"{o.name}/logit_scale")
