@@ -45,6 +45,7 @@ test: $(VENV)/.test
 lint: $(VENV)/.test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src/contrastkit
 
 bench: $(VENV)/.test
 	$(BIN)/pip install -q -c $(VENV)/constraints.txt --no-deps open-clip-torch

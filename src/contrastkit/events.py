@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 
 class Event(str, Enum):
+    """The points of the training loop where callbacks are called (see the module docstring)."""
+
     FIT_START = "fit_start"
     EPOCH_START = "epoch_start"
     BATCH_START = "batch_start"
@@ -95,22 +97,45 @@ class Callback:
     """Base class: override the `on_<event>` methods you need. `state_dict` lets a resumed
     run keep the callback's history."""
 
-    def on_fit_start(self, state: State) -> None: ...
-    def on_epoch_start(self, state: State) -> None: ...
-    def on_batch_start(self, state: State) -> None: ...
-    def on_after_forward(self, state: State) -> None: ...
-    def on_after_loss(self, state: State) -> None: ...
-    def on_after_backward(self, state: State) -> None: ...
-    def on_batch_end(self, state: State) -> None: ...
-    def on_phase_change(self, state: State) -> None: ...
-    def on_eval_end(self, state: State) -> None: ...
-    def on_epoch_end(self, state: State) -> None: ...
-    def on_fit_end(self, state: State) -> None: ...
+    def on_fit_start(self, state: State) -> None:
+        """Once, before the first batch."""
+
+    def on_epoch_start(self, state: State) -> None:
+        """At the start of every epoch."""
+
+    def on_batch_start(self, state: State) -> None:
+        """Before the forward pass of every batch."""
+
+    def on_after_forward(self, state: State) -> None:
+        """After the forward pass; `state.output` is set."""
+
+    def on_after_loss(self, state: State) -> None:
+        """After the loss; `state.loss` is set."""
+
+    def on_after_backward(self, state: State) -> None:
+        """After backward, before clipping and the optimizer step; gradients are present."""
+
+    def on_batch_end(self, state: State) -> None:
+        """After the optimizer step; `state.step` is incremented and `state.metrics` logged."""
+
+    def on_phase_change(self, state: State) -> None:
+        """When the training phase changes (after that step's `batch_end`)."""
+
+    def on_eval_end(self, state: State) -> None:
+        """After an evaluation; `state.eval_metrics` is set."""
+
+    def on_epoch_end(self, state: State) -> None:
+        """At the end of every epoch, after its checkpoint and evaluation."""
+
+    def on_fit_end(self, state: State) -> None:
+        """Once, after the last epoch."""
 
     def state_dict(self) -> dict[str, Any]:
+        """What the callback must keep across a resume (saved in every checkpoint)."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
         return None
 
 

@@ -28,7 +28,8 @@ from contrastkit.data.manifest import is_text_column
 class HasTowerInputs(Protocol):
     """What `text_column_of` needs of a model: the input columns of each tower."""
 
-    def tower_inputs(self, tower: str) -> Sequence[str]: ...
+    def tower_inputs(self, tower: str) -> Sequence[str]:
+        """The input columns (manifest column names) of `tower`."""
 
 
 def tower_streams(cfg: Config, tower: str) -> list[str]:

@@ -37,6 +37,8 @@ class Registry(Generic[T]):
             importlib.import_module(module)
 
     def register(self, name: str) -> Callable[[T], T]:
+        """Decorator that adds its target under `name`; a name can be registered only once."""
+
         def add(obj: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
@@ -46,6 +48,7 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name_or_obj: str | T) -> T:
+        """The entry registered as `name_or_obj`, or the object itself when it is not a name."""
         if not isinstance(name_or_obj, str):
             return name_or_obj
         self._load_builtins()
@@ -57,6 +60,7 @@ class Registry(Generic[T]):
             ) from None
 
     def names(self) -> list[str]:
+        """Every registered name, sorted (the built-in entries included)."""
         self._load_builtins()
         return sorted(self._entries)
 

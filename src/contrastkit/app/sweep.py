@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from typing_extensions import override
 
 from contrastkit.config import Config, dump_config, load_config
 from contrastkit.errors import ConfigError
@@ -64,7 +65,7 @@ def load_space(path: str | Path, cfg: Config) -> dict[str, dict[str, Any]]:
             "float": ("low", "high"),
             "int": ("low", "high"),
             "categorical": ("choices",),
-        }.get(kind)
+        }.get(kind or "")
         if needed is None or any(k not in spec for k in needed):
             raise ConfigError(
                 f"search space {path}: {key}: needs type float|int (with low, high) or categorical (with choices)"
@@ -88,6 +89,7 @@ class PruningCallback(Callback):
         self.trial = trial
         self.monitor = monitor
 
+    @override
     def on_eval_end(self, state: State) -> None:
         import optuna
 
@@ -110,7 +112,7 @@ def sweep(
     storage: str | None = None,
     study_name: str = "contrastkit",
     run_root: str | Path = "sweeps",
-    direction: str = "maximize",
+    direction: Literal["maximize", "minimize"] = "maximize",
     overrides: Sequence[str] = (),
     train_fn: TrainFn | None = None,
 ) -> dict[str, Any]:
@@ -122,7 +124,10 @@ def sweep(
     import optuna
 
     if train_fn is None:
-        from contrastkit.app.run import train as train_fn
+        from contrastkit.app.run import train as default_train
+
+        train_fn = default_train
+    fit: TrainFn = train_fn
     base = load_config(cfg_path, list(overrides))
     space = load_space(space_path, base)
     monitor = select_metric(base)
@@ -145,7 +150,7 @@ def sweep(
         cfg = load_config(cfg_path, [*overrides, *_overrides(params)])
         run_dir = run_root / f"trial_{trial.number:03d}"
         trial.set_user_attr("run_dir", str(run_dir.resolve()))  # for `contrastkit compare --study`
-        summary = train_fn(cfg, run_dir, callbacks=[PruningCallback(trial, monitor)])
+        summary = fit(cfg, run_dir, callbacks=[PruningCallback(trial, monitor)])
         if monitor not in summary:
             raise ConfigError(f"trial {trial.number}: metric {monitor!r} missing from the summary")
         return float(summary[monitor])

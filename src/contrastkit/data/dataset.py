@@ -219,7 +219,10 @@ class ManifestDataset(Dataset):
             specs[column] = (self.opts.max_length, *shape[1:]) if column == "sequence" else shape
             if column == "features" and len(shape) == 2:
                 most = max(
-                    features_shape(Path(r.paths[column]))[0] for r in self.rows if column in r.paths
+                    # A features column holds one path (tuples are a video's views).
+                    features_shape(Path(r.paths[column]))[0]  # type: ignore[arg-type]
+                    for r in self.rows
+                    if column in r.paths
                 )
                 specs[column] = (max(most, shape[0]), shape[1])
         return specs

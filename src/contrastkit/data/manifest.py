@@ -56,6 +56,7 @@ class SkippedRow:
 
     @property
     def row(self) -> int:
+        """The manifest row (the `line` field), as error messages name it."""
         return self.line
 
 

@@ -45,6 +45,7 @@ class StreamLayout:
 
     @property
     def streams(self) -> int:
+        """Parallel readers across all ranks: one per loader worker (or the main process) per rank."""
         return self.world_size * max(self.workers, 1)
 
 

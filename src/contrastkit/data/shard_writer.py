@@ -99,7 +99,9 @@ def _group_sample(
     key: str, rows: list[Row], group_id: int, manifest: Path, on_error: str, skipped: list
 ) -> tuple[dict[str, Any] | None, int, int]:
     """The tar sample of one group, its row count and its largest feature grid N."""
-    records, files, most_n = [], {}, 0
+    records: list[dict[str, Any]] = []
+    files: dict[str, bytes] = {}
+    most_n = 0
     stored: dict[Path, str] = {}
     for row in rows:
         try:

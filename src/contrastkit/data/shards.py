@@ -133,6 +133,7 @@ class ShardSplit:
 
     @property
     def num_groups(self) -> int:
+        """Distinct group ids over every shard of the split."""
         return sum(s.groups for s in self.shards)
 
     def texts(self, column: str = "text") -> list[str]:
@@ -297,5 +298,5 @@ def extracted_split(
     groups = (g for s in shards for g in read_groups(s.path))
     rows, group_index = extract_rows(groups, Path(tmp.name))
     dataset = ManifestDataset(rows, opts, group_index, label_index, shards[0].path, on_error)  # type: ignore[arg-type]
-    dataset._extracted = tmp  # type: ignore[attr-defined] - removed with the dataset
+    dataset._extracted = tmp  # type: ignore[attr-defined]  # removed with the dataset
     return dataset

@@ -76,7 +76,9 @@ class NpyRows:
         buffer = np.empty((stop - start, d), self.dtype) if out is None else out[: stop - start]
         with self.path.open("rb") as f:
             f.seek(self.offset + start * d * self.dtype.itemsize)
-            if f.readinto(memoryview(buffer).cast("B")) != buffer.nbytes:
+            # numpy's stubs give ndarray the buffer protocol on Python >= 3.12 only.
+            view = memoryview(buffer).cast("B")  # type: ignore[arg-type]
+            if f.readinto(view) != buffer.nbytes:
                 raise DataError(f"gallery {self.path}: file ends before row {stop}")
         return buffer
 

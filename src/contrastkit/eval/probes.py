@@ -80,7 +80,12 @@ def knn_accuracy(
 ) -> float:
     """k-NN accuracy; without a gallery, leave-one-out on `query` itself."""
     loo = gallery is None
-    g, gl = (query, query_labels) if loo else (gallery, gallery_labels)
+    if gallery is None:
+        g, gl = query, query_labels
+    elif gallery_labels is None:
+        raise ValueError("knn_accuracy: a gallery needs gallery_labels")
+    else:
+        g, gl = gallery, gallery_labels
     keep_g = gl >= 0
     if loo:
         if not bool(keep_g.all()):

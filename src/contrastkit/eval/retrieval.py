@@ -57,8 +57,8 @@ def _dense_groups(
     """Map arbitrary group labels (ints or strings) of both sides to one dense int64 space."""
     ga = groups_a.cpu().numpy() if isinstance(groups_a, Tensor) else np.asarray(groups_a)
     gb = groups_b.cpu().numpy() if isinstance(groups_b, Tensor) else np.asarray(groups_b)
-    _, inverse = np.unique(np.concatenate([ga, gb]), return_inverse=True)
-    inverse = torch.from_numpy(inverse.astype(np.int64).reshape(-1))
+    _, inverse_np = np.unique(np.concatenate([ga, gb]), return_inverse=True)
+    inverse = torch.from_numpy(inverse_np.astype(np.int64).reshape(-1))
     return inverse[: len(ga)], inverse[len(ga) :]
 
 
@@ -184,9 +184,10 @@ def positive_ranks(
     counts_a = torch.bincount(ga, minlength=len(counts_b))
     npos_a, npos_b = counts_b[ga], counts_a[gb]  # positives per row / per column
     ra, rb = int(npos_a.max()), int(npos_b.max())
-    f, i32 = {"dtype": dtype, "device": device}, {"dtype": torch.int32, "device": device}
-    row_thr, row_neg = torch.full((ra, na), math.inf, **f), torch.zeros(ra, na, **i32)
-    col_thr, col_neg = torch.full((rb, nb), math.inf, **f), torch.zeros(rb, nb, **i32)
+    row_thr = torch.full((ra, na), math.inf, dtype=dtype, device=device)
+    col_thr = torch.full((rb, nb), math.inf, dtype=dtype, device=device)
+    row_neg = torch.zeros(ra, na, dtype=torch.int32, device=device)
+    col_neg = torch.zeros(rb, nb, dtype=torch.int32, device=device)
     ga_d, gb_d = ga.to(device), gb.to(device)
     chunks = _chunk_bounds(ga, chunk_size)
     diag: list[tuple[int, int]] = []

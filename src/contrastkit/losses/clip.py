@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import ObjectiveConfig
 from contrastkit.errors import ConfigError
@@ -147,6 +148,7 @@ class ClipObjective(ObjectiveConfig):
             )
         return self
 
+    @override
     def build(self) -> ClipLoss:
         return ClipLoss(
             self.temperature,

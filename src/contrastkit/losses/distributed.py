@@ -16,6 +16,8 @@ values is the same value. The test `tests/losses/test_distributed.py` checks bot
 
 from __future__ import annotations
 
+from typing import overload
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -62,7 +64,7 @@ class _GatherWithGrad(torch.autograd.Function):
     """All-gather whose backward all-reduces (SUM) and returns the local slice."""
 
     @staticmethod
-    def forward(ctx, t: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, t: Tensor) -> Tensor:
         out, sizes = _all_gather_padded(t)
         rank, _ = world()
         ctx.start = sum(sizes[:rank])
@@ -70,7 +72,7 @@ class _GatherWithGrad(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> Tensor:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         return grad[ctx.start : ctx.stop]
@@ -84,6 +86,12 @@ def gather_with_grad(t: Tensor) -> Tensor:
     if not is_distributed():
         return t
     return _GatherWithGrad.apply(t)
+
+
+@overload
+def gather_no_grad(t: Tensor) -> Tensor: ...
+@overload
+def gather_no_grad(t: None) -> None: ...
 
 
 def gather_no_grad(t: Tensor | None) -> Tensor | None:

@@ -81,7 +81,7 @@ class _SymmetricLogSumExp(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx, a: Tensor, b: Tensor, scale: Tensor, w_row: Tensor, w_col: Tensor, need_grad: bool
     ) -> tuple[Tensor, Tensor, Tensor]:
         a_s = a * scale  # scaling a (B x D) is cheaper than scaling B x B
@@ -129,7 +129,7 @@ class _SymmetricLogSumExp(torch.autograd.Function):
         return total, lse_row, lse_col
 
     @staticmethod
-    def backward(ctx, grad_total: Tensor, _r: Tensor, _c: Tensor):  # type: ignore[override]
+    def backward(ctx, grad_total: Tensor, _r: Tensor, _c: Tensor):
         if not ctx.need_grad:
             raise RuntimeError("symmetric log-sum-exp was computed without gradient tracking")
         grad_a, grad_b, grad_scale = ctx.saved_tensors
@@ -258,7 +258,7 @@ class _NearSquaredDistance(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor, rows: Tensor, cols: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, y: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
         out = x.new_empty(rows.shape[0])
         for k0 in range(0, rows.shape[0], NEAR_CHUNK):
             i, j = rows[k0 : k0 + NEAR_CHUNK], cols[k0 : k0 + NEAR_CHUNK]
@@ -267,7 +267,7 @@ class _NearSquaredDistance(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
+    def backward(ctx, grad: Tensor):
         x, y, rows, cols = ctx.saved_tensors
         grad_x, grad_y = torch.zeros_like(x), torch.zeros_like(y)
         for k0 in range(0, rows.shape[0], NEAR_CHUNK):

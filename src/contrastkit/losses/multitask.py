@@ -110,13 +110,16 @@ class MultitaskLoss(nn.Module):
         self, embeddings: dict[str, Tensor], teachers: dict[str, Tensor]
     ) -> Tensor | None:
         """Mean distillation over objectives whose towers both have teacher embeddings."""
+        assert self.cfg.distillation is not None  # forward calls this only when configured
+        temperature = self.cfg.distillation.temperature
         values = []
         for towers in self.towers.values():
             if len(towers) == 2 and all(t in teachers and t in embeddings for t in towers):
-                student = [embeddings[t] for t in towers]
-                teacher = [teachers[t] for t in towers]
+                a, b = towers
                 values.append(
-                    distillation_loss(*student, *teacher, self.cfg.distillation.temperature)
+                    distillation_loss(
+                        embeddings[a], embeddings[b], teachers[a], teachers[b], temperature
+                    )
                 )
         return torch.stack(values).mean() if values else None
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import ObjectiveConfig
 from contrastkit.errors import ConfigError
@@ -38,7 +39,7 @@ class _BlockwiseSigmoidLoss(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx,
         a: Tensor,
         b: Tensor,
@@ -67,14 +68,14 @@ class _BlockwiseSigmoidLoss(torch.autograd.Function):
                 pos = (g_blk == groups_b[None, j0 : j0 + block_size]).nonzero(as_tuple=True)
                 x = torch.addmm(bias_t, a_blk, b_blk.T, alpha=t)
                 loss += F.softplus(x, threshold=40.0).sum() - x[pos].sum()
-                if need_grad:
+                if grad_a is not None and grad_b is not None:  # need_grad
                     grad = torch.sigmoid(x)
                     grad[pos] -= 1.0
                     g_bias += grad.sum()
                     grad_a[i0 : i0 + block_size].addmm_(grad, b_blk)
                     grad_b[j0 : j0 + block_size].addmm_(grad.T, a_blk)
         ctx.need_grad = need_grad
-        if need_grad:
+        if grad_a is not None and grad_b is not None:  # need_grad
             # dx/dt' = t·a_i·b_j, so dL/dt' = t·Σ_i a_i·(Σ_j G_ij b_j): the unscaled
             # dL/da already holds Σ_j G_ij b_j (no extra pass over the blocks). All terms
             # carry the 1/B of the mean over rows.
@@ -83,7 +84,7 @@ class _BlockwiseSigmoidLoss(torch.autograd.Function):
         return loss / n
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+    def backward(ctx, grad_out: Tensor):
         if not ctx.need_grad:
             raise RuntimeError("blockwise SigLIP loss was computed without gradient tracking")
         grad_a, grad_b, g_log_scale, g_bias = ctx.saved_tensors
@@ -240,6 +241,7 @@ class SiglipObjective(ObjectiveConfig):
             )
         return self
 
+    @override
     def build(self) -> SiglipLoss:
         return SiglipLoss(
             self.init_logit_scale,

@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import ObjectiveConfig
 from contrastkit.errors import ConfigError, DataError
@@ -99,7 +100,7 @@ class TripletLoss(nn.Module):
         self._check_inputs(attributes, labels)
         a = gather_with_grad(a)
         one_set = b is None
-        cand = a if one_set else gather_with_grad(b)
+        cand = a if b is None else gather_with_grad(b)
         groups = gather_no_grad(group_ids)
         attrs = gather_no_grad(attributes)
         labels = gather_no_grad(labels)
@@ -107,8 +108,11 @@ class TripletLoss(nn.Module):
         not_self = ~torch.eye(n, dtype=torch.bool, device=a.device) if one_set else None
         thresholds = None
         if self.miner_name == "percentile":
+            assert attrs is not None  # _check_inputs refused a batch without attributes
             attr_dist = torch.cdist(attrs.double(), attrs.double())
-            valid = not_self if one_set else torch.ones_like(attr_dist, dtype=torch.bool)
+            valid = (
+                not_self if not_self is not None else torch.ones_like(attr_dist, dtype=torch.bool)
+            )
             thresholds = percentile_thresholds(
                 attr_dist, valid, self.pos_percentile, self.neg_percentile
             )
@@ -166,6 +170,7 @@ class TripletLoss(nn.Module):
             pos = groups[rows, None] == groups[None, :]
             neg = ~pos
         else:
+            assert attrs is not None  # thresholds come from attributes
             attr_dist = torch.cdist(attrs[rows].double(), attrs.double())
             pos = attr_dist <= thresholds[0]
             neg = (attr_dist >= thresholds[1]) & ~pos
@@ -173,6 +178,7 @@ class TripletLoss(nn.Module):
             pos = pos & not_self[rows]
             neg = neg & not_self[rows]
         if self.same_label_negatives:
+            assert labels is not None  # _check_inputs refused a batch without labels
             known = labels[rows, None] >= 0
             neg = neg & known & (labels[rows, None] == labels[None, :])
         return pos, neg
@@ -181,6 +187,7 @@ class TripletLoss(nn.Module):
         """c x B margin of each (anchor, negative) pair."""
         if self.margin_scale == 0:
             return torch.full_like(like, self.base_margin).detach()
+        assert attrs is not None  # _check_inputs refused a batch without attributes
         attr_dist = torch.cdist(attrs[rows].to(like.dtype), attrs.to(like.dtype))
         return self.base_margin + self.margin_scale * attr_dist
 
@@ -204,6 +211,7 @@ class TripletObjective(ObjectiveConfig):
             raise ValueError("pos_percentile must be below neg_percentile")
         return self
 
+    @override
     def build(self) -> TripletLoss:
         return TripletLoss(
             base_margin=self.base_margin,

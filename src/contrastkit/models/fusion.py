@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import FusionConfig
 from contrastkit.models.encoders import check_heads, masked_mean
@@ -56,6 +57,7 @@ class ConcatFusion(Fusion):
         self.stream_type = nn.Parameter(torch.randn(len(stream_widths), width) * 0.02)
         self.pooled_map = nn.Linear(sum(stream_widths.values()), width)
 
+    @override
     def forward(self, outputs: dict[str, EncoderOutput]) -> EncoderOutput:
         outs = self._check(outputs)
         tokens = [
@@ -75,14 +77,15 @@ class GatedFusion(Fusion):
         self.maps = nn.ModuleDict({s: nn.Linear(d, width) for s, d in stream_widths.items()})
         self.gates = nn.ModuleDict({s: nn.Linear(width, width) for s in stream_widths})
 
+    @override
     def forward(self, outputs: dict[str, EncoderOutput]) -> EncoderOutput:
         outs = self._check(outputs)
-        pooled = 0.0
-        tokens = []
+        gated, tokens = [], []
         for s, o in zip(self.streams, outs, strict=True):
             p = self.maps[s](o.pooled)
-            pooled = pooled + torch.sigmoid(self.gates[s](p)) * p
+            gated.append(torch.sigmoid(self.gates[s](p)) * p)
             tokens.append(self.maps[s](o.tokens))
+        pooled = sum(gated[1:], start=gated[0])
         mask = torch.cat([_token_mask(o) for o in outs], dim=1)
         return EncoderOutput(tokens=torch.cat(tokens, dim=1), pooled=pooled, mask=mask)
 
@@ -104,6 +107,7 @@ class CrossAttentionFusion(Fusion):
             nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width)
         )
 
+    @override
     def forward(self, outputs: dict[str, EncoderOutput]) -> EncoderOutput:
         first, *others = self._check(outputs)
         query = self.token_maps[self.streams[0]](first.tokens)

@@ -81,4 +81,5 @@ class ModelOutput:
 
     @property
     def embeddings(self) -> dict[str, Tensor]:
+        """Each tower's embedding, keyed by tower name."""
         return {name: t.embedding for name, t in self.towers.items()}

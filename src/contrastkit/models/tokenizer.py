@@ -18,9 +18,11 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from contrastkit.config import TokenizerConfig
 from contrastkit.errors import ConfigError, RunDirError
@@ -45,19 +47,23 @@ class Tokenizer(ABC):
 
     @property
     @abstractmethod
-    def vocab_size(self) -> int: ...
+    def vocab_size(self) -> int:
+        """Number of token ids (the embedding table size)."""
 
     @property
     @abstractmethod
-    def pad_id(self) -> int: ...
+    def pad_id(self) -> int:
+        """Id used to pad rows to a common length."""
 
     @property
     @abstractmethod
-    def bos_id(self) -> int: ...
+    def bos_id(self) -> int:
+        """Id put before the first token of every row."""
 
     @property
     @abstractmethod
-    def eos_id(self) -> int: ...
+    def eos_id(self) -> int:
+        """Id put after the last token of every row."""
 
     @abstractmethod
     def encode(self, texts: Sequence[str], max_length: int | None = None) -> tuple[Tensor, Tensor]:
@@ -133,23 +139,28 @@ class BuiltinTokenizer(Tokenizer):
         return cls(vocab + [w for w, _ in words], max_length=max_length)
 
     @property
+    @override
     def vocab_size(self) -> int:
         return len(self.vocab)
 
     @property
+    @override
     def pad_id(self) -> int:
         return 0
 
     @property
+    @override
     def bos_id(self) -> int:
         return 1
 
     @property
+    @override
     def eos_id(self) -> int:
         return 2
 
     @property
     def unk_id(self) -> int:
+        """Id of a piece outside the vocabulary."""
         return 3
 
     def _piece_ids(self, piece: str) -> list[int]:
@@ -161,6 +172,7 @@ class BuiltinTokenizer(Tokenizer):
         chars = [(GLUE + c if glued or i else c) for i, c in enumerate(word)]
         return [self.index.get(c, self.unk_id) for c in chars]
 
+    @override
     def encode(self, texts: Sequence[str], max_length: int | None = None) -> tuple[Tensor, Tensor]:
         length = max_length or self.max_length
         if length < 2:
@@ -171,6 +183,7 @@ class BuiltinTokenizer(Tokenizer):
             rows.append([self.bos_id, *body[: length - 2], self.eos_id])
         return _pad(rows, self.pad_id)
 
+    @override
     def decode(self, ids: Tensor | Sequence[Sequence[int]]) -> list[str]:
         texts = []
         for row in _rows(ids):
@@ -188,6 +201,7 @@ class BuiltinTokenizer(Tokenizer):
             texts.append(out)
         return texts
 
+    @override
     def save(self, directory: str | Path) -> None:
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
@@ -222,23 +236,28 @@ class HFTokenizer(Tokenizer):
             ) from None
 
     @property
+    @override
     def vocab_size(self) -> int:
         return len(self.hf)
 
     @property
+    @override
     def pad_id(self) -> int:
         return int(self.hf.pad_token_id if self.hf.pad_token_id is not None else 0)
 
     @property
+    @override
     def bos_id(self) -> int:
         tid = self.hf.bos_token_id if self.hf.bos_token_id is not None else self.hf.cls_token_id
         return int(tid)
 
     @property
+    @override
     def eos_id(self) -> int:
         tid = self.hf.eos_token_id if self.hf.eos_token_id is not None else self.hf.sep_token_id
         return int(tid)
 
+    @override
     def encode(self, texts: Sequence[str], max_length: int | None = None) -> tuple[Tensor, Tensor]:
         enc = self.hf(
             list(texts),
@@ -249,15 +268,18 @@ class HFTokenizer(Tokenizer):
         )
         return enc["input_ids"].long(), enc["attention_mask"].bool()
 
+    @override
     def decode(self, ids: Tensor | Sequence[Sequence[int]]) -> list[str]:
         texts = []
         for row in _rows(ids):
             body = row[1:] if row and row[0] == self.bos_id else row
             if self.eos_id in body:
                 body = body[: body.index(self.eos_id)]
-            texts.append(self.hf.decode(body, skip_special_tokens=True).strip())
+            # One row of ids decodes to one string (the stubs also allow a batch's list).
+            texts.append(cast(str, self.hf.decode(body, skip_special_tokens=True)).strip())
         return texts
 
+    @override
     def save(self, directory: str | Path) -> None:
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)

@@ -28,11 +28,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from contrastkit.losses.multitask import teacher_embeddings
+from contrastkit.losses.multitask import MultitaskLoss, teacher_embeddings
 from contrastkit.losses.reduction import add_counts, global_counts, global_means, share_of_mean
 from contrastkit.losses.result import LossOutput, TermSum, result_stats
 from contrastkit.models.outputs import ModelOutput
@@ -72,6 +73,7 @@ class StepContext:
     replay_rng: bool = True
 
     def forward(self, model: nn.Module, batch: dict) -> ModelOutput:
+        """The model's output for `batch`, with `prepare` and `on_forward` applied."""
         output = model(batch)
         if self.prepare is not None:
             output = self.prepare(output, batch)
@@ -121,7 +123,11 @@ def _backward(loss: Tensor | None) -> None:
 
 
 def single_step(
-    model: nn.Module, criterion: nn.Module, batch: dict, weights: dict[str, float], ctx: StepContext
+    model: nn.Module,
+    criterion: MultitaskLoss,
+    batch: dict,
+    weights: dict[str, float],
+    ctx: StepContext,
 ) -> LossOutput:
     """One ordinary forward / loss / backward (`accumulate: 1`)."""
     with ctx.autocast():
@@ -143,7 +149,7 @@ def _weighted_sums(
     )
 
 
-def _needs_counts(criterion: nn.Module, weights: dict[str, float]) -> bool:
+def _needs_counts(criterion: MultitaskLoss, weights: dict[str, float]) -> bool:
     """Whether a weighted per-unit term needs the step's counts before any backward."""
     names = getattr(criterion, "auxiliary_names", ())
     return any(weights.get(name, 0.0) != 0.0 for name in names)
@@ -160,7 +166,7 @@ def _reported_sums(pieces: Sequence[dict[str, TermSum]]) -> dict[str, Tensor]:
 
 
 def _counting_pass(
-    model: nn.Module, criterion: nn.Module, micro: Sequence[dict], ctx: StepContext
+    model: nn.Module, criterion: MultitaskLoss, micro: Sequence[dict], ctx: StepContext
 ) -> tuple[list, dict[str, Tensor]]:
     """No-grad forward of every micro-batch: RNG state before each, and the per-unit
     terms' global counts (the denominators every micro-batch's backward needs)."""
@@ -175,7 +181,7 @@ def _counting_pass(
 
 def naive_step(
     model: nn.Module,
-    criterion: nn.Module,
+    criterion: MultitaskLoss,
     micro: Sequence[dict],
     weights: dict[str, float],
     ctx: StepContext,
@@ -183,11 +189,13 @@ def naive_step(
     """Per micro-batch: row-coupling terms (own negatives) x its share of rows, per-unit
     terms as `sum · W / C` with the step's global count C (exact, as for the full batch)."""
     total_rows = sum(batch_size_of(mb) for mb in micro)
-    rng_states, counts = None, {}
+    rng_states: list | None = None
+    counts: dict[str, Tensor] = {}
     if _needs_counts(criterion, weights):
         rng_states, counts = _counting_pass(model, criterion, micro, ctx)
     rng_after = capture_rng()
-    coupled, pieces, shares, results = [], [], [], {}
+    coupled, pieces, shares = [], [], []
+    results: dict[str, Any] = {}
     for i, mb in enumerate(micro):
         share = batch_size_of(mb) / total_rows
         if rng_states is not None and ctx.replay_rng:
@@ -242,7 +250,7 @@ def _leaf(t: Tensor) -> Tensor:
 
 def cached_step(
     model: nn.Module,
-    criterion: nn.Module,
+    criterion: MultitaskLoss,
     micro: Sequence[dict],
     full_batch: dict,
     weights: dict[str, float],
@@ -308,7 +316,7 @@ def cached_step(
 
 def accumulation_step(
     model: nn.Module,
-    criterion: nn.Module,
+    criterion: MultitaskLoss,
     batch: dict,
     weights: dict[str, float],
     ctx: StepContext,

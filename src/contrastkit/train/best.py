@@ -72,6 +72,7 @@ class BestTracker:
         return improved
 
     def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to keep tracking (saved in every checkpoint)."""
         return {
             "best": self.best,
             "monitor": self.monitor,
@@ -80,6 +81,7 @@ class BestTracker:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
         self.best, self.bad_evals = state["best"], state["bad_evals"]
         self.stop = state["stop"]
         if "monitor" in state:

@@ -58,6 +58,7 @@ def _write_meta(path: Path, meta: Mapping[str, Any]) -> None:
 
 
 def checkpoint_name(step: int) -> str:
+    """The folder name of the checkpoint at `step` (zero-padded so names sort by step)."""
     return f"{PREFIX}{step:06d}"
 
 
@@ -230,6 +231,7 @@ def module_tensors(prefix: str, module: nn.Module) -> dict[str, Tensor]:
 
 
 def sub_state(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The entries under `prefix.`, with the prefix removed (one module's state dict)."""
     p = prefix + "."
     return {k[len(p) :]: v for k, v in tensors.items() if k.startswith(p)}
 
@@ -265,7 +267,8 @@ def join_tensors(obj: Any, tensors: Mapping[str, Tensor]) -> Any:
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Split an optimizer state_dict into tensors (`optimizer.<param>.<name>`) and JSON."""
     sd = optimizer.state_dict()
-    tensors, scalars = {}, {}
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, Any] = {}
     for idx, entry in sd["state"].items():
         for name, value in entry.items():
             if isinstance(value, Tensor):

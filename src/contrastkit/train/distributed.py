@@ -32,10 +32,12 @@ class DistInfo:
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0, the process that writes files and logs."""
         return self.rank == 0
 
     @property
     def enabled(self) -> bool:
+        """True when more than one process trains."""
         return self.world_size > 1
 
 
@@ -95,6 +97,7 @@ def no_sync(model: nn.Module) -> contextlib.AbstractContextManager:
 
 
 def barrier() -> None:
+    """Wait for every rank; a no-op without an initialised process group."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
@@ -119,5 +122,6 @@ def broadcast_flag(flag: bool, device: torch.device) -> bool:
 
 
 def cleanup() -> None:
+    """Destroy the process group, if one was initialised."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -37,13 +37,15 @@ class EMA:
         """Move the shadow weights towards `model`'s; buffers are copied as they are."""
         for shadow, param in zip(self.model.parameters(), model.parameters(), strict=True):
             shadow.lerp_(param.detach(), 1.0 - self.decay)
-        for shadow, buf in zip(self.model.buffers(), model.buffers(), strict=True):
-            shadow.copy_(buf)
+        for shadow_buf, buf in zip(self.model.buffers(), model.buffers(), strict=True):
+            shadow_buf.copy_(buf)
 
     def state_dict(self) -> dict[str, Tensor]:
+        """The shadow weights."""
         return self.model.state_dict()
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore the shadow weights from a checkpoint."""
         self.model.load_state_dict(state)
 
 
@@ -59,6 +61,7 @@ class TeacherHook:
 
     @torch.no_grad()
     def __call__(self, output: ModelOutput, batch: dict) -> ModelOutput:
+        """`output` with the teacher's embeddings for `batch` added to its extras."""
         state = capture_rng()
         self.teacher.eval()
         teacher_out = self.teacher(batch)

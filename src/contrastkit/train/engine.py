@@ -24,6 +24,7 @@ from contrastkit.config import TrainConfig
 from contrastkit.data.collate import to_device
 from contrastkit.errors import ConfigError, RunDirError
 from contrastkit.events import Callback, Event, State, fire
+from contrastkit.losses.multitask import MultitaskLoss
 from contrastkit.losses.result import LossOutput
 from contrastkit.train import checkpoint as ckpt
 from contrastkit.train import snapshot
@@ -57,7 +58,8 @@ class EngineParts:
     """What the engine trains and with what.
 
     Attributes:
-        model / criterion: the modules (criterion has `forward`, `contrastive`, `auxiliary`).
+        model / criterion: the modules (criterion: a `MultitaskLoss`, or a module with its
+            `forward`, `contrastive` and `auxiliary`).
         make_loader: `(epoch, start_batch) -> iterable of step batches` (this rank's rows of
             micro-batch x accumulate per batch), deterministic given the epoch.
         steps_per_epoch: optimizer steps in one epoch.
@@ -70,7 +72,7 @@ class EngineParts:
     """
 
     model: nn.Module
-    criterion: nn.Module
+    criterion: MultitaskLoss
     make_loader: Callable[[int, int], Iterable[dict]]
     steps_per_epoch: int
     weights: WeightsFn
@@ -383,6 +385,7 @@ class Engine:
 
     def _evaluate(self, checkpoint: Path | None) -> None:
         """Evaluate, then point best.json at `checkpoint` (rank 0's path) if it improved."""
+        assert self.parts.evaluate is not None  # _eval_due is False without it
         self.model.eval()
         with torch.no_grad():
             metrics = dict(self.parts.evaluate(self.model))
@@ -391,14 +394,15 @@ class Engine:
             self.loggers.log({"epoch": float(self.state.epoch), **metrics}, self.state.step)
         fire(self.callbacks, Event.EVAL_END, self.state)
         improved = self.tracker.observe(metrics)
-        if improved and checkpoint is not None and self.dist.is_main:
-            ckpt.set_best(
-                self.checkpoint_root,
-                checkpoint,
-                self.tracker.monitor,
-                self.tracker.best,
-                self.state.step,
-            )
+        monitor, best = self.tracker.monitor, self.tracker.best  # both set when improved
+        if (
+            improved
+            and checkpoint is not None
+            and self.dist.is_main
+            and monitor
+            and best is not None
+        ):
+            ckpt.set_best(self.checkpoint_root, checkpoint, monitor, best, self.state.step)
         self.eval_pending = False
         stop = self.tracker.stop
         # Rank 0 decides: evaluation on each rank may differ in the last float bit.
@@ -415,6 +419,7 @@ class Engine:
 
     @property
     def checkpoint_root(self) -> Path:
+        """The folder holding this run's checkpoints."""
         return self.run_dir / "checkpoints"
 
     def _checkpoint_due(self) -> bool:

@@ -11,8 +11,9 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from contrastkit.config import LoggersConfig
 
@@ -20,8 +21,13 @@ log = logging.getLogger(__name__)
 
 
 class MetricSink(Protocol):
-    def log(self, metrics: dict[str, float], step: int) -> None: ...
-    def close(self) -> None: ...
+    """A destination for logged metrics: `log` per step, `close` once at the end."""
+
+    def log(self, metrics: Mapping[str, object], step: int) -> None:
+        """Record `metrics` at optimizer step `step` (non-numbers reach metrics.jsonl only)."""
+
+    def close(self) -> None:
+        """Flush and release the destination."""
 
 
 def _number(v: Any) -> float | None:
@@ -38,11 +44,13 @@ class JsonlSink:
     def __init__(self, path: Path) -> None:
         self.file = path.open("a", encoding="utf-8")
 
-    def log(self, metrics: dict[str, float], step: int) -> None:
+    def log(self, metrics: Mapping[str, object], step: int) -> None:
+        """Append one line and flush it (the durable record of a killed run)."""
         self.file.write(json.dumps({"step": step, **metrics}, allow_nan=True) + "\n")
         self.file.flush()
 
     def close(self) -> None:
+        """Close the file."""
         self.file.close()
 
 
@@ -77,6 +85,8 @@ def truncate_jsonl(path: Path, step: int, *, drop_evals_at_step: bool = False) -
 
 
 class TensorBoardSink:
+    """Writes the finite scalars to TensorBoard event files in the run directory."""
+
     def __init__(self, run_dir: Path) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -84,31 +94,46 @@ class TensorBoardSink:
         # step); metrics.jsonl is the durable record of a killed run.
         self.writer = SummaryWriter(log_dir=str(run_dir), flush_secs=30)
 
-    def log(self, metrics: dict[str, float], step: int) -> None:
+    def log(self, metrics: Mapping[str, object], step: int) -> None:
+        """Add every finite metric as a scalar at `step`."""
         for k, v in metrics.items():
             if (f := _number(v)) is not None:
                 self.writer.add_scalar(k, f, step)
 
     def close(self) -> None:
+        """Flush and close the event file."""
         self.writer.close()
 
 
 class WandbSink:
-    def __init__(self, run_dir: Path, project: str, mode: str, name: str, config: dict) -> None:
+    """Logs the finite scalars to a Weights & Biases run."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        project: str,
+        mode: Literal["offline", "online", "disabled"],
+        name: str,
+        config: dict,
+    ) -> None:
         import wandb
 
         self.run = wandb.init(
             project=project, mode=mode, dir=str(run_dir), name=name, config=config, reinit=True
         )
 
-    def log(self, metrics: dict[str, float], step: int) -> None:
+    def log(self, metrics: Mapping[str, object], step: int) -> None:
+        """Log every finite metric at `step`."""
         self.run.log({k: f for k, v in metrics.items() if (f := _number(v)) is not None}, step=step)
 
     def close(self) -> None:
+        """Finish the W&B run."""
         self.run.finish()
 
 
 class MlflowSink:
+    """Logs the finite scalars to an MLflow run (a SQLite store in the run directory by default)."""
+
     def __init__(self, run_dir: Path, uri: str | None, name: str, config: dict) -> None:
         import mlflow
 
@@ -120,13 +145,15 @@ class MlflowSink:
         if flat:
             mlflow.log_params(dict(list(flat.items())[:100]))
 
-    def log(self, metrics: dict[str, float], step: int) -> None:
+    def log(self, metrics: Mapping[str, object], step: int) -> None:
+        """Log every finite metric at `step` (`@` becomes `_at_`: MLflow rejects it in names)."""
         clean = {
             k.replace("@", "_at_"): f for k, v in metrics.items() if (f := _number(v)) is not None
         }
         self.mlflow.log_metrics(clean, step=step)
 
     def close(self) -> None:
+        """End the MLflow run."""
         self.mlflow.end_run()
 
 
@@ -147,11 +174,13 @@ class Loggers:
     def __init__(self, sinks: list[MetricSink]) -> None:
         self.sinks = sinks
 
-    def log(self, metrics: dict[str, float], step: int) -> None:
+    def log(self, metrics: Mapping[str, object], step: int) -> None:
+        """Send `metrics` to every sink."""
         for sink in self.sinks:
             sink.log(metrics, step)
 
     def close(self) -> None:
+        """Close every sink; later calls log nothing."""
         for sink in self.sinks:
             sink.close()
         self.sinks = []
@@ -170,7 +199,7 @@ def build_loggers(
         return Loggers([])
     run_dir.mkdir(parents=True, exist_ok=True)
     sinks: list[MetricSink] = [JsonlSink(run_dir / "metrics.jsonl")]
-    optional = [
+    optional: list[tuple[bool, str, Callable[[], MetricSink]]] = [
         (cfg.tensorboard, "tensorboard", lambda: TensorBoardSink(run_dir)),
         (
             cfg.wandb and cfg.wandb_mode != "disabled",

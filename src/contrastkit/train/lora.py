@@ -80,18 +80,23 @@ def apply_lora(
         )
     done = []
     for name, enc in encoders:
-        names = [n for n, m in enc.model.named_modules() if isinstance(m, nn.Linear)]
+        base = enc.get_submodule("model")
+        names = [n for n, m in base.named_modules() if isinstance(m, nn.Linear)]
         if not any(_matches(n, t) for n in names for t in targets):
             leaves = sorted({n.rsplit(".", 1)[-1] for n in names})
             raise ConfigError(
                 f"{where}.targets: {list(targets)} match no module of {name} "
-                f"({type(enc.model).__name__}); its linear layers are named: {', '.join(leaves)}"
+                f"({type(base).__name__}); its linear layers are named: {', '.join(leaves)}"
             )
         config = LoraConfig(
-            target_modules=list(targets), r=r, lora_alpha=alpha, lora_dropout=dropout
+            target_modules=list(targets),
+            r=r,
+            # peft annotates lora_alpha as int; a float scales the same (alpha / r).
+            lora_alpha=alpha,  # type: ignore[arg-type]
+            lora_dropout=dropout,
         )
-        inject_adapter_in_model(config, enc.model)
-        for pname, p in enc.model.named_parameters():
+        inject_adapter_in_model(config, base)
+        for pname, p in base.named_parameters():
             p.requires_grad_("lora_" in pname)
         done.append(name)
     record_base(model)
@@ -115,7 +120,7 @@ def record_base(model: nn.Module, frozen: Sequence[str] = ()) -> None:
         locked = bool(frozen) and all(any(_under(p, f) for f in frozen) for p in params)
         if not (lora or locked):
             continue
-        for key in enc.model.state_dict():
+        for key in enc.get_submodule("model").state_dict():
             if locked or "lora_" not in key:
                 keys.append(prefix + key)
         path = str(getattr(enc, "path", ""))

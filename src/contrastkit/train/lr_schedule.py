@@ -60,6 +60,7 @@ class LrScheduler:
         self.apply()
 
     def factor(self) -> float:
+        """The schedule's lr multiplier at the current step (warm-up, then decay), before the phase scale."""
         return lr_at(
             self.step_count,
             total_steps=self.total_steps,
@@ -75,20 +76,25 @@ class LrScheduler:
             group["lr"] = group["base_lr"] * f
 
     def set_phase_scale(self, scale: float) -> None:
+        """Set the current phase's lr multiplier and apply it at once."""
         self.phase_scale = scale
         self.apply()
 
     def step(self) -> None:
+        """Advance one optimizer step and write the new lr into every group."""
         self.step_count += 1
         self.apply()
 
     def get_last_lr(self) -> list[float]:
+        """The current lr of every parameter group (the torch scheduler interface)."""
         return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict:
+        """The step count and phase scale, for a checkpoint."""
         return {"step_count": self.step_count, "phase_scale": self.phase_scale}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the step count and phase scale, and write the lr they give."""
         self.step_count = int(state["step_count"])
         self.phase_scale = float(state["phase_scale"])
         self.apply()

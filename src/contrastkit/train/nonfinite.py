@@ -119,8 +119,10 @@ class BadStepGuard:
         }
 
     def state_dict(self) -> dict[str, int]:
+        """The skipped-step counters, for a checkpoint."""
         return {"consecutive": self.consecutive, "total": self.total}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Restore the skipped-step counters."""
         self.consecutive = int(state.get("consecutive", 0))
         self.total = int(state.get("total", 0))

@@ -50,6 +50,7 @@ class OptimizerStep:
         self.max_norm = grad_clip if grad_clip is not None else math.inf
 
     def params(self) -> list[torch.Tensor]:
+        """The parameters that received a gradient this step."""
         return [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
 
     def is_bad(self, loss_value: float) -> bool:

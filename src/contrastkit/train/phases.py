@@ -82,6 +82,7 @@ class PhaseController:
             self._set(prefix, False)
 
     def lr_scale(self, index: int) -> float:
+        """The lr multiplier of phase `index` (1.0 without phases)."""
         return self.phases[index].lr_scale if self.phases else 1.0
 
     def describe(

@@ -56,7 +56,8 @@ class Progress:
             self._task = self._bar.add_task("training", total=total_steps)
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
-        if self.mode == "rich" and self._bar is not None:
+        """Show progress at `step` (the bar, or a plain line every `log_every` steps)."""
+        if self.mode == "rich" and self._bar is not None and self._task is not None:
             self._bar.update(
                 self._task, completed=step, description=_summary({**metrics, "step": step})
             )
@@ -66,12 +67,14 @@ class Progress:
             print(f"{_summary({**metrics, 'step': step})}  eta {eta:.0f}s", flush=True)
 
     def message(self, text: str) -> None:
+        """Print `text` without breaking the progress bar."""
         if self.mode == "rich" and self._bar is not None:
             self._bar.console.print(text)
         elif self.mode == "plain":
             print(text, flush=True)
 
     def close(self) -> None:
+        """Stop the progress bar."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None

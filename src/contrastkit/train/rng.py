@@ -24,7 +24,7 @@ class RngState:
     torch_cpu: torch.Tensor
     torch_cuda: list[torch.Tensor] | None
     python: tuple
-    numpy: tuple
+    numpy: tuple | dict[str, Any]  # a tuple at run time (legacy format); the stubs say dict
 
 
 def capture_rng() -> RngState:

@@ -95,6 +95,7 @@ def render_view(
 
 
 def report(artery: int, segment: int, severity: int, rng: np.random.Generator) -> str:
+    """The report sentence for one lesion, sometimes with a distractor clause about another artery."""
     text = f"{severity}% stenosis of the {SEGMENTS[segment]} {ARTERIES[artery]}."
     others = [a for i, a in enumerate(ARTERIES) if i != artery]
     if rng.random() < 0.5:

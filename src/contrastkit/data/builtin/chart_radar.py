@@ -55,6 +55,7 @@ def render(values: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarra
 
 
 def difficulty(values: np.ndarray) -> str:
+    """The difficulty label of a chart, from the sum of its radar values."""
     return DIFFICULTIES[int(np.digitize(values.sum(), [2.0, 2.5, 3.0]))]
 
 

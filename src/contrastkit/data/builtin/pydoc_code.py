@@ -40,7 +40,7 @@ def cache_key() -> dict[str, str]:
 
 def stdlib_files(root: Path) -> list[Path]:
     """Standard-library .py files under `root`, sorted, test folders excluded."""
-    files = []
+    files: list[Path] = []
     for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
         files.extend(Path(folder) / n for n in names if n.endswith(".py"))
@@ -59,9 +59,7 @@ def code_without_docstring(source_lines: list[str], node: ast.AST, limit: int) -
     doc = body[0]
     start, end = node.lineno, node.end_lineno  # type: ignore[attr-defined]
     lines = [
-        source_lines[n - 1]
-        for n in range(start, end + 1)
-        if not doc.lineno <= n <= doc.end_lineno  # type: ignore[operator]
+        source_lines[n - 1] for n in range(start, end + 1) if not doc.lineno <= n <= doc.end_lineno
     ]
     code = textwrap.dedent("".join(lines)).strip()
     return code[:limit]
@@ -89,6 +87,7 @@ def pairs_in_file(path: Path, min_words: int, limit: int) -> Iterator[tuple[str,
 
 
 def split_of(module: str) -> str:
+    """The split of a module, from a hash of its name (stable across runs and machines): 80/10/10."""
     bucket = int(hashlib.sha256(module.encode()).hexdigest(), 16) % 10
     return "val" if bucket == 8 else "test" if bucket == 9 else "train"
 

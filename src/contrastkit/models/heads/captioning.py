@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import AuxTermConfig, HeadConfig
 from contrastkit.models.heads import generation
@@ -97,7 +98,7 @@ class DecoderBlock(nn.Module):
         h = self.norm_self(x)
         k, v = self.self_attention.keys_values(h)
         causal = True
-        if cache is not None and cache.self_k is not None:
+        if cache is not None and cache.self_k is not None and cache.self_v is not None:
             if x.shape[1] != 1:
                 raise ValueError("a cached decoder step takes exactly one new position")
             k, v = torch.cat([cache.self_k, k], dim=2), torch.cat([cache.self_v, v], dim=2)
@@ -328,6 +329,7 @@ class CaptioningHeadConfig(HeadConfig):
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in the decoder")
     text_column: str = Field("text", description="batch column the decoder learns to write")
 
+    @override
     def build(self, width: int, tokenizer: Any, num_classes: int | None) -> CaptioningDecoder:
         return CaptioningDecoder(
             vocab_size=tokenizer.vocab_size,
@@ -344,5 +346,6 @@ class CaptioningHeadConfig(HeadConfig):
         )
 
     @staticmethod
+    @override
     def loss(outputs: dict, batch: Mapping[str, Any], term: AuxTermConfig) -> TermSum:
         return captioning_loss(outputs["logits"], outputs["targets"], term.label_smoothing)

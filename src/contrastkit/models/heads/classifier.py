@@ -12,6 +12,7 @@ from typing import Any
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import AuxTermConfig, HeadConfig
 from contrastkit.errors import ConfigError, DataError
@@ -90,6 +91,7 @@ class ClassificationHeadConfig(HeadConfig):
     hidden: int | None = Field(None, ge=1, description="hidden width of an MLP head; null: linear")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the last layer")
 
+    @override
     def build(self, width: int, tokenizer: Any, num_classes: int | None) -> ClassifierHead:
         classes = self.num_classes or num_classes
         if not classes or classes < 2:
@@ -100,6 +102,7 @@ class ClassificationHeadConfig(HeadConfig):
         return ClassifierHead(width, classes, self.hidden, self.dropout)
 
     @staticmethod
+    @override
     def loss(outputs: dict, batch: Mapping[str, Any], term: AuxTermConfig) -> TermSum:
         if "label" not in batch:
             raise DataError("loss.classification is set but the batch has no `label` column")

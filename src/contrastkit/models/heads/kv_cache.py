@@ -51,6 +51,7 @@ class IncrementalStep:
         self.caches: list[LayerCache] = []
 
     def __call__(self, ids: Tensor, memory: Tensor, memory_mask: Tensor | None) -> Tensor:
+        """Next-token logits for `ids` (B x L) over `memory`, reusing the caches when `ids` extends the last call by one token."""
         extends = (
             self.ids is not None
             and memory is self.memory

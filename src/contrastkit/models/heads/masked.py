@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from pydantic import Field
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import AuxTermConfig, HeadConfig
 from contrastkit.models.outputs import TermSum, TowerOutput
@@ -153,6 +154,7 @@ class MaskedHeadConfig(HeadConfig):
     decoder_depth: int = Field(1, ge=1, description="reconstruction transformer blocks")
     decoder_width: int = Field(64, ge=8, description="reconstruction transformer width")
 
+    @override
     def build(self, width: int, tokenizer: Any, num_classes: int | None) -> MaskedModellingHead:
         return MaskedModellingHead(
             dim=width,
@@ -162,5 +164,6 @@ class MaskedHeadConfig(HeadConfig):
         )
 
     @staticmethod
+    @override
     def loss(outputs: dict, batch: Mapping[str, Any], term: AuxTermConfig) -> TermSum:
         return masked_modelling_loss(outputs["prediction"], outputs["target"], outputs["mask"])
