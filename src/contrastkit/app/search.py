@@ -11,14 +11,16 @@ from rich.console import Console
 from rich.table import Table
 
 from contrastkit.data import collate
+from contrastkit.data.manifest import Row
 from contrastkit.errors import ContrastkitError
 from contrastkit.eval.evaluate import embed_tower
 from contrastkit.eval.faiss_index import build_searcher
 from contrastkit.pairing import text_column_of
+from contrastkit.protocols import EmbeddingModel, SplitDataset
 
 
 def _pick_pair(
-    model: Any, pairs: list[tuple[str, str]], gallery: str | None, text_query: bool
+    model: EmbeddingModel, pairs: list[tuple[str, str]], gallery: str | None, text_query: bool
 ) -> tuple[str, str]:
     candidates = list(dict.fromkeys([*pairs, *((g, q) for q, g in pairs)]))
     if gallery is not None:
@@ -38,7 +40,7 @@ def _pick_pair(
     return candidates[0]
 
 
-def _describe(row: Any, columns: list[str]) -> str:
+def _describe(row: Row, columns: list[str]) -> str:
     parts = []
     for c in columns:
         value = row.values.get(c)
@@ -53,7 +55,7 @@ def _show(
     scores: torch.Tensor,
     indices: torch.Tensor,
     gallery_rows: list[int],
-    dataset: Any,
+    dataset: SplitDataset,
     columns: list[str],
     true_group: int | None,
 ) -> bool:
@@ -80,7 +82,7 @@ def _show(
 
 def run_search(
     run: Any,
-    dataset: Any,
+    dataset: SplitDataset,
     *,
     query: str | None,
     query_id: str | None,
@@ -97,7 +99,7 @@ def run_search(
     if query is not None and not query.strip():
         # An empty text embeds to a fixed vector, so it would rank the gallery by nothing.
         raise ContrastkitError("the query text is empty; give some words, or --query-id ID")
-    model = run.model
+    model: EmbeddingModel = run.model
     q_tower, g_tower = _pick_pair(model, pairs, gallery, text_query=query is not None)
     g = embed_tower(model, dataset, g_tower, batch_size=run.config.data.eval_batch_size)
     search = build_searcher(index or run.config.eval.index, g.embeddings)
@@ -105,6 +107,7 @@ def run_search(
     model.eval()
     if query is not None:
         column = text_column_of(model, q_tower)
+        assert column is not None  # _pick_pair kept only towers with a text input
         with torch.no_grad():
             emb = model.encode(q_tower, {column: [query]}).embedding
         scores, idx = search(emb, k)
