@@ -40,13 +40,13 @@ class Section(BaseModel):
 
 class ImageOptions(Section):
     size: int = Field(32, ge=4, description="images are resized to size x size")
-    channels: Literal[1, 3] = 1
+    channels: Literal[1, 3] = Field(1, description="1 = grey, 3 = RGB (pictures are converted)")
 
 
 class VideoOptions(Section):
     frames: int = Field(8, ge=1, description="frames sampled uniformly per clip")
-    size: int = Field(32, ge=4)
-    channels: Literal[1, 3] = 1
+    size: int = Field(32, ge=4, description="frames are resized to size x size")
+    channels: Literal[1, 3] = Field(1, description="1 = grey, 3 = RGB")
     max_views: int = Field(1, ge=1, description="videos per study; >1 enables multi-view")
 
 
@@ -55,7 +55,10 @@ class SequenceOptions(Section):
 
 
 class SamplerConfig(Section):
-    type: Literal["random", "groups"] = "random"
+    type: Literal["random", "groups"] = Field(
+        "random",
+        description="random: shuffled rows; groups: K groups x M members per batch (in-batch positives)",
+    )
     groups_per_batch: int | None = Field(None, ge=1, description="K in K groups x M members")
     members_per_group: int = Field(2, ge=1, description="M in K groups x M members")
 
@@ -90,30 +93,56 @@ class DataConfig(Section):
     )
     root: str | None = Field(None, description="base folder for relative media paths")
     cache_dir: str | None = Field(None, description="where builtin datasets are generated")
-    builtin_options: dict[str, Any] = Field(default_factory=dict)
-    train_split: str = "train"
-    val_split: str | None = "val"
-    test_split: str | None = "test"
+    builtin_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="options passed to the builtin dataset generator (builtin:NAME only)",
+    )
+    train_split: str = Field("train", description="split trained on")
+    val_split: str | None = Field(
+        "val",
+        description="split evaluated after each epoch (picks the best checkpoint); null: none",
+    )
+    test_split: str | None = Field("test", description="held-out split evaluated at the end")
     allow_outside_root: bool = Field(
         True,
         description="false: media paths must stay inside the data root (after ~, .. and "
         "symlinks are resolved); for shared manifests",
     )
-    batch_size: int = Field(64, ge=1)
-    eval_batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(
+        64,
+        ge=1,
+        description="rows per micro-batch and process (the global batch is x train.accumulate x processes)",
+    )
+    eval_batch_size: int = Field(
+        256, ge=1, description="rows per batch when embedding for evaluation"
+    )
     num_workers: int | Literal["auto"] = Field(
         0, description="loader worker processes; auto = cores - 1, at most 8"
     )
     pin_memory: bool | Literal["auto"] = Field("auto", description="auto = on when CUDA exists")
     persistent_workers: bool = Field(True, description="keep workers alive between epochs")
-    drop_last: bool = True
-    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
-    on_error: Literal["raise", "skip"] = "raise"
+    drop_last: bool = Field(
+        True,
+        description="drop the last incomplete training batch (keeps the in-batch negative count constant)",
+    )
+    sampler: SamplerConfig = Field(
+        default_factory=SamplerConfig, description="how training rows are grouped into batches"
+    )
+    on_error: Literal["raise", "skip"] = Field(
+        "raise",
+        description="a bad manifest row or unreadable file: raise (stop, naming file/row/column) or skip (drop and report)",
+    )
     max_rows: int | None = Field(None, ge=1, description="use only the first N rows per split")
-    image: ImageOptions = Field(default_factory=ImageOptions)
-    video: VideoOptions = Field(default_factory=VideoOptions)
-    sequence: SequenceOptions = Field(default_factory=SequenceOptions)
-    hard_negatives: HardNegativesConfig | None = None
+    image: ImageOptions = Field(
+        default_factory=ImageOptions, description="how image files are read"
+    )
+    video: VideoOptions = Field(default_factory=VideoOptions, description="how videos are read")
+    sequence: SequenceOptions = Field(
+        default_factory=SequenceOptions, description="how keypoint / sequence arrays are read"
+    )
+    hard_negatives: HardNegativesConfig | None = Field(
+        None, description="mined hard negatives added to each training batch; null: off"
+    )
 
     @field_validator("train_split", "val_split", "test_split")
     @classmethod
@@ -149,18 +178,27 @@ class EncoderConfig(Section):
     checked against the encoder's signature when it is built."""
 
     type: str = Field(..., description="registered encoder name, e.g. cnn, vit, builtin_text")
-    width: int = Field(128, ge=1)
-    depth: int = Field(2, ge=0)
-    heads: int = Field(4, ge=1)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    width: int = Field(
+        128, ge=1, description="hidden size of a scratch encoder (pretrained ones use their own)"
+    )
+    depth: int = Field(2, ge=0, description="layers (transformers) or stride-2 stages (cnn)")
+    heads: int = Field(4, ge=1, description="attention heads of a scratch transformer")
+    dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="dropout probability inside the encoder"
+    )
     pretrained: str | None = Field(None, description="local path to pretrained weights / model dir")
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="type-specific options, checked against the encoder's signature (docs/models.md)",
+    )
 
 
 class FusionConfig(Section):
-    type: Literal["concat", "gated", "cross_attention"] = "concat"
+    type: Literal["concat", "gated", "cross_attention"] = Field(
+        "concat", description="concat, gated (learned per-stream gates) or cross_attention"
+    )
     width: int | None = Field(None, ge=1, description="fused width (default: first stream's)")
-    heads: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1, description="attention heads of cross_attention fusion")
 
 
 class ProjectionConfig(Section):
@@ -173,8 +211,14 @@ class ProjectionConfig(Section):
         "auto",
         description="auto: identity on a pretrained encoder (step 0 = zero-shot), else random",
     )
-    hidden: int | None = Field(None, ge=1)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    hidden: int | None = Field(
+        None,
+        ge=1,
+        description="hidden width of an mlp projection (default: the encoder output width)",
+    )
+    dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="dropout before the projection's output layer"
+    )
 
 
 class TowerConfig(Section):
@@ -186,8 +230,14 @@ class TowerConfig(Section):
     share: str | None = Field(
         None, description="reuse the encoders (and fusion) of this other tower; own projection"
     )
-    fusion: FusionConfig | None = None
-    projection: ProjectionConfig = Field(default_factory=ProjectionConfig)
+    fusion: FusionConfig | None = Field(
+        None,
+        description="how several streams of one tower are fused; null: concat (one stream: none)",
+    )
+    projection: ProjectionConfig = Field(
+        default_factory=ProjectionConfig,
+        description="the head mapping the tower's pooled output into the embedding space",
+    )
 
     @model_validator(mode="after")
     def _streams_or_share(self) -> TowerConfig:
@@ -199,10 +249,13 @@ class TowerConfig(Section):
 
 
 class TokenizerConfig(Section):
-    type: Literal["builtin", "hf"] = "builtin"
+    type: Literal["builtin", "hf"] = Field(
+        "builtin",
+        description="builtin (vocabulary built from the train split's text) or hf (a local Hugging Face tokenizer, `path`)",
+    )
     path: str | None = Field(None, description="local Hugging Face tokenizer dir (type: hf)")
     vocab_size: int = Field(2000, ge=16, description="builtin tokenizer vocabulary size")
-    max_length: int = Field(48, ge=4)
+    max_length: int = Field(48, ge=4, description="tokens per text (longer texts are cut)")
 
 
 class HeadConfig(Section):
@@ -282,9 +335,16 @@ def _flat_heads(out: dict[str, Any]) -> dict[str, Any]:
 
 
 class ModelConfig(Section):
-    embed_dim: int = Field(128, ge=2)
-    towers: dict[str, TowerConfig]
-    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    embed_dim: int = Field(
+        128, ge=2, description="size of the shared embedding space (projection output)"
+    )
+    towers: dict[str, TowerConfig] = Field(
+        ..., description="tower name -> tower: the encoders of one side of the contrastive pair"
+    )
+    tokenizer: TokenizerConfig = Field(
+        default_factory=TokenizerConfig,
+        description="tokenizer of the builtin text encoders (pretrained ones bring their own)",
+    )
     heads: dict[str, SerializeAsAny[HeadConfig]] = Field(
         default_factory=dict,
         description="auxiliary heads by loss-term name; written model.<term> in YAML",
@@ -336,10 +396,18 @@ class ObjectiveConfig(Section):
     `type`, so an objective registered outside the package is selectable from YAML.
     """
 
-    type: str
-    name: str = "contrastive"
-    towers: list[str] = Field(..., min_length=1, max_length=2)
-    weight: float = Field(1.0, ge=0.0)
+    type: str = Field(
+        ...,
+        description="objective type: clip, siglip, triplet (or one registered in registry.LOSSES)",
+    )
+    name: str = Field("contrastive", description="term name in logs, weights, schedules and phases")
+    towers: list[str] = Field(
+        ...,
+        min_length=1,
+        max_length=2,
+        description="the two towers it contrasts (one tower: within-tower, e.g. triplet)",
+    )
+    weight: float = Field(1.0, ge=0.0, description="weight of this term in the summed loss")
 
     def build(self) -> Any:
         """The loss module: forward(a, b | None, group_ids, attributes=None, labels=None)
@@ -379,11 +447,15 @@ class AuxTermConfig(Section):
 
 
 class DistillationConfig(Section):
-    weight: float = Field(0.5, ge=0.0)
-    source: Literal["ema", "teacher"] = "ema"
+    weight: float = Field(0.5, ge=0.0, description="weight of the distillation term")
+    source: Literal["ema", "teacher"] = Field(
+        "ema", description="ema (an exponential moving average of the model) or teacher (a run dir)"
+    )
     teacher: str | None = Field(None, description="run dir of a frozen teacher (source: teacher)")
-    ema_decay: float = Field(0.999, gt=0.0, lt=1.0)
-    temperature: float = Field(0.07, gt=0.0)
+    ema_decay: float = Field(0.999, gt=0.0, lt=1.0, description="EMA decay per step (source: ema)")
+    temperature: float = Field(
+        0.07, gt=0.0, description="temperature of the teacher and student similarity distributions"
+    )
 
     @model_validator(mode="after")
     def _teacher(self) -> DistillationConfig:
@@ -393,24 +465,35 @@ class DistillationConfig(Section):
 
 
 class WeightSchedule(Section):
-    kind: Literal["constant", "linear", "cosine", "step"] = "constant"
-    start: float = Field(..., ge=0.0)
-    end: float | None = Field(None, ge=0.0)
+    kind: Literal["constant", "linear", "cosine", "step"] = Field(
+        "constant", description="shape of the schedule: constant, linear, cosine or step"
+    )
+    start: float = Field(..., ge=0.0, description="weight at step 0")
+    end: float | None = Field(
+        None, ge=0.0, description="weight after `steps` steps (linear, cosine); null: start"
+    )
     steps: int | None = Field(None, ge=1, description="steps to go from start to end")
     milestones: list[int] = Field(
         default_factory=list, description="kind: step; steps where start*gamma^i"
     )
-    gamma: float = Field(0.1, ge=0.0)
+    gamma: float = Field(0.1, ge=0.0, description="kind: step; factor applied at each milestone")
 
 
 class LossConfig(Section):
-    objectives: list[SerializeAsAny[ObjectiveConfig]] = Field(default_factory=list)
+    objectives: list[SerializeAsAny[ObjectiveConfig]] = Field(
+        default_factory=list,
+        description="contrastive objectives (clip, siglip, triplet), each between two towers",
+    )
     heads: dict[str, AuxTermConfig] = Field(
         default_factory=dict,
         description="auxiliary head terms by name (one per model head); written loss.<term>",
     )
-    distillation: DistillationConfig | None = None
-    schedules: dict[str, WeightSchedule] = Field(default_factory=dict)
+    distillation: DistillationConfig | None = Field(
+        None, description="distillation from an EMA or a frozen teacher run; null: off"
+    )
+    schedules: dict[str, WeightSchedule] = Field(
+        default_factory=dict, description="term name -> weight schedule over steps"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -462,13 +545,19 @@ class Phase(Section):
     The last phase may leave `until_epoch`/`until_step` unset (it runs to the end).
     """
 
-    name: str | None = None
-    until_epoch: int | None = Field(None, ge=1)
-    until_step: int | None = Field(None, ge=1)
+    name: str | None = Field(None, description="name shown in logs and findings")
+    until_epoch: int | None = Field(None, ge=1, description="the phase ends after this epoch")
+    until_step: int | None = Field(None, ge=1, description="the phase ends after this step")
     freeze: list[str] = Field(default_factory=list, description="module-name prefixes")
-    unfreeze: list[str] = Field(default_factory=list)
-    weights: dict[str, float] = Field(default_factory=dict)
-    lr_scale: float = Field(1.0, gt=0.0)
+    unfreeze: list[str] = Field(
+        default_factory=list,
+        description="module-name prefixes trainable in this phase (overrides train.freeze)",
+    )
+    weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="term name -> weight during this phase (0 switches a term off)",
+    )
+    lr_scale: float = Field(1.0, gt=0.0, description="learning-rate multiplier during this phase")
 
     @model_validator(mode="after")
     def _one_bound(self) -> Phase:
@@ -479,7 +568,7 @@ class Phase(Section):
 
 class CheckpointConfig(Section):
     every_steps: int | None = Field(None, ge=1, description="also checkpoint every N steps")
-    keep_last: int = Field(2, ge=1)
+    keep_last: int = Field(2, ge=1, description="checkpoints kept besides the best")
     every_minutes: float | None = Field(
         None, gt=0.0, description="also checkpoint when this many minutes passed since the last"
     )
@@ -487,15 +576,19 @@ class CheckpointConfig(Section):
 
 class EarlyStoppingConfig(Section):
     patience: int = Field(5, ge=1, description="evaluations without improvement")
-    min_delta: float = Field(0.0, ge=0.0)
+    min_delta: float = Field(
+        0.0, ge=0.0, description="smallest change that counts as an improvement"
+    )
 
 
 class LoggersConfig(Section):
-    tensorboard: bool = True
-    wandb: bool = False
-    wandb_project: str = "contrastkit"
-    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
-    mlflow: bool = False
+    tensorboard: bool = Field(True, description="write TensorBoard events into the run dir")
+    wandb: bool = Field(False, description="log to Weights & Biases")
+    wandb_project: str = Field("contrastkit", description="W&B project name")
+    wandb_mode: Literal["offline", "online", "disabled"] = Field(
+        "offline", description="W&B mode (offline: files under the run dir, synced later)"
+    )
+    mlflow: bool = Field(False, description="log to MLflow (files under the run dir)")
     mlflow_tracking_uri: str | None = Field(None, description="default: sqlite in the run dir")
 
 
@@ -514,25 +607,48 @@ class LoraConfig(Section):
     )
     r: int = Field(8, ge=1, description="adapter rank")
     alpha: float = Field(16.0, gt=0.0, description="scaling numerator: updates are alpha / r")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the adapters' input")
 
 
 class TrainConfig(Section):
-    seed: int = 0
-    epochs: int = Field(10, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    lr: float = Field(1e-3, gt=0.0)
-    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
-    weight_decay: float = Field(0.05, ge=0.0)
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = Field(1e-6, gt=0.0)
-    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_steps: int = Field(0, ge=0)
+    seed: int = Field(
+        0, description="seed of model init, sampling and augmentation (runs are reproducible)"
+    )
+    epochs: int = Field(10, ge=1, description="passes over the train split")
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description="stop after this many optimizer steps (before `epochs` ends); null: no limit",
+    )
+    lr: float = Field(1e-3, gt=0.0, description="peak learning rate of AdamW")
+    min_lr_ratio: float = Field(
+        0.0, ge=0.0, le=1.0, description="final lr as a fraction of lr (cosine / linear decay)"
+    )
+    weight_decay: float = Field(
+        0.05, ge=0.0, description="AdamW weight decay (never on norms, biases, temperature)"
+    )
+    betas: tuple[float, float] = Field((0.9, 0.98), description="AdamW betas")
+    eps: float = Field(1e-6, gt=0.0, description="AdamW epsilon")
+    lr_schedule: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="decay after warm-up: cosine, linear or constant"
+    )
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up steps (0: use warmup_fraction)")
     warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="used when warmup_steps is 0")
-    grad_clip: float | None = Field(1.0, gt=0.0)
-    accumulate: int = Field(1, ge=1)
-    accumulation: Literal["cached", "naive"] = "cached"
-    amp: Literal["none", "bf16", "fp16"] = "none"
+    grad_clip: float | None = Field(
+        1.0, gt=0.0, description="clip the global gradient norm at this value; null: no clipping"
+    )
+    accumulate: int = Field(
+        1,
+        ge=1,
+        description="micro-batches per optimizer step (global batch = batch_size x accumulate x processes)",
+    )
+    accumulation: Literal["cached", "naive"] = Field(
+        "cached",
+        description="cached: GradCache, the negatives span the whole global batch; naive: summed micro-batch losses (no extra negatives)",
+    )
+    amp: Literal["none", "bf16", "fp16"] = Field(
+        "none", description="mixed precision: none, bf16 (CPU or GPU) or fp16 (CUDA only)"
+    )
     device: str = Field(
         "auto",
         pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
@@ -564,9 +680,12 @@ class TrainConfig(Section):
     feature_cache_dir: str | None = Field(
         None, description="where frozen-tower features are cached (default: RUN_DIR/feature_cache)"
     )
-    phases: list[Phase] = Field(default_factory=list)
-    log_every: int = Field(10, ge=1)
-    eval_every_epochs: int = Field(1, ge=1)
+    phases: list[Phase] = Field(
+        default_factory=list,
+        description="stretches of training with their own frozen modules and term weights (e.g. warm up the heads first)",
+    )
+    log_every: int = Field(10, ge=1, description="write metrics.jsonl (and loggers) every N steps")
+    eval_every_epochs: int = Field(1, ge=1, description="evaluate the val split every N epochs")
     select_metric: str | None = Field(
         None,
         description="metric key that picks the best checkpoint and drives early stopping, "
@@ -575,11 +694,20 @@ class TrainConfig(Section):
     select_mode: Literal["max", "min"] = Field(
         "max", description="whether a larger (max) or smaller (min) select_metric is better"
     )
-    early_stopping: EarlyStoppingConfig | None = None
-    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
-    loggers: LoggersConfig = Field(default_factory=LoggersConfig)
-    progress: Literal["auto", "rich", "plain", "none"] = "auto"
-    compile: bool = False
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="stop when the selected metric stops improving; null: off"
+    )
+    checkpoint: CheckpointConfig = Field(
+        default_factory=CheckpointConfig,
+        description="when checkpoints are written and how many are kept",
+    )
+    loggers: LoggersConfig = Field(
+        default_factory=LoggersConfig, description="extra loggers besides metrics.jsonl"
+    )
+    progress: Literal["auto", "rich", "plain", "none"] = Field(
+        "auto", description="progress display: auto, rich, plain or none"
+    )
+    compile: bool = Field(False, description="torch.compile the model")
     max_bad_steps: int = Field(
         10, ge=1, description="consecutive non-finite steps (skipped) before the run stops"
     )
@@ -635,16 +763,25 @@ class TrainConfig(Section):
 
 
 class GenerationConfig(Section):
-    method: Literal["greedy", "beam", "sample"] = "greedy"
-    beam_size: int = Field(4, ge=1)
-    max_length: int = Field(48, ge=1)
-    temperature: float = Field(1.0, gt=0.0)
-    top_k: int | None = Field(None, ge=1)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    method: Literal["greedy", "beam", "sample"] = Field(
+        "greedy", description="greedy, beam or sample"
+    )
+    beam_size: int = Field(4, ge=1, description="beams (method: beam)")
+    max_length: int = Field(48, ge=1, description="tokens generated at most")
+    temperature: float = Field(1.0, gt=0.0, description="softmax temperature (method: sample)")
+    top_k: int | None = Field(
+        None, ge=1, description="sample among the k most likely tokens; null: all"
+    )
+    top_p: float | None = Field(
+        None, gt=0.0, le=1.0, description="nucleus sampling mass; null: off"
+    )
 
 
 class EvalConfig(Section):
-    splits: list[str] = Field(default_factory=lambda: ["val", "test"])
+    splits: list[str] = Field(
+        default_factory=lambda: ["val", "test"],
+        description="splits evaluated at the end (and at the start with at_start)",
+    )
 
     @field_validator("splits")
     @classmethod
@@ -652,19 +789,26 @@ class EvalConfig(Section):
         """Split names are case-insensitive (the manifest's are lowercased too)."""
         return [s.strip().lower() for s in v]
 
-    ks: list[int] = Field(default_factory=lambda: [1, 5, 10, 50])
+    ks: list[int] = Field(
+        default_factory=lambda: [1, 5, 10, 50], description="k values of R@k and NDCG@k"
+    )
     chunk_size: int = Field(1024, ge=1, description="query rows per similarity chunk")
     pairs: list[tuple[str, str]] | None = Field(
         None, description="(query tower, gallery tower); default: both directions of each objective"
     )
-    captioning: GenerationConfig = Field(default_factory=GenerationConfig)
-    max_caption_samples: int = Field(200, ge=1)
+    captioning: GenerationConfig = Field(
+        default_factory=GenerationConfig,
+        description="generation settings for captioning metrics and the report's captions",
+    )
+    max_caption_samples: int = Field(
+        200, ge=1, description="rows captioned for the captioning metrics (generation is slow)"
+    )
     zero_shot_prompt: str | list[str] | None = Field(
         None,
         description="prompt(s) with {label}, e.g. 'a photo of the digit {label}'; several "
         "are averaged per class (a prompt ensemble)",
     )
-    knn_k: int = Field(10, ge=1)
+    knn_k: int = Field(10, ge=1, description="neighbours of the leave-one-out k-NN probe")
     index: Literal["exact", "faiss"] = Field(
         "exact",
         description="top-k search backend for `contrastkit search`: exact (chunked matmul) "
@@ -692,23 +836,54 @@ class EvalConfig(Section):
 
 
 class DoctorConfig(Section):
-    enabled: bool = True
-    check_data: bool = True
-    fail_on: Literal["never", "warning", "error"] = "never"
+    enabled: bool = Field(
+        True, description="run the doctor (monitors, findings.json, training_curves.png)"
+    )
+    check_data: bool = Field(True, description="run the data checks before training")
+    fail_on: Literal["never", "warning", "error"] = Field(
+        "never",
+        description="stop before training when a data finding reaches this severity: never, warning or error",
+    )
     every: int = Field(25, ge=1, description="steps between signal measurements")
     probe_size: int = Field(64, ge=2, description="fixed probe rows for drift")
-    interference: bool = True
-    near_duplicate_cosine: float = Field(0.95, gt=0.0, le=1.0)
+    interference: bool = Field(
+        True, description="measure the cosine between objectives' gradients on shared parameters"
+    )
+    near_duplicate_cosine: float = Field(
+        0.95,
+        gt=0.0,
+        le=1.0,
+        description="texts closer than this (embedding cosine) under different groups are reported as false negatives",
+    )
 
 
 class Config(Section):
-    name: str = "run"
-    data: DataConfig
-    model: ModelConfig
-    loss: LossConfig = Field(default_factory=LossConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    doctor: DoctorConfig = Field(default_factory=DoctorConfig)
+    name: str = Field(
+        "run",
+        description="run name: prefix of the default run folder runs/<name>-<time> and the report's title",
+    )
+    data: DataConfig = Field(
+        ..., description="the data section: manifest, splits, batching, media sizes"
+    )
+    model: ModelConfig = Field(
+        ..., description="the model section: towers, encoders, heads, tokenizer"
+    )
+    loss: LossConfig = Field(
+        default_factory=LossConfig,
+        description="the loss section: contrastive objectives, auxiliary terms, weight schedules",
+    )
+    train: TrainConfig = Field(
+        default_factory=TrainConfig,
+        description="the training section: optimizer, schedule, accumulation, phases, checkpoints",
+    )
+    eval: EvalConfig = Field(
+        default_factory=EvalConfig,
+        description="the evaluation section: splits, k values, probes, captioning",
+    )
+    doctor: DoctorConfig = Field(
+        default_factory=DoctorConfig,
+        description="the doctor section: data checks, live monitors, when to stop",
+    )
 
     @model_validator(mode="after")
     def _cross_section(self) -> Config:

@@ -127,11 +127,15 @@ class ClipLoss(nn.Module):
 class ClipObjective(ObjectiveConfig):
     """`type: clip`: softmax (InfoNCE) loss, symmetric, multi-positive over group ids."""
 
-    type: Literal["clip"] = "clip"
+    type: Literal["clip"] = Field(
+        "clip", description="clip: softmax InfoNCE, symmetric, multi-positive over groups"
+    )
     # No upper bound here on purpose: tau = 10 is the classic silent failure, and the
     # doctor (temperature_out_of_range) must be able to see and explain it.
     temperature: float = Field(0.07, gt=0.0, description="initial temperature tau (scale = 1/tau)")
-    learnable_temperature: bool = True
+    learnable_temperature: bool = Field(
+        True, description="learn the temperature (logit scale) with the model"
+    )
     max_logit_scale: float = Field(100.0, ge=1.0, description="ceiling of exp(logit_scale)")
     hard_negative_beta: float = Field(
         0.0, ge=0.0, description="0 = off; >0 up-weights hard negatives"

@@ -219,10 +219,14 @@ class SiglipLoss(nn.Module):
 class SiglipObjective(ObjectiveConfig):
     """`type: siglip`: sigmoid pairwise loss (Zhai et al. 2023), computed in blocks."""
 
-    type: Literal["siglip"] = "siglip"
+    type: Literal["siglip"] = Field(
+        "siglip", description="siglip: pairwise sigmoid loss (Zhai et al. 2023), in blocks"
+    )
     init_logit_scale: float = Field(math.log(10.0), description="t' with scale t = exp(t')")
-    init_logit_bias: float = -10.0
-    learnable: bool = True
+    init_logit_bias: float = Field(
+        -10.0, description="initial bias b: -10 matches the prior of 1 positive per row"
+    )
+    learnable: bool = Field(True, description="learn the scale t' and the bias b with the model")
     block_size: int = Field(1024, ge=1, description="rows/cols per block; bounds peak memory")
     max_logit_scale: float | None = Field(
         None, ge=1.0, description="ceiling of exp(t'), enforced on t' itself; None = free"

@@ -196,14 +196,39 @@ class TripletLoss(nn.Module):
 class TripletObjective(ObjectiveConfig):
     """`type: triplet`: margin = base_margin + margin_scale * ||attr_a - attr_n||."""
 
-    type: Literal["triplet"] = "triplet"
-    base_margin: float = Field(0.2, ge=0.0)
-    margin_scale: float = Field(0.0, ge=0.0)
-    miner: Literal["all", "batch_hard", "semi_hard", "percentile"] = "batch_hard"
-    pos_percentile: float = Field(15.0, gt=0.0, lt=100.0)
-    neg_percentile: float = Field(85.0, gt=0.0, lt=100.0)
-    same_label_negatives: bool = False
-    distance: Literal["cosine", "euclidean"] = "cosine"
+    type: Literal["triplet"] = Field(
+        "triplet", description="triplet: margin loss on mined triplets"
+    )
+    base_margin: float = Field(
+        0.2, ge=0.0, description="margin between positive and negative distances"
+    )
+    margin_scale: float = Field(
+        0.0,
+        ge=0.0,
+        description="extra margin per unit of attribute distance (adaptive margin); 0: fixed",
+    )
+    miner: Literal["all", "batch_hard", "semi_hard", "percentile"] = Field(
+        "batch_hard", description="which triplets count: all, batch_hard, semi_hard or percentile"
+    )
+    pos_percentile: float = Field(
+        15.0,
+        gt=0.0,
+        lt=100.0,
+        description="percentile miner: positives farther than this percentile",
+    )
+    neg_percentile: float = Field(
+        85.0,
+        gt=0.0,
+        lt=100.0,
+        description="percentile miner: negatives closer than this percentile",
+    )
+    same_label_negatives: bool = Field(
+        False,
+        description="draw negatives only among rows with the anchor's (known) label: harder negatives",
+    )
+    distance: Literal["cosine", "euclidean"] = Field(
+        "cosine", description="distance between embeddings: cosine or euclidean"
+    )
 
     @model_validator(mode="after")
     def _percentiles(self) -> TripletObjective:
