@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from contrastkit.app.cli import main
-from contrastkit.app.config_reference import render_reference, rows
+from contrastkit.app.config_reference import render_reference, rows, undescribed
 from contrastkit.config import Config, TrainConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
@@ -31,6 +31,10 @@ def test_reference_lists_nested_keys_with_types_and_defaults():
     assert table["model.towers.<tower>.streams.<stream>.type"] == ("str", "required")
     assert table["loss.objectives.N (type: clip).temperature"][1] == "`0.07`"
     assert "loss.objectives.N (type: siglip).init_logit_bias" in table
+
+
+def test_every_config_key_has_a_description():
+    assert undescribed() == []
 
 
 def test_config_reference_command_writes_the_file(tmp_path):
