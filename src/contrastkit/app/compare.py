@@ -135,6 +135,7 @@ def config_differences(views: list[RunView]) -> dict[str, list[Any]]:
 
 
 def final_metrics(views: list[RunView]) -> dict[str, list[float | None]]:
+    """Compared summary metric -> its value in each run (None where a run lacks it)."""
     keys = sorted({k for v in views for k in v.summary if COMPARED.search(k)})
     return {k: [v.summary.get(k) for v in views] for k in keys}
 

@@ -162,6 +162,7 @@ def undescribed() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write the reference to the path in `argv` (else print it); returns the exit code."""
     args = sys.argv[1:] if argv is None else argv
     text = render_reference()
     if args:

@@ -50,6 +50,7 @@ class RunFacts:
 
     @property
     def name(self) -> str:
+        """The run's `name` from its config."""
         return self.config.name
 
 

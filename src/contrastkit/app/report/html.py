@@ -46,6 +46,7 @@ img.fig{max-width:100%}
 
 
 def fmt(value: Any) -> str:
+    """A metric as the tables show it: 3 decimals below 2 (recalls), 1 above (ranks)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return html.escape(str(value))
     if value != value:  # NaN
@@ -66,6 +67,7 @@ def fix_command(fix: dict[str, Any]) -> str:
 
 
 def header(facts: RunFacts) -> str:
+    """Run name, status, wall time, config hash, manifest, and rows / groups per split."""
     wall = "-" if facts.wall_s is None else f"{facts.wall_s:.0f} s"
     items = [
         ("run", html.escape(str(facts.run_dir))),
@@ -129,6 +131,7 @@ def metrics_table(metrics: dict[str, float]) -> str:
 
 
 def findings_section(findings: Sequence[Finding]) -> str:
+    """Data findings, then run findings, each with evidence and the fix to copy."""
     if not findings:
         return "<p>The doctor found nothing to report.</p>"
     out = []
@@ -155,6 +158,7 @@ def findings_section(findings: Sequence[Finding]) -> str:
 
 
 def figure(uri: str | None, alt: str) -> str:
+    """An inline figure, or a note when nothing was recorded yet."""
     if uri is None:
         return "<p class=dim>nothing recorded yet</p>"
     return f"<img class=fig alt='{html.escape(alt)}' src='{uri}'>"
@@ -174,6 +178,7 @@ def page(title: str, sections: Sequence[tuple[str, str]], head: str = "") -> str
 
 
 def config_section(text: str) -> str:
+    """The resolved config.yaml, collapsed."""
     return (
         "<details><summary>resolved config.yaml (click to open)</summary>"
         f"<pre>{html.escape(text)}</pre></details>"

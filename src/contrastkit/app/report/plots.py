@@ -21,6 +21,7 @@ _RETRIEVAL_KEY = re.compile(r"^(?P<split>[^/]+)/(?P<dir>[^/]+_to_[^/]+)/(?P<metr
 
 
 def figure_uri(fig: Figure, dpi: int) -> str:
+    """A matplotlib figure as a PNG data URI."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
@@ -43,6 +44,7 @@ def val_series(metrics: list[dict[str, Any]], split: str) -> dict[str, tuple[lis
 
 
 def loss_series(metrics: list[dict[str, Any]]) -> tuple[list[int], list[float]]:
+    """(steps, train/loss) from metrics.jsonl, the last record per step."""
     by_step = {int(r["step"]): float(r["train/loss"]) for r in metrics if "train/loss" in r}
     steps = sorted(by_step)
     return steps, [by_step[s] for s in steps]

@@ -42,6 +42,7 @@ def _display(chw: Any) -> np.ndarray:
 
 
 def image_thumb(path: Path) -> str:
+    """An image file as a `THUMB_PX` square PNG data URI."""
     return png_uri(_display(read_image(path, THUMB_PX, 3)))
 
 
