@@ -457,3 +457,17 @@ def test_doctor_panels_reuse_training_curves_png_only_when_current(tmp_path):
     os.utime(sig, (png.stat().st_mtime + 10,) * 2)  # new signals since: drawn again
     drawn = doctor_panels_uri(signals, run)
     assert drawn != embedded and _png(drawn).shape[:2] == (540, 960)
+
+
+def test_report_of_a_running_run_diagnoses_its_signals_so_far(tmp_path):
+    run = make_run_dir(tmp_path)
+    (run / "summary.json").unlink()
+    (run / "run.json").write_text(json.dumps({"status": "running"}))
+    (run / "findings.json").unlink()
+    page = write_report(run).read_text()
+    assert "<td><b>running</b></td>" in page
+    assert "no test metrics yet" in page
+    # The doctor ran on the signals so far (findings.json is written again) instead of the
+    # report reading a findings file from an earlier diagnosis.
+    assert json.loads((run / "findings.json").read_text()) == {"findings": []}
+    assert "The doctor found nothing to report." in page
