@@ -93,7 +93,9 @@ class FlushFeatureCaches(Callback):
         return {f"feature_cache/{i}/encoded": float(c.encoded) for i, c in enumerate(self.caches)}
 
     def on_epoch_end(self, state: State) -> None:
+        """Persist the epoch's new features (so a crash keeps them)."""
         self.flush()
 
     def on_fit_end(self, state: State) -> None:
+        """Persist whatever the last evaluation encoded."""
         self.flush()

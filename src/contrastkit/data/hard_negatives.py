@@ -59,6 +59,7 @@ class MiningStats:
     dropped_by_guard: float
 
     def as_dict(self) -> dict[str, float]:
+        """The statistics as floats (for findings and logs)."""
         return {
             "queries": float(self.queries),
             "mean_kept": self.mean_kept,
@@ -217,6 +218,7 @@ class HardNegativeMiner:
         self.history: list[tuple[int, MiningStats]] = []
 
     def mine(self, epoch: int) -> np.ndarray:
+        """Embed both towers with the model as it is now and mine every row's negatives."""
         query, gallery = (self.embed(t) for t in self.towers)
         self.negatives, stats = mine_hard_negatives(
             query,

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,8 +174,3 @@ def cached_features(
     (column,) = list(inputs)
     device = next((p.device for p in tower.parameters()), next(cache.encoder.parameters()).device)
     return cache.features(inputs[column], masks.get(column), device)
-
-
-def flush_all(caches: Sequence[FeatureCache]) -> None:
-    for cache in caches:
-        cache.flush()
