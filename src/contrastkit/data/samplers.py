@@ -182,6 +182,7 @@ class HardNegativeBatchSampler(_GlobalBatchSampler):
         self.per_anchor = k if per_anchor is None else min(per_anchor, k)
 
     def global_batches(self) -> list[np.ndarray]:
+        """The epoch's batches: anchors in (seed, epoch) order, each with its negatives."""
         n, size = self.n, self.batch_size
         count = n // size if self.drop_last else -(-n // size)
         order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
