@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from train_toys import ToyCriterion, ToyModel, toy_data
 
 from contrastkit.config import LossConfig
 from contrastkit.losses.multitask import MultitaskLoss
 from contrastkit.models.outputs import ModelOutput
 from contrastkit.train.accumulation import StepContext, accumulation_step, split_batch
+from helpers.train_toys import ToyCriterion, ToyModel, toy_data
 
 WEIGHTS = {"contrastive": 1.0, "classification": 0.3}
 

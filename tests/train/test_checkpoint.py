@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_toys import script_run, toy_engine, toy_train_config
 
 from contrastkit.errors import RunDirError
 from contrastkit.train import checkpoint as ckpt
+from helpers.train_toys import script_run, toy_engine, toy_train_config
 
-TOYS = Path(__file__).with_name("train_toys.py")
+TESTS = Path(__file__).parents[1]
+TOYS = TESTS / "helpers" / "train_toys.py"
 
 
 def _save(root: Path, step: int, value: float) -> Path:
@@ -100,7 +101,7 @@ def test_in_process_resume_equals_uninterrupted(tmp_path) -> None:
 @pytest.mark.slow
 def test_sigkill_and_resume_auto_matches_uninterrupted(tmp_path) -> None:
     run = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(TOYS.parent)}
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
     proc = subprocess.Popen([sys.executable, str(TOYS), str(run), "slow"], env=env)
     try:
         while True:  # kill once a mid-run checkpoint exists

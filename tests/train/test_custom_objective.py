@@ -13,13 +13,13 @@ import torch
 import yaml
 from pydantic import Field
 from torch import Tensor, nn
-from train_toys import ToyModel, toy_data, toy_loader, toy_train_config
 
 from contrastkit.config import ObjectiveConfig, config_from_dict, dump_config, load_config
 from contrastkit.errors import ConfigError
 from contrastkit.events import Callback
 from contrastkit.losses import LOSSES, ContrastiveResult, build_loss
 from contrastkit.train.engine import Engine, EngineParts
+from helpers.train_toys import ToyModel, toy_data, toy_loader, toy_train_config
 
 
 class AlignLoss(nn.Module):

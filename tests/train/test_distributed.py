@@ -7,9 +7,9 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-from train_toys import dist_worker, toy_engine, toy_train_config
 
 from contrastkit.train.distributed import DistInfo, resolve_device, unwrap
+from helpers.train_toys import dist_worker, toy_engine, toy_train_config
 
 
 def _free_port() -> int:
@@ -18,6 +18,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 def test_two_processes_match_single_process(tmp_path) -> None:
     mp.spawn(dist_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)

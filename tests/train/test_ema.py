@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from train_toys import ToyModel, toy_data
 
 from contrastkit.train.ema import EMA, TeacherHook
+from helpers.train_toys import ToyModel, toy_data
 
 
 def test_ema_update_is_lerp_towards_params() -> None:

@@ -7,11 +7,11 @@ import json
 
 import pytest
 import torch
-from train_toys import toy_engine, toy_train_config
 
 from contrastkit.config import Phase
 from contrastkit.errors import ConfigError
 from contrastkit.events import Callback, Event
+from helpers.train_toys import toy_engine, toy_train_config
 
 
 class Recorder(Callback):

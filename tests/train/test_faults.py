@@ -17,18 +17,18 @@ import sys
 import time
 from pathlib import Path
 
-import fault_driver
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from contrastkit.train import checkpoint as ckpt
+from helpers import fault_driver
 
 pytestmark = pytest.mark.slow
 
-HERE = Path(__file__).parent
-DRIVER = HERE / "fault_driver.py"
-ENV = {**os.environ, "PYTHONPATH": str(HERE)}  # same threads as here: same floats
+TESTS = Path(__file__).parents[1]
+DRIVER = TESTS / "helpers" / "fault_driver.py"
+ENV = {**os.environ, "PYTHONPATH": str(TESTS)}  # same threads as here: same floats
 TINY = """
 name: tiny
 data:
@@ -127,10 +127,9 @@ def _free_port() -> int:
 
 def _poisoned_run(rank: int, world: int, out: str, bad_from: int, bad_to: int) -> dict:
     """Rank 1's batches bad_from..bad_to-1 (0-based, whole run) carry NaN inputs."""
-    from train_toys import toy_engine, toy_train_config
-
     from contrastkit.errors import ContrastkitError
     from contrastkit.train.distributed import DistInfo
+    from helpers.train_toys import toy_engine, toy_train_config
 
     cfg = toy_train_config(epochs=2, max_bad_steps=3)
     engine = toy_engine(f"{out}/run", cfg, dropout=0.0, n=32, batch=8, dist=DistInfo(rank, world))

@@ -8,12 +8,12 @@ import json
 
 import pytest
 import torch
-from train_toys import toy_engine, toy_train_config
 
 from contrastkit.errors import ContrastkitError
 from contrastkit.events import Callback
 from contrastkit.train import checkpoint as ckpt
 from contrastkit.train.nonfinite import BadStepGuard, NonFiniteError
+from helpers.train_toys import toy_engine, toy_train_config
 
 
 def _poison(engine, bad_batches: set[int], key: str = "x_a") -> None:

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from train_toys import ToyCriterion, ToyModel
 
 from contrastkit.errors import ConfigError
 from contrastkit.train.lr_schedule import LrScheduler, lr_at
 from contrastkit.train.optim import build_optimizer, lr_multiplier
+from helpers.train_toys import ToyCriterion, ToyModel
 
 
 def _group_of(opt, name):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from train_toys import toy_engine
 
 from contrastkit.errors import ConfigError
+from helpers.train_toys import toy_engine
 
 optuna = pytest.importorskip("optuna")
 

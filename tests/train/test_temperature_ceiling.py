@@ -11,13 +11,13 @@ import math
 
 import pytest
 import torch
-from train_toys import ToyModel, toy_train_config
 
 from contrastkit.config import LossConfig
 from contrastkit.events import Callback
 from contrastkit.losses.clip import ClipObjective
 from contrastkit.losses.multitask import MultitaskLoss
 from contrastkit.train.engine import Engine, EngineParts
+from helpers.train_toys import ToyModel, toy_train_config
 
 MAX_SCALE = 10.0
 CEILING = math.log(MAX_SCALE)

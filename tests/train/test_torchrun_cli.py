@@ -36,6 +36,7 @@ def _run(cmd: list[str], run_dir: Path, batch: int) -> dict:
     return load_file(ckpt)
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 @pytest.mark.skipif(
     shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),

@@ -1,6 +1,6 @@
 """Fault injection for the toy engine: a real process that SIGKILLs itself at a chosen point.
 
-`python fault_driver.py RUN_DIR POINT N [resume]` trains the toy run of `run()` and kills
+`PYTHONPATH=tests python tests/helpers/fault_driver.py RUN_DIR POINT N [resume]` trains the toy run of `run()` and kills
 itself (SIGKILL: no cleanup, no flush, no finally) at the N-th occurrence of POINT:
 
 - `mid_checkpoint`: the checkpoint's tensors are written and half of its state.json;
@@ -8,8 +8,8 @@ itself (SIGKILL: no cleanup, no flush, no finally) at the N-th occurrence of POI
 - `during_eval`: inside an evaluation (after the epoch's checkpoint was written);
 - `at_step`: at the end of optimizer step N.
 
-`none` runs to the end. Imported by tests/train/test_faults.py (pytest puts this folder on
-sys.path), which also resumes and compares in-process.
+`none` runs to the end. Imported as `helpers.fault_driver` by tests/train/test_faults.py,
+which also resumes and compares in-process.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ import signal
 import sys
 from pathlib import Path
 
-from train_toys import toy_engine, toy_train_config
-
 from contrastkit.events import Callback
 from contrastkit.train import checkpoint as ckpt
 from contrastkit.train.loggers import JsonlSink
+from helpers.train_toys import toy_engine, toy_train_config
 
 POINTS = ("mid_checkpoint", "mid_metrics", "during_eval", "at_step")
 STEPS = 18  # 3 epochs x 6 steps (48 rows, 8 per step)

@@ -1,6 +1,7 @@
 """Toy model, criterion and loader for the engine tests (no dependency on the real packages).
 
-Imported by the tests (pytest puts this folder on sys.path) and by subprocess scripts.
+Imported as `helpers.train_toys` by the tests and by the subprocess scripts (run with
+`PYTHONPATH=tests`; `python tests/helpers/train_toys.py RUN_DIR [resume] [slow]`).
 """
 
 from __future__ import annotations
