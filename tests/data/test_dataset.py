@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import rich_rows, write_jsonl
 
 from contrastkit.config import DataConfig
 from contrastkit.data import build_datasets
 from contrastkit.errors import DataError
+from helpers.manifests import rich_rows, write_jsonl
 
 
 def config(path: Path, **kw) -> DataConfig:

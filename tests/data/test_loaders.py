@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import WRITERS, rich_rows, write_jsonl
 
 from contrastkit.config import DataConfig
 from contrastkit.data import build_datasets, build_loader
 from contrastkit.errors import ConfigError
+from helpers.manifests import WRITERS, rich_rows, write_jsonl
 
 
 @pytest.mark.parametrize("fmt", sorted(WRITERS))

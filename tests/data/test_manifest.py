@@ -3,10 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import WRITERS, rich_rows, write_jsonl
 
 from contrastkit.data.manifest import group_names, label_names, read_manifest
 from contrastkit.errors import DataError
+from helpers.manifests import WRITERS, rich_rows, write_jsonl
 
 
 @pytest.mark.parametrize("fmt", sorted(WRITERS))

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_jsonl
 from safetensors.numpy import save_file
 
 from contrastkit.config import DataConfig
 from contrastkit.data import build_datasets
 from contrastkit.data.media import MediaError, read_features, read_image
 from contrastkit.errors import DataError
+from helpers.manifests import write_jsonl
 
 
 def _bundle(tmp_path: Path, column: str, files: dict[str, np.ndarray], on_error: str = "skip"):

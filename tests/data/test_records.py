@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import write_jsonl
 
 from contrastkit.data.manifest import read_manifest
 from contrastkit.errors import DataError
+from helpers.manifests import write_jsonl
 
 
 def _skip(path: Path) -> tuple[list[str], list[tuple[int, str, str]]]:

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import write_csv, write_jsonl
 
 from contrastkit.app.cli import main
 from contrastkit.config import DataConfig
 from contrastkit.data import build_datasets, read_manifest
 from contrastkit.errors import DataError
+from helpers.manifests import write_csv, write_jsonl
 
 TOWERS = {
     "image": {"streams": {"image": {"type": "cnn"}}},
