@@ -78,3 +78,23 @@ class SplitDataset(Protocol):
     def __getitem__(self, i: int) -> dict[str, Any]:
         """Row `i` as a sample dict (`index`, `id`, `group_id` and its input columns)."""
         ...
+
+
+class CaptioningModel(EmbeddingModel, Protocol):
+    """An embedding model with a captioning head (`has_captioning` is True)."""
+
+    text_column: str
+
+    def generate(
+        self,
+        batch: Mapping[str, Any],
+        *,
+        method: str = "greedy",
+        beam_size: int = 4,
+        max_length: int = 48,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+    ) -> list[str]:
+        """Captions for the batch, decoded to text."""
+        ...
