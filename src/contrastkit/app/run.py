@@ -22,18 +22,19 @@ from contrastkit.app.lit import FlushFeatureCaches, attach_feature_caches
 from contrastkit.app.mining import build_miner, record_mining
 from contrastkit.app.rundir import RunLock, check_run_dir, move_aside
 from contrastkit.app.zero_shot import at_start_metrics
-from contrastkit.models.encoders.hf_clip import with_pretrained_logits
-from contrastkit.train.lora import apply_train_lora
 from contrastkit.config import Config, dump_config
 from contrastkit.data.manifest import is_text_column
-from contrastkit.doctor.run import DATA_FINDINGS_FILE, update_run_info
+from contrastkit.doctor.run import DATA_FINDINGS_FILE, stop_record, update_run_info
 from contrastkit.errors import ContrastkitError
 from contrastkit.events import Callback
+from contrastkit.models.encoders.hf_clip import with_pretrained_logits
 from contrastkit.pairing import eval_pairs, select_metric
 from contrastkit.train import checkpoint as ckpt
 from contrastkit.train.distributed import DistInfo, cleanup, init_distributed
 from contrastkit.train.ema import EMA, TeacherHook
 from contrastkit.train.engine import Engine, EngineParts
+from contrastkit.train.lora import apply_train_lora
+from contrastkit.train.nonfinite import NonFiniteError
 from contrastkit.train.phases import make_weights_fn
 from contrastkit.train.snapshot import check_resume
 
@@ -61,6 +62,7 @@ def _check_data(bundle: Any, cfg: Config, run_dir: Path) -> list:
     if not (cfg.doctor.enabled and cfg.doctor.check_data):
         return []
     from contrastkit.doctor import check_data, should_fail, write_findings
+
     findings = list(check_data(bundle, cfg))
     write_findings(findings, run_dir / DATA_FINDINGS_FILE)
     if should_fail(findings, cfg.doctor.fail_on):
@@ -312,6 +314,7 @@ def train(
     run_dir = Path(run_dir)
     info = init_distributed(cfg.train.device)
     status = "failed"
+    engine: Engine | None = None
     lock = RunLock(run_dir)
     try:
         if info.is_main:
@@ -393,6 +396,11 @@ def train(
         return summary
     except BaseException as exc:
         status = f"failed: {type(exc).__name__}: {exc}"[:500]
+        if lock.held and (run_dir / "config.yaml").is_file():
+            # So that the end-of-run diagnosis explains the stop (loss_nan / run_stopped).
+            step = engine.state.step if engine is not None else 0
+            stop = stop_record(step, exc, nonfinite=isinstance(exc, NonFiniteError))
+            update_run_info(run_dir, stopped=stop)
         raise
     finally:
         try:
