@@ -187,3 +187,30 @@ def test_split_names_are_lowercased():
         BASE, overrides=["data.train_split=Train", "data.val_split=VAL", "eval.splits=[Test]"]
     )
     assert (cfg.data.train_split, cfg.data.val_split, cfg.eval.splits) == ("train", "val", ["test"])
+
+
+def test_config_written_by_v0_1_still_loads() -> None:
+    """Run directories keep the resolved config of the version that wrote them; v0.1 wrote
+    every absent head as `null` (`model.captioning: null`, `loss.classifier`-era keys)."""
+    from contrastkit.config import config_from_dict
+
+    old = {
+        "data": {"manifest": "m.jsonl"},
+        "model": {
+            "towers": {
+                "image": {"streams": {"image": {"type": "cnn"}}},
+                "text": {"streams": {"text": {"type": "builtin_text"}}},
+            },
+            "captioning": None,
+            "masked": None,
+            "classifier": None,
+        },
+        "loss": {
+            "objectives": [{"type": "clip", "towers": ["image", "text"]}],
+            "captioning": None,
+            "masked": None,
+            "classification": None,
+        },
+    }
+    cfg = config_from_dict(old)
+    assert cfg.model.heads == {} and cfg.loss.heads == {}

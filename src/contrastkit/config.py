@@ -307,6 +307,8 @@ def _heads_by_term(cls: type[BaseModel], data: Any, entry: Any) -> Any:
     data = dict(data)
     section = "model" if "towers" in cls.model_fields else "loss"
     for old, new in RENAMED_HEAD_KEYS.items():
+        if old in data and data[old] is None:
+            del data[old]  # `classifier: null` in a config written before the rename
         if old in data and section == "model":
             if new in data:
                 raise ValueError(f"model.{old} and model.{new} are both set; keep model.{new}")
@@ -319,7 +321,9 @@ def _heads_by_term(cls: type[BaseModel], data: Any, entry: Any) -> Any:
             data[new] = data.pop(old)
     heads = dict(data.pop("heads", None) or {})
     for key in [k for k in data if k not in cls.model_fields and k in HEADS]:
-        heads[key] = data.pop(key)
+        value = data.pop(key)
+        if value is not None:  # `captioning: null` (older run dirs' config.yaml) = no head
+            heads[key] = value
     data["heads"] = {
         term: item if isinstance(item, BaseModel) else _validated((term,), entry(term), item)
         for term, item in heads.items()
