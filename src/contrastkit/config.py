@@ -39,11 +39,15 @@ class Section(BaseModel):
 
 
 class ImageOptions(Section):
+    """`data.image`: the size and channels every image is read at."""
+
     size: int = Field(32, ge=4, description="images are resized to size x size")
     channels: Literal[1, 3] = Field(1, description="1 = grey, 3 = RGB (pictures are converted)")
 
 
 class VideoOptions(Section):
+    """`data.video`: frames, size and channels every clip is read at."""
+
     frames: int = Field(8, ge=1, description="frames sampled uniformly per clip")
     size: int = Field(32, ge=4, description="frames are resized to size x size")
     channels: Literal[1, 3] = Field(1, description="1 = grey, 3 = RGB")
@@ -51,10 +55,14 @@ class VideoOptions(Section):
 
 
 class SequenceOptions(Section):
+    """`data.sequence`: the length every sequence is padded or cut to."""
+
     max_length: int = Field(64, ge=1, description="frames kept (longer sequences are cropped)")
 
 
 class SamplerConfig(Section):
+    """`data.sampler`: random batches, or batches of whole groups."""
+
     type: Literal["random", "groups"] = Field(
         "random",
         description="random: shuffled rows; groups: K groups x M members per batch (in-batch positives)",
@@ -80,6 +88,8 @@ class HardNegativesConfig(Section):
 
 
 class DataConfig(Section):
+    """Where the rows come from (manifest or shards), the splits, and how they are batched and read."""
+
     manifest: str = Field(
         "", description="manifest path (.jsonl/.csv/.parquet) or builtin:NAME (or use shards)"
     )
@@ -194,6 +204,8 @@ class EncoderConfig(Section):
 
 
 class FusionConfig(Section):
+    """How a tower with several input streams merges them into one."""
+
     type: Literal["concat", "gated", "cross_attention"] = Field(
         "concat", description="concat, gated (learned per-stream gates) or cross_attention"
     )
@@ -202,6 +214,8 @@ class FusionConfig(Section):
 
 
 class ProjectionConfig(Section):
+    """The map from a tower's pooled features to the shared embedding."""
+
     type: Literal["auto", "none", "linear", "mlp"] = Field(
         "auto",
         description="auto: none on an encoder whose output is already an embedding "
@@ -249,6 +263,8 @@ class TowerConfig(Section):
 
 
 class TokenizerConfig(Section):
+    """The tokenizer of the built-in text encoders and the captioning head."""
+
     type: Literal["builtin", "hf"] = Field(
         "builtin",
         description="builtin (vocabulary built from the train split's text) or hf (a local Hugging Face tokenizer, `path`)",
@@ -339,6 +355,8 @@ def _flat_heads(out: dict[str, Any]) -> dict[str, Any]:
 
 
 class ModelConfig(Section):
+    """The towers, their encoders and projections, the tokenizer and the auxiliary heads."""
+
     embed_dim: int = Field(
         128, ge=2, description="size of the shared embedding space (projection output)"
     )
@@ -451,6 +469,8 @@ class AuxTermConfig(Section):
 
 
 class DistillationConfig(Section):
+    """`loss.distillation`: match a teacher's (EMA or another run's) similarity distributions."""
+
     weight: float = Field(0.5, ge=0.0, description="weight of the distillation term")
     source: Literal["ema", "teacher"] = Field(
         "ema", description="ema (an exponential moving average of the model) or teacher (a run dir)"
@@ -469,6 +489,8 @@ class DistillationConfig(Section):
 
 
 class WeightSchedule(Section):
+    """A term's weight over training steps (`loss.schedules.<term>`)."""
+
     kind: Literal["constant", "linear", "cosine", "step"] = Field(
         "constant", description="shape of the schedule: constant, linear, cosine or step"
     )
@@ -484,6 +506,8 @@ class WeightSchedule(Section):
 
 
 class LossConfig(Section):
+    """The contrastive objectives, the auxiliary head terms, distillation and weight schedules."""
+
     objectives: list[SerializeAsAny[ObjectiveConfig]] = Field(
         default_factory=list,
         description="contrastive objectives (clip, siglip, triplet), each between two towers",
@@ -571,6 +595,8 @@ class Phase(Section):
 
 
 class CheckpointConfig(Section):
+    """`train.checkpoint`: how often to checkpoint and how many to keep."""
+
     every_steps: int | None = Field(None, ge=1, description="also checkpoint every N steps")
     keep_last: int = Field(2, ge=1, description="checkpoints kept besides the best")
     every_minutes: float | None = Field(
@@ -579,6 +605,8 @@ class CheckpointConfig(Section):
 
 
 class EarlyStoppingConfig(Section):
+    """`train.early_stopping`: stop after evaluations without improvement of the selection metric."""
+
     patience: int = Field(5, ge=1, description="evaluations without improvement")
     min_delta: float = Field(
         0.0, ge=0.0, description="smallest change that counts as an improvement"
@@ -586,6 +614,8 @@ class EarlyStoppingConfig(Section):
 
 
 class LoggersConfig(Section):
+    """`train.loggers`: the metric sinks besides metrics.jsonl."""
+
     tensorboard: bool = Field(True, description="write TensorBoard events into the run dir")
     wandb: bool = Field(False, description="log to Weights & Biases")
     wandb_project: str = Field("contrastkit", description="W&B project name")
@@ -615,6 +645,8 @@ class LoraConfig(Section):
 
 
 class TrainConfig(Section):
+    """Optimisation, schedule, precision, phases, checkpoints and logging of a run."""
+
     seed: int = Field(
         0, description="seed of model init, sampling and augmentation (runs are reproducible)"
     )
@@ -767,6 +799,8 @@ class TrainConfig(Section):
 
 
 class GenerationConfig(Section):
+    """How captions are decoded for evaluation and the report."""
+
     method: Literal["greedy", "beam", "sample"] = Field(
         "greedy", description="greedy, beam or sample"
     )
@@ -782,6 +816,8 @@ class GenerationConfig(Section):
 
 
 class EvalConfig(Section):
+    """Which splits and tower pairs are evaluated, and with which metrics."""
+
     splits: list[str] = Field(
         default_factory=lambda: ["val", "test"],
         description="splits evaluated at the end (and at the start with at_start)",
@@ -840,6 +876,8 @@ class EvalConfig(Section):
 
 
 class DoctorConfig(Section):
+    """The doctor's data checks before training and its monitors during it."""
+
     enabled: bool = Field(
         True, description="run the doctor (monitors, findings.json, training_curves.png)"
     )
@@ -862,6 +900,8 @@ class DoctorConfig(Section):
 
 
 class Config(Section):
+    """A whole run: data, model, loss, train, eval and doctor sections."""
+
     name: str = Field(
         "run",
         description="run name: prefix of the default run folder runs/<name>-<time> and the report's title",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
+from typing_extensions import override
 
 from contrastkit.config import Config
 from contrastkit.events import Callback, State
@@ -92,10 +93,12 @@ class FlushFeatureCaches(Callback):
             cache.flush()
         return {f"feature_cache/{i}/encoded": float(c.encoded) for i, c in enumerate(self.caches)}
 
+    @override
     def on_epoch_end(self, state: State) -> None:
         """Persist the epoch's new features (so a crash keeps them)."""
         self.flush()
 
+    @override
     def on_fit_end(self, state: State) -> None:
         """Persist whatever the last evaluation encoded."""
         self.flush()

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 from torch.utils.data import Sampler
+from typing_extensions import override
 
 
 class _GlobalBatchSampler(Sampler[list[int]]):
@@ -75,6 +76,7 @@ class RandomBatchSampler(_GlobalBatchSampler):
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
         self.shuffle, self.drop_last = shuffle, drop_last
 
+    @override
     def global_batches(self) -> list[np.ndarray]:
         order = (
             np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
@@ -125,6 +127,7 @@ class GroupBatchSampler(_GlobalBatchSampler):
         self.members = np.split(order, starts[1:]) if len(ids) else []
         self.group_keys = uniques
 
+    @override
     def global_batches(self) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, self.epoch])
         groups = rng.permutation(len(self.members))
@@ -181,6 +184,7 @@ class HardNegativeBatchSampler(_GlobalBatchSampler):
         k = self.negatives.shape[1] if self.negatives.ndim == 2 else 0
         self.per_anchor = k if per_anchor is None else min(per_anchor, k)
 
+    @override
     def global_batches(self) -> list[np.ndarray]:
         """The epoch's batches: anchors in (seed, epoch) order, each with its negatives."""
         n, size = self.n, self.batch_size

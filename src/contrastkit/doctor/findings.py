@@ -90,12 +90,15 @@ class Finding:
 
     @property
     def title(self) -> str:
+        """The code's short title from the catalogue."""
         return CATALOGUE[self.code][1]
 
     def sort_key(self) -> tuple[int, int, str]:
+        """Most severe first, then catalogue order."""
         return (SEVERITY_RANK[self.severity], CATALOGUE[self.code][0], self.code)
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (findings.json), the title included."""
         out: dict[str, Any] = {
             "code": self.code,
             "severity": self.severity,
@@ -110,6 +113,7 @@ class Finding:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Finding:
+        """Read back what `to_dict` wrote."""
         return cls(
             code=data["code"],
             severity=data["severity"],

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import Config
 from contrastkit.doctor import signals as sig
@@ -48,6 +49,7 @@ class Monitor(Callback):
         return step % self.every == 0 and step != self._last_step
 
     def record(self, state: State, step: int, values: dict[str, Any]) -> dict[str, Any]:
+        """Append a signals record for `step` (history, and signals.jsonl on rank 0); returns it."""
         self._last_step = step
         rec = {
             "step": step,
@@ -64,9 +66,11 @@ class Monitor(Callback):
                 f.write(json.dumps(rec, default=float) + "\n")
         return rec
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"history": [dict(r) for r in self.history], "last_step": self._last_step}
 
+    @override
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = [dict(r) for r in state.get("history", [])]
         self._last_step = int(state.get("last_step", -1))
@@ -86,6 +90,7 @@ class GradientMonitor(Monitor):
 
     name = "gradients"
 
+    @override
     def on_after_backward(self, state: State) -> None:
         if not self.due(state.step):
             return
@@ -117,6 +122,7 @@ class LossMonitor(Monitor):
         self.pair = pair
         self._nonfinite: Tensor | None = None
 
+    @override
     def on_after_loss(self, state: State) -> None:
         if state.loss is None:
             return
@@ -126,6 +132,7 @@ class LossMonitor(Monitor):
         if self.due(state.step):
             self.record(state, state.step, self.measure(state))
 
+    @override
     def on_fit_end(self, state: State) -> None:
         # Non-finite steps since the last record would otherwise never reach the file.
         count = self.flush_nonfinite()
@@ -133,11 +140,13 @@ class LossMonitor(Monitor):
             self.record(state, state.step, {"event": "fit_end", "nonfinite_steps": count})
 
     def flush_nonfinite(self) -> int:
+        """Non-finite steps counted since the last call (one device sync), and reset the count."""
         count = int(self._nonfinite) if self._nonfinite is not None else 0
         self._nonfinite = None
         return count
 
     def measure(self, state: State) -> dict[str, Any]:
+        """This step's loss record: total, each term with its weight and share, the objectives' and embedding statistics."""
         out = state.loss
         assert out is not None
         raw = {
@@ -192,6 +201,7 @@ class InterferenceMonitor(Monitor):
 
     name = "interference"
 
+    @override
     def on_after_loss(self, state: State) -> None:
         if state.loss is None or not self.due(state.step):
             return
@@ -290,12 +300,14 @@ class DriftMonitor(Monitor):
                     continue
         return out
 
+    @override
     def on_fit_start(self, state: State) -> None:
         if not self.param_ref:
             self.param_ref = sig.param_snapshot(sig.named_parameters(state.model))
         if not self.probe_ref:
             self.probe_ref = self._probe(state)
 
+    @override
     def on_batch_end(self, state: State) -> None:
         step = state.step - 1  # the step just trained
         if not self.due(step):
@@ -309,12 +321,14 @@ class DriftMonitor(Monitor):
                     values[f"embed_drift/{t}/{k}"] = v
         self.record(state, step, values)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return super().state_dict() | {
             "param_ref": dict(self.param_ref),
             "probe_ref": dict(self.probe_ref),
         }
 
+    @override
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.param_ref = dict(state.get("param_ref", {}))
@@ -358,12 +372,15 @@ class OptimizerMonitor(Monitor):
         self.record(state, state.step, values)
         self._last_step = -1  # the lr record of this step may still follow
 
+    @override
     def on_fit_start(self, state: State) -> None:
         self._sanity(state, "fit_start")
 
+    @override
     def on_phase_change(self, state: State) -> None:
         self._sanity(state, "phase_change")
 
+    @override
     def on_batch_end(self, state: State) -> None:
         step = state.step - 1
         if not self.due(step):

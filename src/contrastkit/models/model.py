@@ -81,6 +81,7 @@ class ContrastiveModel(nn.Module):
 
     @property
     def tower_names(self) -> list[str]:
+        """Every tower, in config order."""
         return list(self.towers.keys())
 
     @property
@@ -90,6 +91,7 @@ class ContrastiveModel(nn.Module):
 
     @property
     def has_captioning(self) -> bool:
+        """True when the model has a captioning head."""
         return "captioning" in self.head_names
 
     def tower_inputs(self, tower: str) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import ProjectionConfig
 
@@ -92,6 +93,7 @@ class Projection(nn.Module):
                 nn.init.zeros_(last.bias)
         self.embed_dim = embed_dim
 
+    @override
     def forward(self, pooled: Tensor) -> Tensor:
         out = self.net(pooled)
         if self.residual is not None:
@@ -128,6 +130,7 @@ def build_projection(
     pretrained: bool = False,
     embedding: bool = False,
 ) -> Projection:
+    """The projection `cfg` resolves to for this encoder (`auto` reads `pretrained` and `embedding`)."""
     kind, init = resolve_projection(cfg, pretrained=pretrained, embedding=embedding)
     return Projection(
         in_dim, embed_dim, kind=kind, hidden=cfg.hidden, dropout=cfg.dropout, init=init

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.models.feature_cache import cached_features
 from contrastkit.models.outputs import EncoderOutput, TowerOutput
@@ -110,5 +111,6 @@ class Tower(nn.Module):
             mask=features.mask,
         )
 
+    @override
     def forward(self, inputs: Mapping[str, Any], masks: Mapping[str, Tensor | None]) -> TowerOutput:
         return self.project(self.features(inputs, masks))

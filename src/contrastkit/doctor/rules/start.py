@@ -54,6 +54,7 @@ def _pretrained_towers(cfg: Any) -> list[str]:
 
 
 def rule_worse_than_start(ctx: Context) -> list[Finding]:
+    """`worse_than_start`: the selection metric ended worse than the zero-shot model scored before training."""
     key = select_metric(ctx.cfg)
     if key is None:
         return []
@@ -120,6 +121,7 @@ def _any_pretrained(cfg: Any) -> bool:
 
 
 def rule_temperature_frozen(ctx: Context) -> list[Finding]:
+    """`temperature_frozen`: a learnable CLIP temperature barely moved over many steps."""
     out = []
     for i, o in enumerate(ctx.cfg.loss.objectives):
         if o.type != "clip" or not o.learnable_temperature:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import EncoderConfig
 from contrastkit.errors import ConfigError
@@ -109,6 +110,7 @@ class Transformer(nn.Module):
         )
         self.norm = nn.LayerNorm(width)
 
+    @override
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         if self.layers is not None:
             padding = None if mask is None else ~_some_real(mask)
@@ -139,6 +141,7 @@ class AttentionPool(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
 
+    @override
     def forward(self, tokens: Tensor, mask: Tensor | None = None) -> Tensor:
         padding = None if mask is None else ~_some_real(mask)
         kv = self.norm(tokens)

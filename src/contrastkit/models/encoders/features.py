@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import EncoderConfig
 from contrastkit.errors import ConfigError
@@ -39,6 +40,7 @@ class FeatureMLP(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.width = width
 
+    @override
     def forward(self, x: Tensor, mask: Tensor | None = None) -> EncoderOutput:
         pooled = self.mlp(x)
         return EncoderOutput(tokens=pooled.unsqueeze(1), pooled=pooled, mask=None)
@@ -71,6 +73,7 @@ class FeatureTransformer(nn.Module):
         self.transformer = Transformer(width, depth, heads, dropout)
         self.width = width
 
+    @override
     def forward(self, x: Tensor, mask: Tensor | None = None) -> EncoderOutput:
         h = self.embed(x)
         if self.position is not None:
@@ -87,6 +90,7 @@ class FeatureTransformer(nn.Module):
 def build_features(
     input_spec: tuple[int, ...], cfg: EncoderConfig, tokenizer: Any, *, where: str
 ) -> nn.Module:
+    """The `features` encoder: an MLP for a vector per row, a transformer for a grid (N x D)."""
     base = {"width": cfg.width, "depth": cfg.depth, "dropout": cfg.dropout}
     if len(input_spec) == 1:
         return make_encoder(FeatureMLP, cfg.options, where, in_dim=input_spec[0], **base)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import EncoderConfig, LossConfig
 from contrastkit.errors import ConfigError
@@ -78,6 +79,7 @@ class HFClipEncoder(nn.Module):
         self.pretrained = True
         self.embedding_output = True  # the pooled output is the model's own embedding
 
+    @override
     def forward(self, x: Any, mask: Tensor | None = None) -> EncoderOutput:
         if self.side == "image":
             out = self.model(pixel_values=self.prep(x))
@@ -113,6 +115,7 @@ def _texts(x: Sequence[str]) -> list[str]:
 def build_hf_clip(
     input_spec: tuple[int, ...], cfg: EncoderConfig, tokenizer: Any, *, where: str
 ) -> nn.Module:
+    """The `hf_clip` encoder: one side of a local CLIP/SigLIP model (image side for images, else text)."""
     path = require_dir(cfg.pretrained, where, "hf_clip")
     side = "image" if len(input_spec) == 3 else "text"
     return make_encoder(HFClipEncoder, cfg.options, where, path=path, where=where, side=side)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import EncoderConfig
 from contrastkit.errors import ConfigError
@@ -60,6 +61,7 @@ class HFTextEncoder(nn.Module):
         # `projection: auto` adds no map on top of it.
         self.embedding_output = (Path(path) / SENTENCE_TRANSFORMERS_MARKER).is_file()
 
+    @override
     def forward(self, x: Sequence[str], mask: Tensor | None = None) -> EncoderOutput:
         device = next(self.model.parameters()).device
         enc = self.hf_tokenizer(
@@ -79,6 +81,7 @@ class HFTextEncoder(nn.Module):
 def build_hf_text(
     input_spec: tuple[int, ...], cfg: EncoderConfig, tokenizer: Any, *, where: str
 ) -> nn.Module:
+    """The `hf_text` encoder: a local Hugging Face text model (`pretrained` is required)."""
     if not cfg.pretrained:
         raise ConfigError(f"{where}.pretrained: hf_text needs a local Hugging Face model dir")
     return make_encoder(HFTextEncoder, cfg.options, where, path=cfg.pretrained, where=where)
@@ -99,5 +102,6 @@ def minilm_path(where: str = "model") -> str:
 def build_minilm(
     input_spec: tuple[int, ...], cfg: EncoderConfig, tokenizer: Any, *, where: str
 ) -> nn.Module:
+    """The `minilm` encoder: the packaged all-MiniLM-L6-v2 sentence model, or `pretrained`."""
     path = cfg.pretrained or minilm_path(where)
     return make_encoder(HFTextEncoder, cfg.options, where, path=path, where=where)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import EncoderConfig
 from contrastkit.errors import ConfigError
@@ -52,6 +53,7 @@ def require_dir(path: str | None, where: str, kind: str) -> str:
 
 
 def transformers_module(where: str) -> Any:
+    """The `transformers` package, or a ConfigError naming `where` and how to install it."""
     try:
         import transformers
     except ImportError:
@@ -109,6 +111,7 @@ class PixelPrep(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         x = (x * LOADER_STD + LOADER_MEAN).clamp(0.0, 1.0)
         if x.shape[1] == 1:
@@ -168,6 +171,7 @@ class HFVisionEncoder(nn.Module):
         self.pretrained = True
         self.embedding_output = False  # backbone features, not a contrastive embedding
 
+    @override
     def forward(self, x: Tensor, mask: Tensor | None = None) -> EncoderOutput:
         out = self.model(pixel_values=self.prep(x))
         tokens = out.last_hidden_state
@@ -187,6 +191,7 @@ class HFVisionEncoder(nn.Module):
 def build_hf_vision(
     input_spec: tuple[int, ...], cfg: EncoderConfig, tokenizer: Any, *, where: str
 ) -> nn.Module:
+    """The `hf_vision` encoder: a local Hugging Face vision model (ViT, DINOv2, SigLIP vision...)."""
     path = require_dir(cfg.pretrained, where, "hf_vision")
     if len(input_spec) != 3:
         raise ConfigError(f"{where}: hf_vision needs an image column (C x H x W), got {input_spec}")

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from contrastkit.config import EncoderConfig
 from contrastkit.errors import ConfigError
@@ -52,6 +53,7 @@ class ConvEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.width = width
 
+    @override
     def forward(self, x: Tensor, mask: Tensor | None = None) -> EncoderOutput:
         fmap = self.head(self.features(x))  # B x D x h x w
         tokens = self.dropout(self.norm(fmap.flatten(2).transpose(1, 2)))
@@ -98,6 +100,7 @@ class ViTEncoder(nn.Module):
         self.pool = pool
         self.width = width
 
+    @override
     def forward(self, x: Tensor, mask: Tensor | None = None) -> EncoderOutput:
         patches = self.patch(x).flatten(2).transpose(1, 2)  # B x P x D
         cls = self.cls.expand(patches.shape[0], -1, -1)
@@ -118,6 +121,7 @@ def _image_shape(input_spec: tuple[int, ...], where: str) -> tuple[int, ...]:
 def build_cnn(
     input_spec: tuple[int, ...], cfg: EncoderConfig, tokenizer: Any, *, where: str
 ) -> nn.Module:
+    """The `cnn` encoder, sized to the image column's channels."""
     shape = _image_shape(input_spec, where)
     return make_encoder(
         ConvEncoder,
@@ -134,6 +138,7 @@ def build_cnn(
 def build_vit(
     input_spec: tuple[int, ...], cfg: EncoderConfig, tokenizer: Any, *, where: str
 ) -> nn.Module:
+    """The `vit` encoder, sized to the image column's shape."""
     return make_encoder(
         ViTEncoder,
         cfg.options,

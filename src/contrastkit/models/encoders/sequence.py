@@ -111,6 +111,7 @@ class SequenceEncoder(nn.Module):
 def build_sequence(
     input_spec: tuple[int, ...], cfg: EncoderConfig, tokenizer: Any, *, where: str
 ) -> nn.Module:
+    """The `sequence` encoder, sized to the sequence column's shape."""
     return make_encoder(
         SequenceEncoder,
         cfg.options,

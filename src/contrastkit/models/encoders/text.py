@@ -68,6 +68,7 @@ class TextTransformer(nn.Module):
 def build_text_transformer(
     input_spec: tuple[int, ...], cfg: EncoderConfig, tokenizer: Any, *, where: str
 ) -> nn.Module:
+    """The `builtin_text` encoder over the run's tokenizer."""
     if tokenizer is None:
         raise ValueError(f"{where}: builtin_text needs a tokenizer")
     return make_encoder(

@@ -136,6 +136,7 @@ class VideoEncoder(nn.Module):
 def build_video(
     input_spec: tuple[int, ...], cfg: EncoderConfig, tokenizer: Any, *, where: str
 ) -> nn.Module:
+    """The `video` encoder, sized to the clip column's shape."""
     return make_encoder(
         VideoEncoder,
         cfg.options,
