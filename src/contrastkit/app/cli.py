@@ -233,7 +233,9 @@ def eval_cmd(
     try:
         out.write_text(json.dumps(metrics, indent=2, sort_keys=True))
     except OSError as err:
-        raise ContrastkitError(f"the metrics above are complete but {out} could not be written: {err}") from err
+        raise ContrastkitError(
+            f"the metrics above are complete but {out} could not be written: {err}"
+        ) from err
     console.print(f"wrote {out}")
 
 
@@ -369,7 +371,8 @@ def compare_cmd(
     run_dirs: Annotated[list[Path] | None, typer.Argument(help="run directories")] = None,
     out: Annotated[Path, typer.Option("--out", help="HTML page")] = Path("compare.html"),
     study: Annotated[
-        str | None, typer.Option("--study", help="Optuna storage of a sweep, e.g. sqlite:///study.db")
+        str | None,
+        typer.Option("--study", help="Optuna storage of a sweep, e.g. sqlite:///study.db"),
     ] = None,
     study_name: Annotated[str | None, typer.Option("--study-name")] = None,
     run_root: Annotated[
@@ -384,7 +387,7 @@ def compare_cmd(
         write_compare_html,
     )
 
-    runs = [(None, Path(p)) for p in run_dirs or []]
+    runs: list[tuple[str | None, Path]] = [(None, Path(p)) for p in run_dirs or []]
     if study is not None:
         runs += study_run_dirs(study, study_name, run_root)
     if len(runs) < 2:

@@ -42,9 +42,13 @@ def _dense(projection: nn.Module, tower: str) -> list[nn.Module]:
             f"model.towers.{tower}.projection: an MLP with init identity (map + residual MLP) "
             "has no sentence-transformers equivalent; export supports none, linear and mlp"
         )
-    net = projection.net
-    layers = [net] if isinstance(net, nn.Linear) else [m for m in net if isinstance(m, nn.Linear)]
-    out = []
+    net = projection.get_submodule("net")
+    layers = (
+        [net]
+        if isinstance(net, nn.Linear)
+        else [m for m in net.children() if isinstance(m, nn.Linear)]
+    )
+    out: list[nn.Module] = []
     for i, layer in enumerate(layers):
         act: nn.Module = nn.GELU() if i < len(layers) - 1 else nn.Identity()
         out.append(
@@ -75,7 +79,7 @@ def export_tower(tower: Any, name: str, out: Path) -> Path:
 
     enc = _text_encoder(tower)
     assert enc is not None
-    hf = merge_lora(copy.deepcopy(enc.model)).cpu().eval()
+    hf: Any = merge_lora(copy.deepcopy(enc.model)).cpu().eval()  # a transformers PreTrainedModel
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         hf.save_pretrained(tmp)
         enc.hf_tokenizer.save_pretrained(tmp)

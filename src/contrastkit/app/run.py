@@ -110,6 +110,7 @@ def _teacher(cfg: Config, model: nn.Module) -> tuple[EMA | None, Callable | None
     if dcfg.source == "ema":
         ema = EMA(model, dcfg.ema_decay)
         return ema, TeacherHook(ema.model)
+    assert dcfg.teacher is not None  # DistillationConfig requires it for source: teacher
     teacher = ckpt.load_run(dcfg.teacher, "best", with_data=False).model.to(
         next(model.parameters()).device
     )

@@ -110,7 +110,7 @@ def sweep(
     *,
     trials: int,
     storage: str | None = None,
-    study_name: str = "contrastkit",
+    study_name: str | None = "contrastkit",
     run_root: str | Path = "sweeps",
     direction: Literal["maximize", "minimize"] = "maximize",
     overrides: Sequence[str] = (),

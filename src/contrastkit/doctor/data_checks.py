@@ -25,7 +25,7 @@ from torch import Tensor
 
 from contrastkit.config import Config
 from contrastkit.data.manifest import PATH_COLUMNS, group_format_clashes, is_text_column
-from contrastkit.doctor.findings import Finding
+from contrastkit.doctor.findings import Finding, Severity
 from contrastkit.pairing import eval_pairs
 
 MAX_EXAMPLES = 5
@@ -251,7 +251,7 @@ def check_leakage(
     evidence["max_share_leaked"] = round(share, 4)
     evidence["rows_partly_shared"] = dict(partial)
     # A group id in two splits is a splitting mistake by definition, never a coincidence.
-    severity = "warning" if group_counts or share >= WARN_SHARE else "info"
+    severity: Severity = "warning" if group_counts or share >= WARN_SHARE else "info"
     return [
         Finding(
             "split_leakage",
@@ -320,7 +320,7 @@ def check_groups(rows: list[Any], cfg: Config) -> list[Finding]:
     sizes = list(Counter(r.group for r in train).values())
     b = cfg.data.batch_size
     expected = expected_positive_pairs(sizes, b, cfg)
-    evidence = {
+    evidence: dict[str, Any] = {
         "groups": len(sizes),
         "singleton_group_share": round(sum(1 for n in sizes if n == 1) / len(sizes), 4),
         "mean_group_size": round(sum(sizes) / len(sizes), 3),
@@ -454,7 +454,7 @@ def check_near_duplicates(
     codes = {g: i for i, g in enumerate(sorted({r.group for _, r in items}))}
     groups = torch.tensor([codes[r.group] for _, r in items])
     pairs = 0
-    examples = []
+    examples: list[Any] = []
     for start in range(0, len(items), chunk):
         sim = emb[start : start + chunk] @ emb.T
         rows_idx = torch.arange(start, min(start + chunk, len(items)))

@@ -15,7 +15,7 @@ import json
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +26,7 @@ from contrastkit.doctor import signals as sig
 from contrastkit.errors import DataError
 from contrastkit.events import Callback, State
 from contrastkit.losses.result import result_stats
+from contrastkit.protocols import EmbeddingModel
 
 SIGNALS_FILE = "signals.jsonl"
 MAX_NAMES = 10  # parameter names listed per record
@@ -289,13 +290,13 @@ class DriftMonitor(Monitor):
         if state.probe_batch is None or not hasattr(state.model, "encode"):
             return {}
         towers = self.towers or list(getattr(state.model, "tower_names", []))
+        # The engine's model embeds towers (a ContrastiveModel, or a toy with `encode`).
+        model = cast(EmbeddingModel, state.model)
         out = {}
         with probe_mode(state.model):
             for t in towers:
                 try:
-                    out[t] = (
-                        state.model.encode(t, state.probe_batch).embedding.detach().float().cpu()
-                    )
+                    out[t] = model.encode(t, state.probe_batch).embedding.detach().float().cpu()
                 except (KeyError, DataError):  # the probe batch lacks this tower's inputs
                     continue
         return out

@@ -10,7 +10,7 @@ parameters (temperature, bias) form the `criterion` group.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -114,7 +114,7 @@ def embedding_drift(now: Tensor, ref: Tensor) -> dict[str, float]:
     return {"cosine": float(cos), "l2": float(l2), "drift": 1.0 - float(cos)}
 
 
-def gradient_cosines(grads: dict[str, Sequence[Tensor | None]]) -> dict[str, dict[str, float]]:
+def gradient_cosines(grads: Mapping[str, Sequence[Tensor | None]]) -> dict[str, dict[str, float]]:
     """Per-term gradient norms and pairwise cosines on the shared parameters.
 
     A parameter is shared when at least two terms give it a gradient. Conflict in the
@@ -135,7 +135,7 @@ def gradient_cosines(grads: dict[str, Sequence[Tensor | None]]) -> dict[str, dic
         parts = []
         for i in shared:
             g = grads[t][i]
-            ref = next(grads[u][i] for u in terms if grads[u][i] is not None)
+            ref = next(r for u in terms if (r := grads[u][i]) is not None)
             parts.append(
                 (g if g is not None else torch.zeros_like(ref)).detach().float().reshape(-1)
             )

@@ -145,12 +145,12 @@ def _retrieval_keys(
             eq.embeddings, eq.groups, labels=labels, ks=cfg.ks, chunk_size=cfg.chunk_size
         )
         return {f"{split}/{q}_to_{g}/{k}": v for k, v in res.items()}
-    res = retrieval_metrics(
+    two_way = retrieval_metrics(
         eq.embeddings, eg.embeddings, eq.groups, eg.groups, ks=cfg.ks, chunk_size=cfg.chunk_size
     )
-    out = {f"{split}/{q}_to_{g}/{k}": v for k, v in res["a_to_b"].items()}
+    out = {f"{split}/{q}_to_{g}/{k}": v for k, v in two_way["a_to_b"].items()}
     if both:
-        out.update({f"{split}/{g}_to_{q}/{k}": v for k, v in res["b_to_a"].items()})
+        out.update({f"{split}/{g}_to_{q}/{k}": v for k, v in two_way["b_to_a"].items()})
     for (qq, gg, a, b), wanted in (((q, g, eq, eg), True), ((g, q, eg, eq), both)):
         if wanted and bool((a.labels >= 0).any()) and bool((b.labels >= 0).any()):
             r1 = label_recall_at_1(

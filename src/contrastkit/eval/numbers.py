@@ -154,7 +154,9 @@ class _Parser:
             tok = self.toks[i]
             prev = self._at(i - 1)
             labelled = tok.glued and prev is not None and prev.kind == "word"
-            if tok.kind != "num" or (labelled and prev.text.lower() not in _TIMES):
+            if tok.kind != "num" or (
+                labelled and prev is not None and prev.text.lower() not in _TIMES
+            ):
                 i += 1
                 continue
             out_list, i = self._list(i)

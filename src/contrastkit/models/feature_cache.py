@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,7 @@ def attach_cache(tower: nn.Module, cache: FeatureCache | None) -> None:
 
 
 def cached_features(
-    tower: nn.Module, inputs: dict[str, Any], masks: dict[str, Tensor | None]
+    tower: nn.Module, inputs: Mapping[str, Any], masks: Mapping[str, Tensor | None]
 ) -> EncoderOutput | None:
     """The tower's features from its cache, or None when it has none."""
     cache: FeatureCache | None = getattr(tower, "feature_cache", None)

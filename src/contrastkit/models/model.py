@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from contrastkit.config import FusionConfig, ModelConfig, TowerConfig
 from contrastkit.errors import ConfigError, DataError
-from contrastkit.models.encoders import build_encoder
+from contrastkit.models.encoders import build_encoder, encoder_width
 from contrastkit.models.fusion import build_fusion
 from contrastkit.models.outputs import EncoderOutput, ModelOutput, TowerOutput
 from contrastkit.models.projection import build_projection
@@ -85,8 +85,8 @@ class ContrastiveModel(nn.Module):
         return list(self.towers.keys())
 
     @property
-    def heads(self) -> dict[str, nn.Module]:
-        """Term name -> head module."""
+    def heads(self) -> dict[str, Any]:
+        """Term name -> head module (each has `run`; the captioning head also `generate`)."""
         return {term: getattr(self, term) for term in self.head_names}
 
     @property
@@ -101,7 +101,9 @@ class ContrastiveModel(nn.Module):
     def _tower(self, name: str) -> Tower:
         if name not in self.towers:
             raise KeyError(f"no tower {name!r}; towers: {self.tower_names}")
-        return self.towers[name]
+        tower = self.towers[name]
+        assert isinstance(tower, Tower)
+        return tower
 
     def _features(self, name: str, batch: Mapping[str, Any]) -> EncoderOutput:
         tower = self._tower(name)
@@ -122,7 +124,8 @@ class ContrastiveModel(nn.Module):
         """Every tower whose inputs are in `batch`, then the heads whose tower ran."""
         shared: dict[str, EncoderOutput] = {}  # owner tower -> fused features, computed once
         towers: dict[str, TowerOutput] = {}
-        for name, tower in self.towers.items():
+        for name in self.towers:
+            tower = self._tower(name)
             if not all(col in batch for col in tower.inputs):
                 continue
             owner = tower.owner or name
@@ -177,7 +180,11 @@ def is_pretrained(encoder: nn.Module) -> bool:
 
 
 def _tower_projection(
-    cfg: TowerConfig, encoders: Mapping[str, nn.Module], fused: bool, width: int, embed_dim: int
+    cfg: TowerConfig,
+    encoders: Mapping[str, nn.Module] | nn.ModuleDict,
+    fused: bool,
+    width: int,
+    embed_dim: int,
 ) -> nn.Module:
     """The projection, told whether the features come straight from a pretrained encoder
     (then `auto` keeps the pretrained space: no map, or one starting as the identity)."""
@@ -218,7 +225,9 @@ def _build_tower(
     if pretrained_encoders is not None and key in pretrained_encoders:
         owner, encoder = pretrained_encoders[key]
         col = next(iter(cfg.streams))
-        projection = _tower_projection(cfg, {col: encoder}, False, int(encoder.width), embed_dim)
+        projection = _tower_projection(
+            cfg, {col: encoder}, False, encoder_width(encoder), embed_dim
+        )
         return Tower.siamese(col, encoder, owner, projection)
     encoders = nn.ModuleDict()
     for col, enc_cfg in cfg.streams.items():
@@ -236,7 +245,7 @@ def _build_tower(
             fusion = build_fusion(cfg.fusion or FusionConfig(), widths)
         except ValueError as err:
             raise ConfigError(f"model.towers.{name}.fusion: {err}") from None
-    width = fusion.width if fusion is not None else int(encoders[next(iter(encoders))].width)
+    width = fusion.width if fusion is not None else encoder_width(encoders[next(iter(encoders))])
     projection = _tower_projection(cfg, encoders, fusion is not None, width, embed_dim)
     if pretrained_encoders is not None and key is not None:
         encoder = next(iter(encoders.values()))

@@ -83,14 +83,18 @@ class Projection(nn.Module):
         else:
             self.net = _mlp(in_dim, embed_dim, hidden or in_dim, dropout)
         if kind != "none" and init == "identity":
+            linear = self.net
+            assert isinstance(linear, nn.Linear)  # init identity builds a Linear (above)
             with torch.no_grad():
-                self.net.weight.copy_(shared_orthogonal(in_dim, embed_dim))
-                self.net.bias.zero_()
+                linear.weight.copy_(shared_orthogonal(in_dim, embed_dim))
+                linear.bias.zero_()
             if kind == "mlp":
-                self.residual = _mlp(in_dim, embed_dim, hidden or in_dim, dropout)
-                last = self.residual[-1]
+                residual = _mlp(in_dim, embed_dim, hidden or in_dim, dropout)
+                last = residual[-1]
+                assert isinstance(last, nn.Linear)
                 nn.init.zeros_(last.weight)
                 nn.init.zeros_(last.bias)
+                self.residual = residual
         self.embed_dim = embed_dim
 
     @override

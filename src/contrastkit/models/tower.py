@@ -16,6 +16,7 @@ from typing import Any
 from torch import Tensor, nn
 from typing_extensions import override
 
+from contrastkit.models.encoders import encoder_width
 from contrastkit.models.feature_cache import cached_features
 from contrastkit.models.outputs import EncoderOutput, TowerOutput
 
@@ -86,8 +87,8 @@ class Tower(nn.Module):
     def width(self) -> int:
         """Size D of the fused tokens and pooled features."""
         if self.fusion is not None:
-            return int(self.fusion.width)
-        return int(next(iter(self.encoders.values())).width)
+            return encoder_width(self.fusion)
+        return encoder_width(next(iter(self.encoders.values())))
 
     def features(
         self, inputs: Mapping[str, Any], masks: Mapping[str, Tensor | None]

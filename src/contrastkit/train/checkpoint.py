@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -25,6 +25,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from contrastkit.errors import RunDirError
+
+if TYPE_CHECKING:
+    from contrastkit.models.model import ContrastiveModel
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +299,7 @@ class LoadedRun:
     """A trained run ready for eval / embed / search."""
 
     config: Any
-    model: nn.Module
+    model: ContrastiveModel
     criterion: nn.Module
     tokenizer: Any
     bundle: Any

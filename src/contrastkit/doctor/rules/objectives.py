@@ -74,7 +74,7 @@ def _shares(ctx: Context, prefix: str) -> dict[str, float]:
 
 def rule_balance(ctx: Context) -> list[Finding]:
     """`aux_dominates_loss` / `aux_dominates_gradient`: an auxiliary term drowns the objectives."""
-    out = []
+    out: list[Finding] = []
     objectives = {o.name for o in ctx.cfg.loss.objectives}
     if not objectives:  # e.g. classifier pre-training: there is nothing to drown
         return out

@@ -16,6 +16,7 @@ from contrastkit.doctor.rules.thresholds import (
     MIN_RECORDS,
     TAU_MAX,
 )
+from contrastkit.losses.clip import ClipObjective
 
 # Recorded values that go non-finite when an update explodes, besides the loss itself.
 _EXPLODING = ("loss/", "grad_norm/")
@@ -209,7 +210,7 @@ def rule_loss_progress(ctx: Context) -> list[Finding]:
             scale = ctx.series(f"{o.name}/logit_scale")
             fix = {}
             if (
-                o.type == "clip"
+                isinstance(o, ClipObjective)
                 and (start_end(scale)[1] if scale else 1 / o.temperature) < 1 / TAU_MAX
             ):
                 fix = {f"loss.objectives.{i}.temperature": 0.07}

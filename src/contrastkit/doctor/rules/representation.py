@@ -52,7 +52,7 @@ def rule_collapse(ctx: Context) -> list[Finding]:
 
 def rule_backbone(ctx: Context) -> list[Finding]:
     """`frozen_backbone` / `rigidity`: the loss is flat while the backbone cannot (or does not) move."""
-    out = []
+    out: list[Finding] = []
     groups = sorted(
         {k.split("/", 1)[1] for k in ctx.keys("trainable/")}
         | {k.split("/", 1)[1] for k in ctx.keys("param_drift/")}

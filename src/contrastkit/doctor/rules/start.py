@@ -13,6 +13,7 @@ from typing import Any
 
 from contrastkit.doctor.findings import Finding
 from contrastkit.doctor.rules.context import Context, _r
+from contrastkit.losses.clip import ClipObjective
 from contrastkit.pairing import select_metric
 
 AT_START = "at_start/"
@@ -124,7 +125,7 @@ def rule_temperature_frozen(ctx: Context) -> list[Finding]:
     """`temperature_frozen`: a learnable CLIP temperature barely moved over many steps."""
     out = []
     for i, o in enumerate(ctx.cfg.loss.objectives):
-        if o.type != "clip" or not o.learnable_temperature:
+        if not isinstance(o, ClipObjective) or not o.learnable_temperature:
             continue
         scale = ctx.series(f"{o.name}/logit_scale")
         if len(scale) < 2 or scale[-1][0] - scale[0][0] < FROZEN_MIN_STEPS:

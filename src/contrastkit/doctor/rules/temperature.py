@@ -21,6 +21,8 @@ from contrastkit.doctor.rules.thresholds import (
     TOWARD_ONE_DROP,
     TOWARD_ONE_MAX,
 )
+from contrastkit.losses.clip import ClipObjective
+from contrastkit.losses.siglip import SiglipObjective
 
 
 def rule_temperature(ctx: Context) -> list[Finding]:
@@ -29,7 +31,7 @@ def rule_temperature(ctx: Context) -> list[Finding]:
     for i, o in enumerate(ctx.cfg.loss.objectives):
         scale = ctx.series(f"{o.name}/logit_scale")
         key = f"loss.objectives.{i}"
-        if o.type == "clip":
+        if isinstance(o, ClipObjective):
             # Out of range = mis-set: the configured start (or the value a fixed temperature
             # keeps). A learned temperature that drifts from a good start is a trend
             # finding (`_scale_trend`), whose cause is usually elsewhere (e.g. the lr).
@@ -59,7 +61,7 @@ def rule_temperature(ctx: Context) -> list[Finding]:
             out += _scale_trend(
                 ctx, i, o.name, scale, o.max_logit_scale if o.learnable_temperature else None
             )
-        elif o.type == "siglip":
+        elif isinstance(o, SiglipObjective):
             end = math.exp(o.init_logit_scale)
             if not o.learnable and scale:
                 end = start_end(scale)[1]

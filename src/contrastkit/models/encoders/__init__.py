@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -30,9 +30,15 @@ EncoderFactory = Callable[..., nn.Module]
 ENCODERS: Registry[EncoderFactory] = Registry("encoder")
 
 
+def encoder_width(encoder: nn.Module) -> int:
+    """Output width D of an encoder (every registered encoder sets a plain `width` int)."""
+    # nn.Module's __getattr__ types any attribute as Tensor | Module; `width` is neither.
+    return int(cast(int, encoder.width))
+
+
 def option_names(cls: type) -> list[str]:
     """The keyword-only parameters of `cls.__init__`: the options a user may set."""
-    params = inspect.signature(cls.__init__).parameters.values()
+    params = inspect.signature(cls).parameters.values()  # __init__'s, without self
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 

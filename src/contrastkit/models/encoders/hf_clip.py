@@ -142,7 +142,9 @@ def with_pretrained_logits(loss: LossConfig, model: Any) -> LossConfig:
         assert enc is not None
         updates: dict[str, float] = {}
         if obj.type == "clip" and "temperature" not in obj.model_fields_set:
-            scale = min(math.exp(enc.logit_scale), obj.max_logit_scale)
+            # A clip objective (ClipObjective lives in losses/, which models must not import).
+            ceiling = obj.max_logit_scale  # type: ignore[attr-defined]
+            scale = min(math.exp(enc.logit_scale), ceiling)
             updates["temperature"] = 1.0 / scale
         if obj.type == "siglip":
             if "init_logit_scale" not in obj.model_fields_set:

@@ -105,6 +105,9 @@ class PixelPrep(nn.Module):
         B x C x H x W -> B x 3 x height x width
     """
 
+    mean: Tensor  # buffers (1 x C x 1 x 1)
+    std: Tensor
+
     def __init__(self, height: int, width: int, mean: list[float], std: list[float]) -> None:
         super().__init__()
         self.size = (height, width)
@@ -163,7 +166,7 @@ class HFVisionEncoder(nn.Module):
         if pool not in ("auto", "cls", "mean", "pooler"):
             raise ValueError(f"pool must be auto, cls, mean or pooler, got {pool!r}")
         self.model, kind = load_vision_model(path, where)
-        cfg = self.model.config
+        cfg: Any = self.model.config  # a transformers PretrainedConfig
         self.pool = pool if pool != "auto" else ("pooler" if kind in POOLER_TYPES else "cls")
         self.prep = PixelPrep(*pixel_settings(path, int(getattr(cfg, "image_size", 224))))
         self.width = int(cfg.hidden_size)

@@ -40,7 +40,8 @@ class TextTransformer(nn.Module):
         if pool not in ("mean", "cls"):
             raise ValueError(f"pool must be 'mean' or 'cls', got {pool!r}")
         self.tokenizer = tokenizer
-        self.max_length = int(max_length or getattr(tokenizer, "max_length", 64))
+        default_length: int = getattr(tokenizer, "max_length", 64)
+        self.max_length = int(max_length or default_length)
         self.pool = pool
         self.width = width
         self.token_embedding = nn.Embedding(tokenizer.vocab_size, width)

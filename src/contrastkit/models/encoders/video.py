@@ -69,6 +69,7 @@ class VideoEncoder(nn.Module):
         self.multi_view = len(clip_shape) == 5
         frames, *image_shape = clip_shape[-4:]
         nested = f"{where}.options.frame_options"
+        fixed: dict[str, Any]
         if frame_encoder == "cnn":
             fixed = {
                 "in_channels": image_shape[0],
