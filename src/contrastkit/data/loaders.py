@@ -217,6 +217,7 @@ def build_loader(
         )
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, **worker_options(cfg))
 
+
 def reuse_loader(loader: object, epoch: int, start_batch: int) -> bool:
     """Point a persistent-worker loader at another (epoch, start batch) instead of building
     a new one (which would start new worker processes); False when it cannot be reused.

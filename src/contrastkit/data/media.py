@@ -422,9 +422,7 @@ def check_sequence(path: Path) -> tuple[int, ...]:
     """Validation: a non-empty T x J x C numeric array without NaN/inf."""
     array = npy_to_check(path)
     if array.ndim != 3 or array.size == 0:
-        raise MediaError(
-            f"sequence must be a T x J x C array with T >= 1, got shape {array.shape}"
-        )
+        raise MediaError(f"sequence must be a T x J x C array with T >= 1, got shape {array.shape}")
     check_numeric(array, "sequence array")
     return tuple(array.shape)
 
