@@ -8,7 +8,7 @@ call site and a test may pass a toy `nn.Module` that has just these.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -69,6 +69,11 @@ class SplitDataset(Protocol):
     @property
     def group_ids(self) -> np.ndarray:
         """Dense group index of each row (N, int64)."""
+        ...
+
+    @property
+    def columns(self) -> Collection[str]:
+        """The input columns the split's rows hold (`label` included when labelled)."""
         ...
 
     def __len__(self) -> int:

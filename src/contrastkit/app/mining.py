@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from contrastkit.config import Config
 from contrastkit.data.hard_negatives import HardNegativeMiner, MiningStats
 from contrastkit.data.manifest import is_text_column
 from contrastkit.errors import ConfigError
+from contrastkit.protocols import EmbeddingModel, SplitDataset
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def mining_towers(cfg: Config, model: Any) -> tuple[str, str]:
     )
 
 
-def _mining_model(cfg: Config, model: nn.Module) -> nn.Module:
+def _mining_model(cfg: Config, model: EmbeddingModel) -> EmbeddingModel:
     """`pretrained`: the run's own model (as it is when mining runs); else a RUN_DIR's best."""
     hn = cfg.data.hard_negatives
     assert hn is not None
@@ -67,7 +68,9 @@ def _mining_model(cfg: Config, model: nn.Module) -> nn.Module:
     return other.to(next(model.parameters()).device)
 
 
-def build_miner(cfg: Config, model: nn.Module, dataset: Any) -> HardNegativeMiner | None:
+def build_miner(
+    cfg: Config, model: EmbeddingModel, dataset: SplitDataset
+) -> HardNegativeMiner | None:
     """The miner for `data.hard_negatives` over the train split (None when it is off)."""
     from contrastkit.eval.evaluate import embed_tower
 

@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from contrastkit.errors import ContrastkitError
 from contrastkit.events import Callback
 from contrastkit.models.encoders.hf_clip import with_pretrained_logits
 from contrastkit.pairing import eval_pairs, select_metric
+from contrastkit.protocols import EmbeddingModel
 from contrastkit.train import checkpoint as ckpt
 from contrastkit.train.distributed import DistInfo, cleanup, init_distributed
 from contrastkit.train.ema import EMA, TeacherHook
@@ -172,8 +173,9 @@ def _evaluator(
     train = bundle.splits.get(cfg.data.train_split) if final else None
     if getattr(train, "streaming", False):  # a streamed train split has no random access
         train = None
+    # The engine hands back the model it trains: the ContrastiveModel built here.
     return lambda model: evaluate(
-        model,
+        cast(EmbeddingModel, model),
         dataset,
         cfg.eval,
         split=split,
@@ -226,7 +228,7 @@ def _diagnose(cfg: Config, run_dir: Path) -> None:
         log.exception("the doctor failed to diagnose %s; `contrastkit doctor run` retries", run_dir)
 
 
-def _report(run_dir: Path, model: nn.Module, bundle: Any) -> None:
+def _report(run_dir: Path, model: EmbeddingModel, bundle: Any) -> None:
     """report.html from the model and data in hand (best checkpoint loaded by the final
     evaluation). Like the diagnosis, a failure is logged and never loses the run."""
     from contrastkit.app.report import write_report

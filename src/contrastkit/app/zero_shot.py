@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,6 +21,10 @@ from torch import nn
 from contrastkit.config import Config
 from contrastkit.data.manifest import is_text_column
 from contrastkit.pairing import eval_pairs
+from contrastkit.protocols import EmbeddingModel
+
+if TYPE_CHECKING:
+    from contrastkit.models.model import ContrastiveModel
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ def at_start_enabled(cfg: Config, model: nn.Module) -> bool:
 
 
 def evaluate_splits(
-    model: nn.Module, bundle: Any, cfg: Config, splits: list[str] | None = None
+    model: EmbeddingModel, bundle: Any, cfg: Config, splits: list[str] | None = None
 ) -> dict[str, float]:
     """Flat metrics of every split in `splits` (default `eval.splits`) that has rows."""
     from contrastkit.eval.evaluate import evaluate
@@ -69,7 +73,9 @@ def evaluate_splits(
     return metrics
 
 
-def at_start_metrics(model: nn.Module, bundle: Any, cfg: Config, run_dir: Path) -> dict[str, float]:
+def at_start_metrics(
+    model: ContrastiveModel, bundle: Any, cfg: Config, run_dir: Path
+) -> dict[str, float]:
     """The at-start evaluation, prefixed `at_start/`; {} when disabled.
 
     A resumed run reads the numbers its first start recorded (`at_start.json`) instead of
@@ -89,7 +95,7 @@ def at_start_metrics(model: nn.Module, bundle: Any, cfg: Config, run_dir: Path) 
     return metrics
 
 
-def build_untrained(cfg: Config) -> tuple[nn.Module, Any]:
+def build_untrained(cfg: Config) -> tuple[ContrastiveModel, Any]:
     """The model `cfg` describes, as built before training, and its datasets."""
     from contrastkit.data import build_datasets
     from contrastkit.models import build_model, build_tokenizer

@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from contrastkit.config import EvalConfig
 from contrastkit.data import collate, to_device
@@ -30,6 +30,7 @@ from contrastkit.eval.retrieval import (
 )
 from contrastkit.eval.stats import embedding_stats
 from contrastkit.pairing import text_column_of
+from contrastkit.protocols import CaptioningModel, EmbeddingModel, SplitDataset
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,14 @@ def _hashable(value: Any) -> Any:
     return value
 
 
-def _device(model: nn.Module) -> torch.device:
+def _device(model: EmbeddingModel) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 
 
-def embed_tower(model: Any, dataset: Any, tower: str, *, batch_size: int = 256) -> TowerEmbeddings:
+def embed_tower(
+    model: EmbeddingModel, dataset: SplitDataset, tower: str, *, batch_size: int = 256
+) -> TowerEmbeddings:
     """Embed one tower's unique inputs (see `embed_dataset`) and keep the row mapping."""
     columns = list(model.tower_inputs(tower))
     first_of: dict[tuple, int] = {}
@@ -103,7 +106,7 @@ def embed_tower(model: Any, dataset: Any, tower: str, *, batch_size: int = 256) 
 
 
 def embed_dataset(
-    model: Any, dataset: Any, tower: str, *, batch_size: int = 256
+    model: EmbeddingModel, dataset: SplitDataset, tower: str, *, batch_size: int = 256
 ) -> tuple[list[str], Tensor, list[int]]:
     """Embeddings of a tower's unique inputs in `dataset`.
 
@@ -161,9 +164,9 @@ def _retrieval_keys(
 
 
 def _caption_keys(
-    model: Any, dataset: Any, cfg: EvalConfig, split: str, batch_size: int
+    model: CaptioningModel, dataset: SplitDataset, cfg: EvalConfig, split: str, batch_size: int
 ) -> dict[str, float]:
-    column = getattr(model, "text_column", "text")
+    column = model.text_column
     n = min(cfg.max_caption_samples, len(dataset))
     gen = cfg.captioning
     hyps: list[str] = []
@@ -189,16 +192,19 @@ def _labelled(embedded: dict[str, TowerEmbeddings]) -> dict[str, TowerEmbeddings
     return {t: e for t, e in embedded.items() if bool((e.labels >= 0).any())}
 
 
-def class_names(dataset: Any) -> list[str]:
+def class_names(dataset: SplitDataset) -> list[str]:
     """Label names in class-index order (the manifest's `label` values)."""
     index = getattr(dataset, "label_index", None) or {}
     return [name for name, _ in sorted(index.items(), key=lambda kv: kv[1])]
 
 
-def _prompt_embeddings(model: Any, tower: str, prompts: list[str], names: list[str]) -> Tensor:
+def _prompt_embeddings(
+    model: EmbeddingModel, tower: str, prompts: list[str], names: list[str]
+) -> Tensor:
     """C x E class embeddings: each class's prompts embedded by the text tower, averaged
     after L2 normalisation (CLIP's prompt ensembling), then re-normalised."""
     column = text_column_of(model, tower)
+    assert column is not None  # the callers pick towers with a text input
     was_training = model.training
     model.eval()
     try:
@@ -216,7 +222,7 @@ def _prompt_embeddings(model: Any, tower: str, prompts: list[str], names: list[s
 
 
 def check_probe_config(
-    cfg: EvalConfig, model: Any, label_names: Sequence[str], manifest: str
+    cfg: EvalConfig, model: EmbeddingModel, label_names: Sequence[str], manifest: str
 ) -> None:
     """Fail before training when `eval.zero_shot_prompt` / `eval.linear_probe` cannot run
     (no labels in the manifest, or no text tower to embed the prompts)."""
@@ -233,7 +239,11 @@ def check_probe_config(
 
 
 def _zero_shot_keys(
-    model: Any, dataset: Any, cfg: EvalConfig, split: str, embedded: dict[str, TowerEmbeddings]
+    model: EmbeddingModel,
+    dataset: SplitDataset,
+    cfg: EvalConfig,
+    split: str,
+    embedded: dict[str, TowerEmbeddings],
 ) -> dict[str, float]:
     """Zero-shot accuracy of every labelled non-text tower against the text tower's
     embeddings of the class prompts."""
@@ -254,8 +264,8 @@ def _zero_shot_keys(
 
 
 def _linear_probe_keys(
-    model: Any,
-    train_dataset: Any,
+    model: EmbeddingModel,
+    train_dataset: SplitDataset,
     split: str,
     embedded: dict[str, TowerEmbeddings],
     batch_size: int,
@@ -277,14 +287,14 @@ def _linear_probe_keys(
 
 
 def evaluate(
-    model: Any,
-    dataset: Any,
+    model: EmbeddingModel,
+    dataset: SplitDataset,
     cfg: EvalConfig,
     *,
     split: str,
     pairs: Sequence[tuple[str, str]],
     batch_size: int = 256,
-    train_dataset: Any | None = None,
+    train_dataset: SplitDataset | None = None,
 ) -> dict[str, float]:
     """All metrics of one split as flat `<split>/...` keys (see the module docstring).
 
@@ -335,7 +345,9 @@ def evaluate(
         was_training = model.training
         model.eval()
         try:
-            out.update(_caption_keys(model, dataset, cfg, split, batch_size))
+            # has_captioning: the model is a CaptioningModel (it has `generate`).
+            captioner = cast(CaptioningModel, model)
+            out.update(_caption_keys(captioner, dataset, cfg, split, batch_size))
         finally:
             model.train(was_training)
     return out

@@ -60,7 +60,7 @@ class ContrastiveModel(nn.Module):
         self.head_towers = dict(head_towers or {})
         captioning = (heads or {}).get("captioning")
         # The column the captioning head writes (read by the report and evaluation).
-        self.text_column = captioning.text_column if captioning is not None else TEXT_COLUMN
+        self.text_column: str = getattr(captioning, "text_column", TEXT_COLUMN)
         self.register_load_state_dict_pre_hook(_renamed_head_keys)
         self.new_modules: list[str] = []  # module prefixes of new params on pretrained towers
         # Frozen pretrained tensors that checkpoints leave out (set by train.lora), and the

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -36,6 +36,7 @@ from contrastkit.data import collate, to_device
 from contrastkit.errors import ContrastkitError
 from contrastkit.eval.evaluate import TowerEmbeddings, embed_tower
 from contrastkit.pairing import text_column_of
+from contrastkit.protocols import CaptioningModel, EmbeddingModel, SplitDataset
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ CAPTIONS = 8  # generated captions shown
 _R1_KEY = re.compile(r"^(?P<split>[^/]+)/(?P<q>[^/]+)_to_(?P<g>[^/]+)/R@1$")
 
 
-def pick_pair(facts: RunFacts, towers: list[str], model: Any) -> tuple[str, str] | None:
+def pick_pair(facts: RunFacts, towers: list[str], model: EmbeddingModel) -> tuple[str, str] | None:
     """The (query, gallery) pair to show: one the run evaluated (summary, else the
     validation records), a text-query pair first; else the first objective's towers."""
     seen: list[tuple[str, str]] = []
@@ -63,7 +64,7 @@ def pick_pair(facts: RunFacts, towers: list[str], model: Any) -> tuple[str, str]
 
 
 def examples_html(
-    dataset: Any,
+    dataset: SplitDataset,
     q: TowerEmbeddings,
     g: TowerEmbeddings,
     q_columns: list[str],
@@ -105,8 +106,8 @@ def _split_of(cfg: Any, bundle: Any, wanted: str | None) -> str | None:
     return next((s for s in names if s in bundle.splits and len(bundle.splits[s])), None)
 
 
-def _captions(model: Any, dataset: Any, cfg: Any, seed: int) -> str:
-    column = getattr(model, "text_column", "text")
+def _captions(model: CaptioningModel, dataset: SplitDataset, cfg: Any, seed: int) -> str:
+    column = model.text_column
     rows = sorted(random.Random(seed).sample(range(len(dataset)), min(CAPTIONS, len(dataset))))
     gen = cfg.eval.captioning
     device = next(model.parameters()).device
@@ -124,7 +125,7 @@ def _captions(model: Any, dataset: Any, cfg: Any, seed: int) -> str:
 
 def _model_sections(
     facts: RunFacts,
-    model: Any,
+    model: EmbeddingModel | None,
     bundle: Any,
     split: str | None,
     seed: int,
@@ -135,7 +136,7 @@ def _model_sections(
     split = _split_of(facts.config, bundle, split)
     if split is None:
         return [("Retrieval examples", "<p class=dim>no non-empty split to show</p>")]
-    dataset = bundle.splits[split]
+    dataset: SplitDataset = bundle.splits[split]
     towers = list(model.tower_names)
     out = []
     pair = pick_pair(facts, towers, model)
@@ -154,11 +155,14 @@ def _model_sections(
         title = f"Retrieval examples: {split}, {qt} → {gt}"
         out += [(title, shown), ("Worst misses", worst)]
     if getattr(model, "has_captioning", False):
-        out.append((f"Generated captions ({split})", _captions(model, dataset, facts.config, seed)))
+        captioner = cast(CaptioningModel, model)  # has_captioning: it has `generate`
+        out.append(
+            (f"Generated captions ({split})", _captions(captioner, dataset, facts.config, seed))
+        )
     return out
 
 
-def _load(run_dir: Path, checkpoint: str) -> tuple[Any, Any, str]:
+def _load(run_dir: Path, checkpoint: str) -> tuple[EmbeddingModel | None, Any, str]:
     from contrastkit.train.checkpoint import load_run
 
     try:
@@ -171,7 +175,7 @@ def _load(run_dir: Path, checkpoint: str) -> tuple[Any, Any, str]:
 def write_report(
     run_dir: str | Path,
     *,
-    model: Any = None,
+    model: EmbeddingModel | None = None,
     bundle: Any = None,
     out: str | Path | None = None,
     split: str | None = None,

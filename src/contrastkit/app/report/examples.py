@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from contrastkit.protocols import SplitDataset
 
 POOL_SIZE = 1024  # queries ranked to find the worst misses; bounds report time at any N
 CHUNK = 128  # queries per score block: 128 x 100k float32 = 51 MB
@@ -113,7 +114,7 @@ def pick_examples(
 
 def render_example(
     ex: Example,
-    dataset: Any,
+    dataset: SplitDataset,
     query_rows: list[int],
     gallery_rows: list[int],
     query_columns: list[str],
