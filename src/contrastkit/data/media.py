@@ -164,7 +164,7 @@ def pil_pixels(img: object, size: int | None = None) -> np.ndarray:
     if img.mode not in ("L", "RGB", "RGBA", "I;16", "I", "F"):
         img = img.convert("RGB")
     if size is not None and img.mode in PIL_RESIZE_MODES and img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR)
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(img)
 
 
