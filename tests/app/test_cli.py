@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-import pytest
-
 from contrastkit import __version__
 from contrastkit.app.cli import main
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from doctor_toys import bundle, make_config, row
 
 from contrastkit.data.manifest import SkippedRow
 from contrastkit.doctor.data_checks import check_data, expected_positive_pairs, normalise_text
+from helpers.doctor_toys import bundle, make_config, row
 
 
 def _image(tmp_path, name: str, content: bytes):

@@ -3,13 +3,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from doctor_toys import bundle, make_config, row
 
 import contrastkit.data
 from contrastkit.config import dump_config
 from contrastkit.doctor.findings import Finding, write_findings
 from contrastkit.doctor.run import doctor_data, doctor_run
 from contrastkit.errors import RunDirError
+from helpers.doctor_toys import bundle, make_config, row
 
 
 def _run_dir(tmp_path, signals, metrics=()):

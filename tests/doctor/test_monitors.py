@@ -4,15 +4,6 @@ import json
 
 import pytest
 import torch
-from doctor_toys import (
-    ToyCriterion,
-    ToyModel,
-    grads_of,
-    make_batch,
-    make_config,
-    make_state,
-    run_steps,
-)
 from torch import nn
 
 from contrastkit.config import dump_config
@@ -28,6 +19,15 @@ from contrastkit.doctor.rules import diagnose
 from contrastkit.doctor.run import diagnose_run
 from contrastkit.events import Event, fire
 from contrastkit.losses.result import LossOutput
+from helpers.doctor_toys import (
+    ToyCriterion,
+    ToyModel,
+    grads_of,
+    make_batch,
+    make_config,
+    make_state,
+    run_steps,
+)
 
 
 def test_interference_negative_cosine_and_backward_unchanged(tmp_path):

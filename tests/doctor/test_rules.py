@@ -4,12 +4,12 @@ import json
 import math
 
 import pytest
-from doctor_toys import TOWERS, make_config
 
 from contrastkit.doctor.findings import CATALOGUE, Finding, sort_findings
 from contrastkit.doctor.rules import diagnose
 from contrastkit.doctor.rules.causes import CAUSE_SYMPTOMS, explain
 from contrastkit.doctor.run import diagnose_run, stop_record, update_run_info
+from helpers.doctor_toys import TOWERS, make_config
 
 
 def history(**series: list[float]) -> list[dict]:

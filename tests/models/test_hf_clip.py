@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hf_toys import tiny_bert, tiny_clip
 
 from contrastkit.config import LossConfig, ModelConfig
 from contrastkit.errors import ConfigError
 from contrastkit.losses import build_loss
 from contrastkit.models import build_model
 from contrastkit.models.encoders.hf_clip import with_pretrained_logits
+from helpers.hf_toys import tiny_bert, tiny_clip
 
 TEXTS = ["a photo of a cat", "a diagram of the heart", "two dogs"]
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
-from hf_toys import tiny_bert
 
 from contrastkit.config import config_from_dict
+from helpers.hf_toys import tiny_bert
 
 PAIRS = [
     ("Return the sum of two numbers.", "def add(a, b):\n    return a + b"),

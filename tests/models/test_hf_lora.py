@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hf_toys import tiny_bert
 
 from contrastkit.config import ModelConfig
 from contrastkit.errors import ConfigError
@@ -12,6 +11,7 @@ from contrastkit.models import build_model
 from contrastkit.train import checkpoint as ckpt
 from contrastkit.train.lora import apply_lora, check_base, weights_hash
 from contrastkit.train.optim import build_optimizer, layer_decay_scales
+from helpers.hf_toys import tiny_bert
 
 pytest.importorskip("peft")
 TEXTS = ["def add(a, b): return a + b", "Return the sum."]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hf_toys import MEAN, STD, tiny_bert, tiny_clip, tiny_vit
 
 from contrastkit.config import EncoderConfig
 from contrastkit.errors import ConfigError
 from contrastkit.models.encoders import build_encoder
+from helpers.hf_toys import MEAN, STD, tiny_bert, tiny_clip, tiny_vit
 
 WHERE = "model.towers.image.streams.image"
 
