@@ -6,10 +6,23 @@ and on `cuda`, marked `gpu` and skipped without a CUDA device.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
 from contrastkit.config import config_from_dict
+
+
+@pytest.fixture(autouse=True)
+def _single_thread() -> Iterator[None]:
+    """Tiny tensors: on a loaded 2-core CPU, intra-op threads only contend (this file took
+    25 s with torch's default threads and 4 s with one, load ~3). Restored after each test."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 GPU = [
     pytest.mark.gpu,
