@@ -74,7 +74,7 @@ def _sections(tp: Any) -> tuple[str, list[type[BaseModel]]]:
     if origin is dict and len(args) == 2:
         return ".<name>", _sections(args[1])[1]  # <name> becomes <tower>, <stream>, ...
     if isinstance(tp, type) and issubclass(tp, ObjectiveConfig):
-        return "", [LOSSES.get(name) for name in LOSSES.names()]
+        return "", [LOSSES.get(name) for name in _shipped(LOSSES.names(), LOSSES.get)]
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return "", [tp]
     return "", []
@@ -117,9 +117,15 @@ def rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str, s
             yield from rows(sub, where + ".")
 
 
+def _shipped(names: list[str], get: Any) -> list[str]:
+    """The entries contrastkit itself registers: the reference documents the package, not
+    the objectives or heads a user's code (or a test) registered in this process."""
+    return [n for n in names if getattr(get(n), "__module__", "").startswith("contrastkit.")]
+
+
 def _head_rows(section: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str, str]]:
     """The registered heads, written `model.<term>` (the head) and `loss.<term>` (its term)."""
-    for term in HEADS.names():
+    for term in _shipped(HEADS.names(), HEADS.get):
         head = HEADS.get(term)
         if issubclass(section, LossConfig):
             yield (
