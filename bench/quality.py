@@ -347,7 +347,7 @@ def main() -> None:
     start = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_rows = args.train_rows or (384 if args.quick else 1024)
+    train_rows = args.train_rows or (384 if args.quick else 2048)
     quick_eval = 256 if args.quick else None
     rows = write_manifest(
         out, train_rows, args.val_rows or quick_eval, args.test_rows or quick_eval
@@ -391,7 +391,9 @@ def main() -> None:
     if not lora:
         print("train.lora is not in this build: the LoRA rows are skipped", flush=True)
     for name, overrides in contrastkit_variants(lora).items():
-        tasks.append(("contrastkit", name, overrides))
+        # The example ships the winning recipe (mined negatives on); "without" switches
+        # them off, "with" restates the example's setting.
+        tasks.append(("contrastkit", name, [*overrides, "data.hard_negatives=null"]))
         tasks.append(
             ("contrastkit", name + " + mined hard negatives", [*overrides, HARD_NEGATIVES])
         )
