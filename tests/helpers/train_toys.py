@@ -201,7 +201,7 @@ def toy_engine(
         steps_per_epoch=n // batch,
         weights=lambda step, phase: {"contrastive": 1.0, "classification": 0.2},
         evaluate=toy_evaluate(val),
-        monitor="val/a_to_b/R@1",
+        select_metric="val/a_to_b/R@1",
         callbacks=list(callbacks),
         **kw,
     )

@@ -150,10 +150,10 @@ def test_early_stopping_and_best_pointer(tmp_path) -> None:
 
 def test_user_monitor_missing_from_eval_is_config_error(tmp_path) -> None:
     engine = toy_engine(
-        tmp_path, toy_train_config(epochs=1, monitor="val/x_to_y/R@1"), n=16, batch=8
+        tmp_path, toy_train_config(epochs=1, select_metric="val/x_to_y/R@1"), n=16, batch=8
     )
     with pytest.raises(
         ConfigError,
-        match=r"train.monitor: 'val/x_to_y/R@1' is not among the eval metrics: val/a_to_b/R@1",
+        match=r"train.select_metric: 'val/x_to_y/R@1' is not among the eval metrics: val/a_to_b/R@1",
     ):
         engine.fit()

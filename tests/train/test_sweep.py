@@ -25,7 +25,7 @@ CONFIG = {
         "progress": "none",
         "loggers": {"tensorboard": False},
         "device": "cpu",
-        "monitor": "val/a_to_b/R@1",
+        "select_metric": "val/a_to_b/R@1",
     },
 }
 

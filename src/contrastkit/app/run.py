@@ -374,7 +374,7 @@ def train(
             evaluate=_evaluator(bundle, cfg, val, final=False)
             if val in bundle.splits and len(bundle.splits[val])
             else None,
-            monitor=select_metric(cfg),
+            select_metric=select_metric(cfg),
             callbacks=[*_monitors(cfg), *callbacks, FlushFeatureCaches(caches)],
             config=cfg,
             probe_batch=_probe_batch(train_set, cfg.doctor.probe_size),

@@ -83,19 +83,19 @@ def suggest(trial: Any, key: str, spec: dict[str, Any]) -> Any:
 
 
 class PruningCallback(Callback):
-    """Reports the monitored val metric to Optuna after each evaluation; prunes bad trials."""
+    """Reports the selection metric to Optuna after each evaluation; prunes bad trials."""
 
-    def __init__(self, trial: Any, monitor: str) -> None:
+    def __init__(self, trial: Any, metric: str) -> None:
         self.trial = trial
-        self.monitor = monitor
+        self.metric = metric
 
     @override
     def on_eval_end(self, state: State) -> None:
         import optuna
 
-        if self.monitor not in state.eval_metrics:
+        if self.metric not in state.eval_metrics:
             return
-        self.trial.report(float(state.eval_metrics[self.monitor]), state.epoch)
+        self.trial.report(float(state.eval_metrics[self.metric]), state.epoch)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {state.epoch}")
 

@@ -1,7 +1,7 @@
-"""The best value of the monitored metric, and early stopping on it.
+"""The best value of the selection metric (`train.select_metric`), and early stopping on it.
 
-Kept apart from the engine so its rules (default monitor missing -> no best checkpoint,
-user monitor missing -> config error, `min_delta`, `patience`) read in one place and its
+Kept apart from the engine so its rules (default metric missing -> no best checkpoint,
+user-set metric missing -> config error, `min_delta`, `patience`) read in one place and its
 state travels in the checkpoint as plain JSON.
 """
 
@@ -16,11 +16,11 @@ log = logging.getLogger(__name__)
 
 
 class BestTracker:
-    """Tracks `monitor` over evaluations.
+    """Tracks the selection metric over evaluations.
 
     Args:
-        monitor: metric key, or None for no tracking.
-        user_set: True when the user named `train.monitor` (a missing key is then an error
+        metric: metric key, or None for no tracking.
+        user_set: True when the user named `train.select_metric` (a missing key is then an error
             rather than a warning).
         mode: `max` or `min`.
         min_delta: smallest change that counts as an improvement (metric units).
@@ -29,14 +29,14 @@ class BestTracker:
 
     def __init__(
         self,
-        monitor: str | None,
+        metric: str | None,
         *,
         user_set: bool,
         mode: str = "max",
         min_delta: float = 0.0,
         patience: int | None = None,
     ) -> None:
-        self.monitor, self.user_set = monitor, user_set
+        self.metric, self.user_set = metric, user_set
         self.sign = 1.0 if mode == "max" else -1.0
         self.min_delta, self.patience = min_delta, patience
         self.best: float | None = None
@@ -44,25 +44,26 @@ class BestTracker:
         self.stop = False
 
     def observe(self, metrics: dict[str, float]) -> bool:
-        """Take one evaluation's metrics; True when the monitored value improved.
+        """Take one evaluation's metrics; True when the selection metric improved.
 
         Raises:
-            ConfigError: a user-set monitor is not among the metrics.
+            ConfigError: a user-set metric is not among the metrics.
         """
-        if not self.monitor:
+        if not self.metric:
             return False
-        if self.monitor not in metrics:
+        if self.metric not in metrics:
             if self.user_set:
                 raise ConfigError(
-                    f"train.monitor: {self.monitor!r} is not among the eval metrics: "
+                    f"train.select_metric: {self.metric!r} is not among the eval metrics: "
                     f"{', '.join(sorted(metrics)[:20])}"
                 )
             log.warning(
-                "default monitor %s is not among the eval metrics; no best checkpoint", self.monitor
+                "default select metric %s is not among the eval metrics; no best checkpoint",
+                self.metric,
             )
-            self.monitor = None
+            self.metric = None
             return False
-        value = float(metrics[self.monitor])
+        value = float(metrics[self.metric])
         improved = self.best is None or self.sign * (value - self.best) > self.min_delta
         if improved:
             self.best, self.bad_evals = value, 0
@@ -75,7 +76,7 @@ class BestTracker:
         """What a resumed run needs to keep tracking (saved in every checkpoint)."""
         return {
             "best": self.best,
-            "monitor": self.monitor,
+            "monitor": self.metric,
             "bad_evals": self.bad_evals,
             "stop": self.stop,
         }
@@ -85,4 +86,4 @@ class BestTracker:
         self.best, self.bad_evals = state["best"], state["bad_evals"]
         self.stop = state["stop"]
         if "monitor" in state:
-            self.monitor = state["monitor"]
+            self.metric = state["monitor"]

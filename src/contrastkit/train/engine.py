@@ -65,7 +65,7 @@ class EngineParts:
         steps_per_epoch: optimizer steps in one epoch.
         weights: `(step, phase_index) -> term weights`.
         evaluate: `model -> flat metrics` on the validation split, or None.
-        monitor: metric that picks the best checkpoint when `train.select_metric` is unset.
+        select_metric: metric that picks the best checkpoint when `train.select_metric` is unset.
         config: the whole run config (saved in checkpoints to name changed keys on resume).
         prepare: adds extras to model outputs (EMA teacher embeddings), or None.
         ema: EMA model updated after each step, or None.
@@ -77,7 +77,7 @@ class EngineParts:
     steps_per_epoch: int
     weights: WeightsFn
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None
-    monitor: str | None = None
+    select_metric: str | None = None
     callbacks: Sequence[Callback] = ()
     config: Any = None
     probe_batch: dict | None = None
@@ -127,7 +127,7 @@ class Engine:
         self.callbacks = list(parts.callbacks)
         es = cfg.early_stopping
         self.tracker = BestTracker(
-            cfg.select_metric or parts.monitor,
+            cfg.select_metric or parts.select_metric,
             user_set=cfg.select_metric is not None,
             mode=cfg.select_mode,
             min_delta=es.min_delta if es else 0.0,
@@ -205,8 +205,8 @@ class Engine:
             "train/seconds": time.perf_counter() - start,
             "train/bad_steps": float(self.guard.total),
         }
-        if self.tracker.best is not None and self.tracker.monitor:
-            summary[f"best/{self.tracker.monitor}"] = self.tracker.best
+        if self.tracker.best is not None and self.tracker.metric:
+            summary[f"best/{self.tracker.metric}"] = self.tracker.best
         return {
             **{k: v for k, v in self.state.metrics.items() if k.startswith("train/")},
             **summary,
@@ -394,15 +394,15 @@ class Engine:
             self.loggers.log({"epoch": float(self.state.epoch), **metrics}, self.state.step)
         fire(self.callbacks, Event.EVAL_END, self.state)
         improved = self.tracker.observe(metrics)
-        monitor, best = self.tracker.monitor, self.tracker.best  # both set when improved
+        metric, best = self.tracker.metric, self.tracker.best  # both set when improved
         if (
             improved
             and checkpoint is not None
             and self.dist.is_main
-            and monitor
+            and metric
             and best is not None
         ):
-            ckpt.set_best(self.checkpoint_root, checkpoint, monitor, best, self.state.step)
+            ckpt.set_best(self.checkpoint_root, checkpoint, metric, best, self.state.step)
         self.eval_pending = False
         stop = self.tracker.stop
         # Rank 0 decides: evaluation on each rank may differ in the last float bit.
@@ -411,7 +411,7 @@ class Engine:
             log.info(
                 "early stopping at epoch %d: %s did not improve for %d evaluations",
                 self.state.epoch,
-                self.tracker.monitor,
+                self.tracker.metric,
                 self.tracker.bad_evals,
             )
 
