@@ -19,14 +19,24 @@ from contrastkit.losses.distributed import all_reduce_sum, world
 from contrastkit.losses.result import TermSum
 
 
-def add_counts(pieces: Iterable[Mapping[str, TermSum]]) -> dict[str, Tensor]:
-    """Per term, the count summed over local pieces (micro-batches), detached."""
-    counts: dict[str, Tensor] = {}
+def _add(pieces: Iterable[Mapping[str, TermSum]], field: str) -> dict[str, Tensor]:
+    """Per term, one `TermSum` field summed over local pieces (micro-batches), detached."""
+    sums: dict[str, Tensor] = {}
     for piece in pieces:
         for name, term in piece.items():
-            c = term.count.detach()
-            counts[name] = counts[name] + c if name in counts else c
-    return counts
+            v = getattr(term, field).detach()
+            sums[name] = sums[name] + v if name in sums else v
+    return sums
+
+
+def add_counts(pieces: Iterable[Mapping[str, TermSum]]) -> dict[str, Tensor]:
+    """Per term, the count summed over local pieces (micro-batches), detached."""
+    return _add(pieces, "count")
+
+
+def add_totals(pieces: Iterable[Mapping[str, TermSum]]) -> dict[str, Tensor]:
+    """Per term, the total summed over local pieces (micro-batches), detached."""
+    return _add(pieces, "total")
 
 
 def global_counts(counts: Mapping[str, Tensor]) -> dict[str, Tensor]:

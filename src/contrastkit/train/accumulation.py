@@ -34,7 +34,13 @@ import torch
 from torch import Tensor, nn
 
 from contrastkit.losses.multitask import MultitaskLoss, teacher_embeddings
-from contrastkit.losses.reduction import add_counts, global_counts, global_means, share_of_mean
+from contrastkit.losses.reduction import (
+    add_counts,
+    add_totals,
+    global_counts,
+    global_means,
+    share_of_mean,
+)
 from contrastkit.losses.result import LossOutput, TermSum, result_stats
 from contrastkit.models.outputs import ModelOutput
 from contrastkit.train.rng import capture_rng, restore_rng
@@ -157,12 +163,7 @@ def _needs_counts(criterion: MultitaskLoss, weights: dict[str, float]) -> bool:
 
 def _reported_sums(pieces: Sequence[dict[str, TermSum]]) -> dict[str, Tensor]:
     """Per-unit terms of the whole step, for the log: Σ totals / Σ counts (all ranks)."""
-    totals: dict[str, Tensor] = {}
-    for piece in pieces:
-        for k, v in piece.items():
-            t = v.total.detach()
-            totals[k] = totals[k] + t if k in totals else t
-    return global_means(totals, global_counts(add_counts(pieces)))
+    return global_means(add_totals(pieces), global_counts(add_counts(pieces)))
 
 
 def _counting_pass(
