@@ -361,7 +361,7 @@ def train(
         model.to(info.device)
         caches = attach_feature_caches(model, cfg, run_dir, train_set.opts)
         at_start = at_start_metrics(model, bundle, cfg, run_dir) if info.is_main else {}
-        ema, prepare = _teacher(cfg, model)
+        ema, add_teacher = _teacher(cfg, model)
         miner = build_miner(cfg, model, train_set)
         make_loader, steps = _loader_factory(train_set, cfg, info, miner)
         val = cfg.data.val_split
@@ -378,7 +378,7 @@ def train(
             callbacks=[*_monitors(cfg), *callbacks, FlushFeatureCaches(caches)],
             config=cfg,
             probe_batch=_probe_batch(train_set, cfg.doctor.probe_size),
-            prepare=prepare,
+            add_teacher=add_teacher,
             ema=ema,
         )
         engine = Engine(cfg.train, parts, run_dir, dist=info)

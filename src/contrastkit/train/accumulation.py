@@ -64,7 +64,8 @@ class StepContext:
         autocast: returns the autocast context (AMP) or a null context.
         scale: GradScaler.scale for fp16, identity otherwise.
         no_sync: DDP `model.no_sync` (skips the gradient all-reduce) or a null context.
-        prepare: adds things to a model output before the loss (e.g. EMA teacher embeddings).
+        add_teacher: adds the teacher's embeddings to a model output before the loss
+            (distillation), or None.
         on_forward: called after every forward that builds a graph (AFTER_FORWARD).
         on_loss: called once with the step's LossOutput (AFTER_LOSS).
         replay_rng: rewind the RNG before replaying a micro-batch (only off in tests).
@@ -73,16 +74,16 @@ class StepContext:
     autocast: ContextFn = _null
     scale: Callable[[Tensor], Tensor] = _identity
     no_sync: ContextFn = _null
-    prepare: Callable[[ModelOutput, dict], ModelOutput] | None = None
+    add_teacher: Callable[[ModelOutput, dict], ModelOutput] | None = None
     on_forward: Callable[[ModelOutput, dict], None] | None = None
     on_loss: Callable[[LossOutput], None] | None = None
     replay_rng: bool = True
 
     def forward(self, model: nn.Module, batch: dict) -> ModelOutput:
-        """The model's output for `batch`, with `prepare` and `on_forward` applied."""
+        """The model's output for `batch`, with `add_teacher` and `on_forward` applied."""
         output = model(batch)
-        if self.prepare is not None:
-            output = self.prepare(output, batch)
+        if self.add_teacher is not None:
+            output = self.add_teacher(output, batch)
         if self.on_forward is not None:
             self.on_forward(output, batch)
         return output
@@ -270,8 +271,8 @@ def cached_step(
             rng_states.append(capture_rng())
             with ctx.autocast():
                 output = model(mb)
-                if ctx.prepare is not None:
-                    output = ctx.prepare(output, mb)
+                if ctx.add_teacher is not None:
+                    output = ctx.add_teacher(output, mb)
                 cached.append({k: v.detach() for k, v in output.embeddings.items()})
                 teachers.append(teacher_embeddings(output))
                 pieces.append(criterion.auxiliary(output, mb))

@@ -67,7 +67,8 @@ class EngineParts:
         evaluate: `model -> flat metrics` on the validation split, or None.
         select_metric: metric that picks the best checkpoint when `train.select_metric` is unset.
         config: the whole run config (saved in checkpoints to name changed keys on resume).
-        prepare: adds extras to model outputs (EMA teacher embeddings), or None.
+        add_teacher: adds the teacher's embeddings (EMA or a fixed teacher) to model
+            outputs for the distillation term, or None.
         ema: EMA model updated after each step, or None.
     """
 
@@ -81,7 +82,7 @@ class EngineParts:
     callbacks: Sequence[Callback] = ()
     config: Any = None
     probe_batch: dict | None = None
-    prepare: Callable | None = None
+    add_teacher: Callable | None = None
     ema: EMA | None = None
 
 
@@ -318,7 +319,7 @@ class Engine:
             autocast=self._autocast,
             scale=self.scaler.scale if self.scaler else (lambda t: t),
             no_sync=lambda: no_sync(self.ddp_model),
-            prepare=self.parts.prepare,
+            add_teacher=self.parts.add_teacher,
             on_forward=on_forward,
             on_loss=on_loss,
         )
