@@ -20,6 +20,7 @@ from torch import nn
 
 from contrastkit.app.lit import FlushFeatureCaches, attach_feature_caches
 from contrastkit.app.mining import build_miner, record_mining
+from contrastkit.app.report.facts import data_summary
 from contrastkit.app.rundir import RunLock, check_run_dir, move_aside
 from contrastkit.app.zero_shot import at_start_metrics
 from contrastkit.config import Config, dump_config
@@ -245,13 +246,7 @@ def _run_info(cfg: Config, bundle: Any, info: DistInfo) -> dict[str, Any]:
     return {
         "world_size": info.world_size,
         "global_batch_size": cfg.data.batch_size * cfg.train.accumulate * info.world_size,
-        "splits": {
-            name: {
-                "rows": len(ds),
-                "groups": getattr(ds, "num_groups", None) or len(set(ds.group_ids.tolist())),
-            }
-            for name, ds in bundle.splits.items()
-        },
+        "splits": data_summary(bundle),  # the report's data table reads it back
         "rows_skipped": len(bundle.skipped),
     }
 

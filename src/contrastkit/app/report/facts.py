@@ -122,8 +122,12 @@ def read_facts(run_dir: str | Path, findings: list[Finding] | None = None) -> Ru
 
 
 def data_summary(bundle: Any) -> dict[str, dict[str, int]]:
-    """Rows and distinct groups per split of a built data bundle."""
+    """Rows and distinct groups per split of a built data bundle (a streamed split, which
+    holds no group ids in memory, reports its shard index's `num_groups`)."""
     return {
-        name: {"rows": len(ds), "groups": len(set(ds.group_ids.tolist()))}
+        name: {
+            "rows": len(ds),
+            "groups": getattr(ds, "num_groups", None) or len(set(ds.group_ids.tolist())),
+        }
         for name, ds in bundle.splits.items()
     }
