@@ -22,9 +22,8 @@ from contrastkit.app.lit import FlushFeatureCaches, attach_feature_caches
 from contrastkit.app.mining import build_miner, record_mining
 from contrastkit.app.report.facts import data_summary
 from contrastkit.app.rundir import RunLock, check_run_dir, move_aside
-from contrastkit.app.zero_shot import at_start_metrics
+from contrastkit.app.zero_shot import at_start_metrics, tokenizer_texts
 from contrastkit.config import Config, dump_config
-from contrastkit.data.manifest import is_text_column
 from contrastkit.doctor.run import DATA_FINDINGS_FILE, stop_record, update_run_info
 from contrastkit.errors import ContrastkitError
 from contrastkit.events import Callback
@@ -75,14 +74,15 @@ def _check_data(bundle: Any, cfg: Config, run_dir: Path) -> list:
     return findings
 
 
-def _tokenizer(cfg: Config, texts: list[str], run_dir: Path, resume: str | None) -> Any:
-    """The run's own tokenizer when resuming, else a new one (saved once validated)."""
+def _tokenizer(cfg: Config, train_set: Any, run_dir: Path, resume: str | None) -> Any:
+    """The run's own tokenizer when resuming, else a new one built from the train split's
+    texts (saved once validated; a resume never gathers the texts)."""
     from contrastkit.models import build_tokenizer, load_tokenizer
 
     folder = run_dir / "tokenizer"
     if resume and folder.is_dir():
         return load_tokenizer(folder)
-    return build_tokenizer(cfg.model.tokenizer, texts)
+    return build_tokenizer(cfg.model.tokenizer, tokenizer_texts(train_set))
 
 
 def init_from(model: nn.Module, source: str) -> None:
@@ -320,10 +320,7 @@ def train(
         _seed(cfg.train.seed)
         bundle = build_datasets(cfg.data, eval_splits=cfg.eval.splits)
         train_set = bundle.splits[cfg.data.train_split]
-        texts = [
-            t for c in sorted(train_set.columns) if is_text_column(c) for t in train_set.texts(c)
-        ]
-        tokenizer = _tokenizer(cfg, texts, run_dir, resume)
+        tokenizer = _tokenizer(cfg, train_set, run_dir, resume)
         specs, num_classes = (
             _input_specs(bundle, cfg.data.train_split),
             len(bundle.label_names) or None,

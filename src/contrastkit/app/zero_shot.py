@@ -95,6 +95,11 @@ def at_start_metrics(
     return metrics
 
 
+def tokenizer_texts(train_set: Any) -> list[str]:
+    """Every text of the train split's text columns: what a new tokenizer is built from."""
+    return [t for c in sorted(train_set.columns) if is_text_column(c) for t in train_set.texts(c)]
+
+
 def build_untrained(cfg: Config) -> tuple[ContrastiveModel, Any]:
     """The model `cfg` describes, as built before training, and its datasets."""
     from contrastkit.data import build_datasets
@@ -103,8 +108,7 @@ def build_untrained(cfg: Config) -> tuple[ContrastiveModel, Any]:
     torch.manual_seed(cfg.train.seed)
     bundle = build_datasets(cfg.data)
     train_set = bundle.splits[cfg.data.train_split]
-    texts = [t for c in sorted(train_set.columns) if is_text_column(c) for t in train_set.texts(c)]
-    tokenizer = build_tokenizer(cfg.model.tokenizer, texts)
+    tokenizer = build_tokenizer(cfg.model.tokenizer, tokenizer_texts(train_set))
     specs = dict(train_set.input_specs())
     model = build_model(
         cfg.model,
