@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from contrastkit.data.manifest import is_text_column
+from contrastkit.pixels import normalise_pixels
 
 
 def pad_stack(tensors: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -33,7 +34,7 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
     Shape:
         index, group_ids, label: B (LongTensor; label -1 where missing)
-        image: B x C x H x W; video: B x T x C x H x W or B x V x T x C x H x W
+        image: B x C x H x W (uint8 when every picture is 8-bit, see contrastkit.pixels); video: B x T x C x H x W or B x V x T x C x H x W
         sequence: B x T x J x C (+ sequence_mask B x T)
         features: B x F or B x N x F (+ features_mask B x N)
         attributes: B x A
@@ -56,7 +57,10 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         elif column == "features" and samples[0]["features"].dim() == 2:
             batch["features"], batch["features_mask"] = pad_stack([s["features"] for s in samples])
         else:
-            batch[column] = torch.stack([s[column] for s in samples])
+            tensors = [s[column] for s in samples]
+            if len({t.dtype for t in tensors}) > 1:  # 8-bit and other pictures in one batch
+                tensors = [normalise_pixels(t) for t in tensors]
+            batch[column] = torch.stack(tensors)
     return batch
 
 

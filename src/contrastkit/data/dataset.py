@@ -184,7 +184,9 @@ class ManifestDataset(Dataset):
                 raise MediaError("text is empty")
             return {column: value}
         if column == "image":
-            return {"image": read_image(row.paths["image"], o.image_size, o.image_channels)}  # type: ignore[arg-type]
+            path = row.paths["image"]
+            # 8-bit pictures stay uint8 until the model (contrastkit.pixels).
+            return {"image": read_image(path, o.image_size, o.image_channels, uint8=True)}  # type: ignore[arg-type]
         if column == "video":
             video, mask = read_video(row.paths["video"], o)
             return {"video": video} if mask is None else {"video": video, "video_view_mask": mask}

@@ -8,7 +8,9 @@ Non-finite values (NaN, inf) in any array are a `MediaError`: one such row would
 every loss of its batch NaN. Validation reads float arrays in full to check this
 (integer arrays cannot hold them, so their check stays header-only).
 Images and frames are resized with `torch.nn.functional.interpolate` (bilinear,
-antialiased) and normalised as (x - 0.5) / 0.5.
+antialiased) and normalised as (x - 0.5) / 0.5. With `uint8=True` an 8-bit picture that
+PIL resized is returned as uint8 instead, for the model to normalise on its device
+(`contrastkit.pixels`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from contrastkit.pixels import normalise_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 CONTAINER_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -211,8 +215,9 @@ def _resize(x: Tensor, size: int) -> Tensor:
     return ((x.clamp(0.0, 1.0) - 0.5) / 0.5).contiguous()
 
 
-def read_image(path: Path, size: int, channels: int) -> Tensor:
-    """An image file (.png/.jpg/..., or .npy H x W [x C]) -> C x size x size."""
+def read_image(path: Path, size: int, channels: int, *, uint8: bool = False) -> Tensor:
+    """An image file (.png/.jpg/..., or .npy H x W [x C]) -> C x size x size, normalised
+    float (uint8 0..255 for an 8-bit picture when `uint8`; see `picture_tensor`)."""
     if path.suffix.lower() == ".npy":
         array = _load_npy(path)
         if array.ndim not in (2, 3) or array.size == 0:
@@ -225,21 +230,24 @@ def read_image(path: Path, size: int, channels: int) -> Tensor:
         raise MediaError(
             f"unsupported image file {path.name}; use {', '.join(IMAGE_SUFFIXES)} or .npy"
         )
-    return picture_tensor(array, size, channels)
+    return picture_tensor(array, size, channels, uint8=uint8)
 
 
-def picture_tensor(array: np.ndarray, size: int, channels: int) -> Tensor:
-    """H x W [x C] pixels -> normalised channels x size x size (see the module docstring)."""
+def picture_tensor(array: np.ndarray, size: int, channels: int, *, uint8: bool = False) -> Tensor:
+    """H x W [x C] pixels -> channels x size x size, normalised float (see the module
+    docstring). With `uint8`, 8-bit pixels already size x size with 1 or 3 channels come
+    back as uint8 0..255 for `contrastkit.pixels.normalise_pixels` to finish on the
+    model's device; every other array is normalised float either way."""
     fast = _u8_tensor(array, size, channels)
-    if fast is not None:
-        return fast
-    return _resize(_to_channels(_unit_range(array)[None], channels), size)[0]
+    if fast is None:
+        return _resize(_to_channels(_unit_range(array)[None], channels), size)[0]
+    return fast if uint8 else normalise_pixels(fast)
 
 
 def _u8_tensor(array: np.ndarray, size: int, channels: int) -> Tensor | None:
-    """8-bit pixels already size x size -> (x / 255 - 0.5) / 0.5 in one copy and one
-    in-place pass (the general path makes six passes over the float image); None when
-    the general path is needed (other dtypes, sizes, alpha, or RGB to one channel)."""
+    """8-bit pixels already size x size -> uint8 channels x size x size in one copy (the
+    float path makes six passes over a float image); None when the general path is
+    needed (other dtypes, sizes, alpha, or RGB to one channel)."""
     if array.dtype != np.uint8 or array.shape[:2] != (size, size):
         return None
     pixels = array if array.ndim == 3 else array[..., None]
@@ -249,9 +257,9 @@ def _u8_tensor(array: np.ndarray, size: int, channels: int) -> Tensor | None:
     with warnings.catch_warnings():  # PIL's arrays are read-only; the copy below is ours
         warnings.simplefilter("ignore", UserWarning)
         source = torch.from_numpy(pixels).permute(2, 0, 1)
-    out = torch.empty((c, size, size), dtype=torch.float32).copy_(source)
-    out.mul_(2.0 / 255.0).sub_(1.0)
-    return out if c == channels else out.expand(channels, -1, -1).contiguous()
+    return torch.empty((channels, size, size), dtype=torch.uint8).copy_(
+        source.expand(channels, -1, -1)
+    )
 
 
 def check_image(path: Path) -> str | None:

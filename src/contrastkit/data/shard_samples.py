@@ -101,7 +101,7 @@ def _image_from_bytes(name: str, data: bytes, opts: ReadOptions) -> torch.Tensor
             raise MediaError(f"cannot decode image {name}: {err}") from None
     else:
         raise MediaError(f"unsupported image file {name}")
-    return picture_tensor(array, opts.image_size, opts.image_channels)
+    return picture_tensor(array, opts.image_size, opts.image_channels, uint8=True)
 
 
 def _via_file(folder: Path, name: str, data: bytes) -> Path:

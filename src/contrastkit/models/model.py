@@ -20,6 +20,7 @@ from contrastkit.models.fusion import build_fusion
 from contrastkit.models.outputs import EncoderOutput, ModelOutput, TowerOutput
 from contrastkit.models.projection import build_projection
 from contrastkit.models.tower import Tower
+from contrastkit.pixels import PIXEL_COLUMNS, normalise_pixels
 
 TEXT_COLUMN = "text"
 
@@ -112,7 +113,11 @@ class ContrastiveModel(nn.Module):
             raise DataError(
                 f"tower {name!r} needs batch columns {missing}; the batch has {sorted(batch)}"
             )
-        inputs = {col: batch[col] for col in tower.inputs}
+        # uint8 pictures are normalised here, on the device the batch was moved to.
+        inputs = {
+            col: normalise_pixels(batch[col]) if col in PIXEL_COLUMNS else batch[col]
+            for col in tower.inputs
+        }
         masks = {col: stream_mask(batch, col) for col in tower.inputs}
         return tower.features(inputs, masks)
 
