@@ -101,6 +101,17 @@ def test_round_trip_keeps_every_column(sharded) -> None:
     assert seen == len(want) == 36
 
 
+def test_members_have_plain_ustar_headers(sharded) -> None:
+    """An integer mtime: a float one makes tarfile add a pax header to every member,
+    which costs the reader a second header parse per member."""
+    import tarfile
+
+    _, out = sharded
+    with tarfile.open(sorted(out.glob("train-*.tar"))[0]) as tar:
+        members = tar.getmembers()
+    assert members and all(m.pax_headers == {} and m.mtime == 0 for m in members)
+
+
 def test_groups_stay_in_one_shard_and_shards_respect_the_size(sharded) -> None:
     _, out = sharded
     shard_of: dict[str, set[str]] = {}

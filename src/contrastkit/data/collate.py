@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import default_collate
 
 from contrastkit.data.manifest import is_text_column
 from contrastkit.pixels import normalise_pixels
@@ -60,7 +61,9 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
             tensors = [s[column] for s in samples]
             if len({t.dtype for t in tensors}) > 1:  # 8-bit and other pictures in one batch
                 tensors = [normalise_pixels(t) for t in tensors]
-            batch[column] = torch.stack(tensors)
+            # default_collate stacks straight into shared memory inside a worker, which
+            # saves the copy the worker queue would otherwise make of every batch.
+            batch[column] = default_collate(tensors)
     return batch
 
 

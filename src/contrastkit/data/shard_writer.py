@@ -189,7 +189,7 @@ def write_shards(
         if not shards or (shards[-1]["rows"] and shards[-1]["rows"] + n > shard_size):
             close(split)
             name = f"{split}-{len(shards):06d}.tar"
-            writers[split] = wds.TarWriter(str(out / name), encoder=False, mtime=0.0)
+            writers[split] = wds.TarWriter(str(out / name), encoder=False, mtime=0)
             shards.append({"path": name, "rows": 0, "groups": 0})
         writers[split].write(sample)
         shards[-1]["rows"] += n
