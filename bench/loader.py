@@ -7,6 +7,8 @@ like photos rather than like noise), then measures rows per second for
     `torch.from_numpy`, in this process (one core);
 (b) contrastkit's manifest loader (`build_datasets` + `build_loader`, batches of 64,
     224 x 224 x 3) with 0, 1 and 2 workers: decoding, resizing and collating in workers;
+    8-bit pixels stay uint8 and are normalised by the model on its device
+    (`contrastkit/pixels.py`), as in training;
 (c) the same images written by `contrastkit shard` and streamed through `data.shards`
     with 0, 1 and 2 workers.
 
@@ -26,6 +28,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +63,7 @@ def make_jpegs(folder: Path, n: int) -> Path:
 
 def pil_limit(folder: Path, n: int) -> float:
     """Rows per second of a bare PIL decode + resize loop (one core)."""
+    warnings.filterwarnings("ignore", "The given NumPy array is not writable")
     start = time.perf_counter()
     for i in range(n):
         with Image.open(folder / f"{i:06d}.jpg") as img:
