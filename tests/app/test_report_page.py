@@ -141,15 +141,16 @@ def test_metrics_table_puts_the_at_start_row_above_the_final_one():
             "test/image_to_text/R@1": 0.3,
             "val/text_to_image/R@1": 0.2,
             "test/image/zero_shot_accuracy": 0.9,
-        }
+        },
+        ["text_to_image", "image_to_text"],  # pairing's order: the text query first
     )
     rows = re.findall(
         r"<tr( class=start)?><td>([^<]+)</td><td>([^<]+)</td><td class=num>([^<]+)</td>", table
     )
     assert rows == [
-        ("", "test", "image → text", "0.300"),
         (" class=start", "at_start/test", "text → image", "0.010"),
         ("", "test", "text → image", "0.250"),
+        ("", "test", "image → text", "0.300"),
         ("", "val", "text → image", "0.200"),
     ]
     assert "test/image/zero_shot_accuracy</td><td class=num>0.900" in table

@@ -86,6 +86,23 @@ def test_label_names_sort_numerically_when_all_integers(tmp_path: Path) -> None:
     assert group_names(rows) == ["0", "1", "2"]
 
 
+def test_labels_written_two_ways_are_one_class(tmp_path: Path) -> None:
+    """As for groups: `1`, `1.0`, `"1"`, `"1.0"` and `" 1 "` are the class "1" (pandas
+    writes an integer column with a gap as floats); a fractional float is refused."""
+    spellings = [1, 1.0, "1", "1.0", " 1 ", "+1", 2, "cat"]
+    rows, _ = read_manifest(
+        write_jsonl(
+            tmp_path / "m.jsonl", [{"id": str(i), "label": v} for i, v in enumerate(spellings)]
+        )
+    )
+    assert [r.values["label"] for r in rows] == ["1"] * 6 + ["2", "cat"]
+    assert label_names(rows) == ["1", "2", "cat"]
+    for bad, reason in [(2.5, "string or an integer"), ("  ", "label is empty")]:
+        path = write_jsonl(tmp_path / "bad.jsonl", [{"id": "x", "label": bad}])
+        with pytest.raises(DataError, match=f"row 1.*label.*{reason}"):
+            read_manifest(path)
+
+
 def test_unknown_format_and_missing_file(tmp_path: Path) -> None:
     (tmp_path / "m.txt").write_text("id\n")
     with pytest.raises(DataError, match="unknown manifest format"):

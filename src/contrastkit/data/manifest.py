@@ -82,6 +82,8 @@ _INTEGRAL_TEXT = re.compile(r"[+-]?\d+(?:\.0*)?")
 def canonical_group(value: Any) -> str:
     """The group name of a `group` value, so `1`, `1.0`, `"1"`, `"1.0"` and `" 1"` are one group.
 
+    Labels are read the same way (`canonical_label`), so they are one class.
+
     Numbers that are whole become their integer text; strings are stripped of surrounding
     whitespace and of a `.0` suffix on an integer. Other spellings (`"01"`, `"1e0"`) are
     kept as written: the data doctor flags them (`group_format_clashes`).
@@ -94,6 +96,12 @@ def canonical_group(value: Any) -> str:
     if _INTEGRAL_TEXT.fullmatch(text):
         return text.split(".")[0].removeprefix("+")
     return text
+
+
+def canonical_label(value: Any) -> str:
+    """The class name of a `label` value: `1`, `1.0`, `"1"`, `"1.0"` and `" 1"` are one
+    class (a spreadsheet or pandas writes an integer column with a gap as floats)."""
+    return canonical_group(value)
 
 
 def canonical_split(value: Any) -> str:
@@ -120,8 +128,11 @@ def _check_value(column: str, value: Any) -> str | None:
         if "\x00" in value:
             return f"{column} path contains a NUL byte"
     elif column == "label":
-        if isinstance(value, bool) or not isinstance(value, int | str):
+        whole = isinstance(value, float) and value.is_integer()
+        if isinstance(value, bool) or not (isinstance(value, int | str) or whole):
             return f"label must be a string or an integer, got {value!r}"
+        if not canonical_label(value):
+            return "label is empty (leave the value out for a row without a class)"
     elif column == "attributes":
         ok = isinstance(value, list) and all(
             isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
@@ -225,6 +236,8 @@ def read_manifest(
         if problem is not None:
             bad(line, row_id, *problem)
             continue
+        if "label" in values:  # one spelling per class from here on (datasets, shards)
+            values["label"] = canonical_label(values["label"])
         paths = {}
         for column in (c for c in PATH_COLUMNS if c in values):
             try:

@@ -35,7 +35,7 @@ from contrastkit.app.report.thumbnails import render_inputs
 from contrastkit.data import collate, to_device
 from contrastkit.errors import ContrastkitError
 from contrastkit.eval.evaluate import TowerEmbeddings, embed_tower
-from contrastkit.pairing import text_column_of
+from contrastkit.pairing import eval_pairs, text_column_of
 from contrastkit.protocols import CaptioningModel, EmbeddingModel, SplitDataset
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,10 @@ def write_report(
         metrics.update({k: v for k, v in rec.items() if "start" in k.split("/")[0]})
     val = facts.config.data.val_split or "val"
     sections = [
-        ("Headline metrics", metrics_table(metrics)),
+        (
+            "Headline metrics",
+            metrics_table(metrics, [f"{q}_to_{g}" for q, g in eval_pairs(facts.config)]),
+        ),
         ("Curves", figure(curves_uri(facts.metrics, val), "validation metrics and training loss")),
         ("Findings", findings_section(facts.findings)),
         ("Doctor panels", figure(doctor_panels_uri(facts.signals, run_dir), "doctor panels")),

@@ -94,10 +94,12 @@ def _is_start(where: str) -> bool:
     return "start" in where or "zero_shot" in where
 
 
-def metrics_table(metrics: dict[str, float]) -> str:
+def metrics_table(metrics: dict[str, float], directions: Sequence[str] = ()) -> str:
     """Headline retrieval metrics, one row per (split, direction); rows measured before
     training (keys with `start` in their prefix, e.g. `eval.at_start`) sit above the
-    final row of the same direction, in grey."""
+    final row of the same direction, in grey. `directions` (`q_to_g`, from
+    `pairing.eval_pairs`) orders the directions as every other table does, text query
+    first; others follow alphabetically."""
     rows: dict[tuple[str, str], dict[str, float]] = {}
     for key, value in metrics.items():
         m = _METRIC_KEY.match(key)
@@ -112,7 +114,8 @@ def metrics_table(metrics: dict[str, float]) -> str:
     def order(item: tuple[tuple[str, str], dict]) -> tuple:
         (where, direction), _ = item
         base = "/".join(p for p in re.split(r"[/]", where) if not _is_start(p))
-        return (base != "test", base, direction, not _is_start(where))
+        rank = directions.index(direction) if direction in directions else len(directions)
+        return (base != "test", base, rank, direction, not _is_start(where))
 
     body = []
     for (where, direction), r in sorted(rows.items(), key=order):
