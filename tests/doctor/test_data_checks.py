@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from contrastkit.data.manifest import SkippedRow
-from contrastkit.doctor.data_checks import check_data, expected_positive_pairs, normalise_text
+from contrastkit.doctor.data_checks import check_data
+from contrastkit.doctor.data_checks.content import normalise_text
+from contrastkit.doctor.data_checks.groups import expected_positive_pairs
 from helpers.doctor_toys import bundle, make_config, row
 
 

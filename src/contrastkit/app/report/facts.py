@@ -24,7 +24,7 @@ from contrastkit.errors import RunDirError
 # A run whose metrics / signals changed this recently, without a summary.json, is taken
 # to be training still; older than that it stopped (crashed or killed) before the end.
 RUNNING_WINDOW_S = 600.0
-# Finding codes produced by the data doctor (doctor/data_checks.py) rather than by the run.
+# Finding codes produced by the data doctor (doctor/data_checks/) rather than by the run.
 DATA_CODES = frozenset(
     {"duplicate_groups", "split_leakage", "rows_skipped", "labels_missing", "small_groups",
      "false_negatives"}

@@ -1,0 +1,64 @@
+"""`check_data`: hash each row's content once, then run every data check on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from contrastkit.config import Config
+from contrastkit.doctor.data_checks.content import content_keys
+from contrastkit.doctor.data_checks.duplicates import check_duplicates, check_near_duplicates
+from contrastkit.doctor.data_checks.groups import (
+    check_group_formats,
+    check_groups,
+    check_retrieval_groups,
+)
+from contrastkit.doctor.data_checks.leakage import check_leakage
+from contrastkit.doctor.data_checks.missing import check_labels, check_skipped
+from contrastkit.doctor.findings import Finding
+
+
+def _all_rows(bundle: Any) -> list[Any]:
+    seen: set[str] = set()
+    rows = []
+    for dataset in bundle.splits.values():
+        for r in dataset.rows:
+            if r.id not in seen:
+                seen.add(r.id)
+                rows.append(r)
+    return rows
+
+
+def check_data(
+    bundle: Any,
+    cfg: Config,
+    *,
+    embed_texts: Callable[[list[str]], Tensor] | None = None,
+) -> list[Finding]:
+    """Run every data check on a `DatasetBundle`.
+
+    Args:
+        bundle: the datasets (`.splits[name].rows`, `.skipped`).
+        cfg: the run config (batch size, sampler, objectives, heads, doctor thresholds).
+        embed_texts: optional text embedder for near-duplicate search (B texts -> B x D).
+
+    Returns:
+        Findings, unsorted (see `sort_findings`).
+    """
+    rows = _all_rows(bundle)
+    cache: dict[Path, str] = {}  # each file is hashed once
+    keys = {r.id: content_keys(r, cache) for r in rows}
+    findings = check_duplicates(rows, keys)
+    findings += check_group_formats(rows)
+    findings += check_leakage(rows, cfg, keys)
+    findings += check_groups(rows, cfg)
+    findings += check_retrieval_groups(rows, cfg)
+    findings += check_labels(rows, cfg)
+    findings += check_skipped(bundle, rows)
+    if embed_texts is not None:
+        train = [r for r in rows if r.split == cfg.data.train_split]
+        findings += check_near_duplicates(train, cfg.doctor.near_duplicate_cosine, embed_texts)
+    return findings
