@@ -75,7 +75,8 @@ def test_pil_resize_matches_the_tensor_resize(tmp_path) -> None:
     import numpy as np
     from PIL import Image
 
-    from contrastkit.data.media import _resize, _to_channels, _unit_range, read_image
+    from contrastkit.data.images import read_image
+    from contrastkit.data.media import _resize, _to_channels, _unit_range
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:60, 0:80] / 80

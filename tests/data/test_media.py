@@ -6,17 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from contrastkit.data.media import (
-    MediaError,
-    ReadOptions,
-    check_image,
-    features_shape,
-    read_clip,
-    read_features,
-    read_image,
-    read_sequence,
-    read_video,
-)
+from contrastkit.data.arrays import features_shape, read_features, read_sequence
+from contrastkit.data.images import check_image, read_image
+from contrastkit.data.media import MediaError, ReadOptions
+from contrastkit.data.video import read_clip, read_video
 
 
 def test_image_npy_scaling_resize_and_normalisation(tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ from safetensors.numpy import save_file
 
 from contrastkit.config import DataConfig
 from contrastkit.data import build_datasets
-from contrastkit.data.media import MediaError, read_features, read_image
+from contrastkit.data.arrays import read_features
+from contrastkit.data.images import read_image
+from contrastkit.data.media import MediaError
 from contrastkit.errors import DataError
 from helpers.manifests import write_jsonl
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from contrastkit.config import DataConfig, ModelConfig
 from contrastkit.data import build_datasets, build_loader, collate
-from contrastkit.data.media import picture_tensor, read_image
+from contrastkit.data.images import picture_tensor, read_image
 from contrastkit.models import BuiltinTokenizer, build_model
 from contrastkit.pixels import normalise_pixels
 

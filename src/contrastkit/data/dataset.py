@@ -21,20 +21,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from contrastkit.data.manifest import Row, SkippedRow, is_text_column, row_error
-from contrastkit.data.media import (
-    MediaError,
-    ReadOptions,
+from contrastkit.data.arrays import (
     check_features,
-    check_image,
     check_sequence,
-    check_video,
     features_shape,
     read_features,
-    read_image,
     read_sequence,
-    read_video,
 )
+from contrastkit.data.images import check_image, read_image
+from contrastkit.data.manifest import Row, SkippedRow, is_text_column, row_error
+from contrastkit.data.media import MediaError, ReadOptions
+from contrastkit.data.video import check_video, read_video
 from contrastkit.errors import DataError
 
 

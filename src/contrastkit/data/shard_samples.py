@@ -26,17 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from contrastkit.data.arrays import read_features, read_sequence
+from contrastkit.data.images import IMAGE_SUFFIXES, picture_tensor, pil_pixels
 from contrastkit.data.manifest import Row, is_text_column
-from contrastkit.data.media import (
-    IMAGE_SUFFIXES,
-    MediaError,
-    ReadOptions,
-    picture_tensor,
-    pil_pixels,
-    read_features,
-    read_sequence,
-    read_video,
-)
+from contrastkit.data.media import MediaError, ReadOptions
+from contrastkit.data.video import read_video
 from contrastkit.errors import DataError
 
 ROWS_MEMBER = "rows.json"

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from contrastkit.data.arrays import features_shape
 from contrastkit.data.manifest import (
     PATH_COLUMNS,
     Row,
@@ -35,7 +36,7 @@ from contrastkit.data.manifest import (
     read_manifest,
     row_error,
 )
-from contrastkit.data.media import MediaError, features_shape
+from contrastkit.data.media import MediaError
 from contrastkit.errors import DataError
 
 INDEX_NAME = "index.json"

@@ -17,8 +17,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from contrastkit.data.arrays import read_sequence
+from contrastkit.data.images import read_image
 from contrastkit.data.manifest import is_text_column
-from contrastkit.data.media import MediaError, read_clip, read_image, read_sequence
+from contrastkit.data.media import MediaError
+from contrastkit.data.video import read_clip
 
 THUMB_PX = 64  # image thumbnail side, pixels: digits and charts stay legible at 64
 FRAME_PX = 48  # one video frame in a strip, pixels
