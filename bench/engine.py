@@ -93,7 +93,8 @@ def batch_of(n: int, seed: int = 0) -> dict:
 def measure_speed(logging_on: bool, steps: int = 40, batch: int = 32) -> float:
     """Seconds per optimizer step of the engine with all logging on or off."""
     from contrastkit.config import LoggersConfig, TrainConfig
-    from contrastkit.train.engine import Engine, EngineParts
+    from contrastkit.train.engine import Engine
+    from contrastkit.train.parts import EngineParts
 
     torch.manual_seed(0)
     cfg = TrainConfig(

@@ -180,7 +180,8 @@ def toy_engine(
     **kw,
 ):
     """Engine over the toy model/criterion/loader; `batch` is global rows per optimizer step."""
-    from contrastkit.train.engine import Engine, EngineParts
+    from contrastkit.train.engine import Engine
+    from contrastkit.train.parts import EngineParts
 
     cfg = cfg or toy_train_config()
     torch.manual_seed(cfg.seed)

@@ -124,10 +124,10 @@ def test_sigkill_and_resume_auto_matches_uninterrupted(tmp_path) -> None:
 
 
 def test_every_minutes_checkpoints_by_elapsed_time(tmp_path, monkeypatch) -> None:
-    import contrastkit.train.engine as engine_module
+    import contrastkit.train.checkpointing as checkpointing
 
     clock = iter(range(0, 10_000, 50))  # each call: 50 s later
-    monkeypatch.setattr(engine_module.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(checkpointing.time, "monotonic", lambda: float(next(clock)))
     cfg = toy_train_config(epochs=1, checkpoint={"every_minutes": 2.0, "keep_last": 10})
     toy_engine(tmp_path, cfg).fit()
     names = [p.name for p in ckpt.list_checkpoints(tmp_path / "checkpoints")]

@@ -18,7 +18,8 @@ from contrastkit.config import ObjectiveConfig, config_from_dict, dump_config, l
 from contrastkit.errors import ConfigError
 from contrastkit.events import Callback
 from contrastkit.losses import LOSSES, ContrastiveResult, build_loss
-from contrastkit.train.engine import Engine, EngineParts
+from contrastkit.train.engine import Engine
+from contrastkit.train.parts import EngineParts
 from helpers.train_toys import ToyModel, toy_data, toy_loader, toy_train_config
 
 

@@ -33,9 +33,10 @@ from contrastkit.protocols import EmbeddingModel
 from contrastkit.train import checkpoint as ckpt
 from contrastkit.train.distributed import DistInfo, cleanup, init_distributed
 from contrastkit.train.ema import EMA, TeacherHook
-from contrastkit.train.engine import Engine, EngineParts
+from contrastkit.train.engine import Engine
 from contrastkit.train.lora import apply_train_lora
 from contrastkit.train.nonfinite import NonFiniteError
+from contrastkit.train.parts import EngineParts
 from contrastkit.train.phases import make_weights_fn
 from contrastkit.train.snapshot import check_resume
 

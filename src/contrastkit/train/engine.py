@@ -1,10 +1,11 @@
-"""The training engine: set-up, the loop, evaluation, checkpoints. Reads top to bottom.
+"""The training engine: the loop, evaluation, checkpoints. Reads top to bottom.
 
-Components come in ready-made (`EngineParts`: model, criterion, a loader factory, an
-evaluate function, callbacks), so the engine runs the real model and a toy one alike.
-Events are fired where `events.py` documents them; monitors observe through them.
-Best-checkpoint tracking lives in `best.py`, the checkpoint contents in `snapshot.py`,
-the optimizer step in `optimizer_step.py`, non-finite step handling in `nonfinite.py`.
+Components come in ready-made (`EngineParts`, parts.py), so the engine runs the real model
+and a toy one alike; what a run holds is built in build.py. Events are fired where
+`events.py` documents them; monitors observe through them. Elsewhere: best checkpoint and
+early stopping (best.py, evaluation.py), when to save and what to resume (checkpointing.py),
+checkpoint contents (snapshot.py), the optimizer step (optimizer_step.py), non-finite steps
+(nonfinite.py), AMP (precision.py), metrics files, loggers and progress (outputs.py).
 """
 
 from __future__ import annotations
@@ -12,169 +13,33 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
 
-from contrastkit.config import TrainConfig
 from contrastkit.data.collate import to_device
-from contrastkit.errors import ConfigError, RunDirError
-from contrastkit.events import Callback, Event, State, fire
-from contrastkit.losses.multitask import MultitaskLoss
+from contrastkit.events import Event, fire
 from contrastkit.losses.result import LossOutput
 from contrastkit.train import checkpoint as ckpt
-from contrastkit.train import snapshot
+from contrastkit.train import precision, snapshot
 from contrastkit.train.accumulation import StepContext, accumulation_step, batch_size_of
-from contrastkit.train.best import BestTracker
-from contrastkit.train.distributed import (
-    DistInfo,
-    average_gradients,
-    barrier,
-    broadcast_flag,
-    no_sync,
-    wrap_ddp,
-)
-from contrastkit.train.ema import EMA
-from contrastkit.train.loggers import Loggers, build_loggers, truncate_jsonl
-from contrastkit.train.lr_schedule import LrScheduler, warmup_steps_for
-from contrastkit.train.nonfinite import BadStepGuard, batch_ids, gather_ids
-from contrastkit.train.optim import build_optimizer, layer_decay_scales, with_new_params
-from contrastkit.train.optimizer_step import OptimizerStep
-from contrastkit.train.phases import PhaseController, WeightsFn, phase_index, phase_label
-from contrastkit.train.progress import Progress
+from contrastkit.train.build import EngineSetup
+from contrastkit.train.checkpointing import check_position, checkpoint_due, resume_path
+from contrastkit.train.distributed import average_gradients, barrier, no_sync
+from contrastkit.train.evaluation import agree_stop, eval_due, point_best
+from contrastkit.train.nonfinite import batch_ids, gather_ids
+from contrastkit.train.outputs import close_outputs, open_outputs, step_metrics, truncate_outputs
+from contrastkit.train.phases import phase_index, phase_label
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
-SIGNALS_FILE = "signals.jsonl"  # written by the doctor's monitors; truncated on resume here
 
+class Engine(EngineSetup):
+    """Trains `parts` under `cfg` (the `train:` section), writing into `run_dir`.
 
-@dataclass
-class EngineParts:
-    """What the engine trains and with what.
-
-    Attributes:
-        model / criterion: the modules (criterion: a `MultitaskLoss`, or a module with its
-            `forward`, `contrastive` and `auxiliary`).
-        make_loader: `(epoch, start_batch) -> iterable of step batches` (this rank's rows of
-            micro-batch x accumulate per batch), deterministic given the epoch.
-        steps_per_epoch: optimizer steps in one epoch.
-        weights: `(step, phase_index) -> term weights`.
-        evaluate: `model -> flat metrics` on the validation split, or None.
-        select_metric: metric that picks the best checkpoint when `train.select_metric` is unset.
-        config: the whole run config (saved in checkpoints to name changed keys on resume).
-        add_teacher: adds the teacher's embeddings (EMA or a fixed teacher) to model
-            outputs for the distillation term, or None.
-        ema: EMA model updated after each step, or None.
+    What the run holds (model, optimizer, schedule, scaler, trackers, counters) is built by
+    `EngineSetup` in `build.py`; this class is what the run does with it.
     """
-
-    model: nn.Module
-    criterion: MultitaskLoss
-    make_loader: Callable[[int, int], Iterable[dict]]
-    steps_per_epoch: int
-    weights: WeightsFn
-    evaluate: Callable[[nn.Module], dict[str, float]] | None = None
-    select_metric: str | None = None
-    callbacks: Sequence[Callback] = ()
-    config: Any = None
-    probe_batch: dict | None = None
-    add_teacher: Callable | None = None
-    ema: EMA | None = None
-
-
-class Engine:
-    """Trains `parts` under `cfg` (the `train:` section), writing into `run_dir`."""
-
-    def __init__(
-        self, cfg: TrainConfig, parts: EngineParts, run_dir: Path, *, dist: DistInfo | None = None
-    ) -> None:
-        self.cfg, self.parts, self.run_dir = cfg, parts, Path(run_dir)
-        self.dist = dist or DistInfo()
-        self.device = self.dist.device
-        if cfg.amp == "fp16" and self.device.type != "cuda":
-            raise ConfigError("train.amp: fp16 needs a CUDA device; use amp: bf16 on CPU")
-        self.model = parts.model.to(self.device)
-        self.criterion = parts.criterion.to(self.device)
-        self.phases = PhaseController(cfg.phases, cfg.freeze, [self.model, self.criterion])
-        self.optimizer = build_optimizer(
-            [self.model, self.criterion],
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            betas=cfg.betas,
-            eps=cfg.eps,
-            lr_scale=with_new_params(
-                {**layer_decay_scales(self.model, cfg.layer_decay), **cfg.lr_scale},
-                [*getattr(self.model, "new_modules", ()), *dict(self.criterion.named_parameters())],
-                lr=cfg.lr,
-                scale=cfg.new_params_lr_scale,
-            ),
-        )
-        epochs_steps = cfg.epochs * parts.steps_per_epoch
-        self.total_steps = min(cfg.max_steps, epochs_steps) if cfg.max_steps else epochs_steps
-        warmup = warmup_steps_for(self.total_steps, cfg.warmup_steps, cfg.warmup_fraction)
-        self.scheduler = LrScheduler(
-            self.optimizer,
-            total_steps=self.total_steps,
-            warmup=warmup,
-            kind=cfg.lr_schedule,
-            min_ratio=cfg.min_lr_ratio,
-        )
-        self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
-        self.ddp_model = wrap_ddp(self.model, self.dist)
-        self.callbacks = list(parts.callbacks)
-        es = cfg.early_stopping
-        self.tracker = BestTracker(
-            cfg.select_metric or parts.select_metric,
-            user_set=cfg.select_metric is not None,
-            mode=cfg.select_mode,
-            min_delta=es.min_delta if es else 0.0,
-            patience=es.patience if es else None,
-        )
-        self.guard = BadStepGuard(cfg.max_bad_steps)
-        self.stepper = OptimizerStep(
-            self.optimizer,
-            self.scheduler,
-            self.model,
-            self.criterion,
-            scaler=self.scaler,
-            grad_clip=cfg.grad_clip,
-            ema=parts.ema,
-            device=self.device,
-        )
-        self.trainables = snapshot.Trainables(
-            self.model,
-            self.criterion,
-            self.optimizer,
-            self.scheduler,
-            self.scaler,
-            parts.ema,
-            self.callbacks,
-        )
-        self.config_json = snapshot.config_dict(parts.config)
-        self.batch_in_epoch = 0
-        self.eval_pending = False  # the last checkpoint was written before its evaluation
-        self.resumed_from: Path | None = None
-        self.truncate_at: int | None = None  # metrics/signals lines after this step go
-        self.last_save = time.monotonic()
-        self.loader: Any = None  # this epoch's loader (a stream reports its position)
-        self.saved_position: dict | None = None  # the resumed checkpoint's data position
-        self.state = State(
-            model=self.model,
-            criterion=self.criterion,
-            optimizer=self.optimizer,
-            run_dir=self.run_dir,
-            max_steps=self.total_steps,
-            probe_batch=parts.probe_batch,
-            is_main=self.dist.is_main,
-            batch_size=0,
-        )
-        self.phase_weights = parts.weights(0, 0)
-        self.loggers: Loggers | None = None
-        self.progress: Progress | None = None
 
     # ------------------------------------------------------------------ the run
 
@@ -236,26 +101,19 @@ class Engine:
             self._evaluate(path)
         fire(self.callbacks, Event.EPOCH_END, self.state)
 
-    def _data_position(self) -> dict | None:
-        """A streamed loader's position (shards done + offset per stream) at this step."""
-        at = getattr(self.loader, "position", None)
-        return at(self.batch_in_epoch) if at is not None else None
-
     def _check_position(self) -> None:
-        """A resumed stream must stand where the checkpoint's stream stood; it does not when
-        the shards, the number of processes or of loader workers changed."""
+        """Compare a resumed stream's position with the checkpoint's, once, at its start."""
         saved, self.saved_position = self.saved_position, None
-        now = self._data_position()
-        if saved is not None and now is not None and saved != now:
-            raise RunDirError(
-                f"the data stream differs from the checkpoint's (shards, processes or "
-                f"data.num_workers changed): checkpoint at {saved}, this run at {now}"
-            )
+        check_position(saved, self._data_position())
 
     def _eval_due(self) -> bool:
-        epoch = self.state.epoch  # epochs finished
-        last = epoch >= self.cfg.epochs or self._done()
-        return self.parts.evaluate is not None and (epoch % self.cfg.eval_every_epochs == 0 or last)
+        return eval_due(
+            self.state.epoch,  # epochs finished
+            self.cfg.epochs,
+            self.cfg.eval_every_epochs,
+            done=self._done(),
+            has_evaluate=self.parts.evaluate is not None,
+        )
 
     # ------------------------------------------------------------------ one step
 
@@ -293,8 +151,9 @@ class Engine:
         self.batch_in_epoch += 1
         rows = batch_size_of(batch) * self.dist.world_size
         state.batch_size = rows
-        state.metrics = self._step_metrics(
-            loss, lr, grad_norm, rows / max(time.perf_counter() - tick, 1e-9)
+        samples_per_s = rows / max(time.perf_counter() - tick, 1e-9)
+        state.metrics = step_metrics(
+            loss, lr, grad_norm, samples_per_s, epoch=state.epoch, phase=state.phase
         )
         if self.loggers is not None and state.step % self.cfg.log_every == 0:
             self.loggers.log(state.metrics, state.step)
@@ -317,7 +176,7 @@ class Engine:
 
         return StepContext(
             autocast=self._autocast,
-            scale=self.scaler.scale if self.scaler else (lambda t: t),
+            scale=precision.loss_scale(self.scaler),
             no_sync=lambda: no_sync(self.ddp_model),
             add_teacher=self.parts.add_teacher,
             on_forward=on_forward,
@@ -325,10 +184,7 @@ class Engine:
         )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.cfg.amp == "none":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.cfg.amp == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return precision.autocast(self.cfg.amp, self.device)
 
     def _skip_step(self, loss_value: float, batch: dict) -> None:
         """Drop the gradients; optimizer, scheduler and scaler stay as they were."""
@@ -340,23 +196,6 @@ class Engine:
         record = self.guard.bad(step=attempted, loss=loss_value, ids=ids)
         if self.loggers is not None:
             self.loggers.log({"epoch": float(self.state.epoch), **record}, attempted)
-
-    def _step_metrics(
-        self, loss: LossOutput, lr: float, grad_norm: float, samples_per_s: float
-    ) -> dict[str, float]:
-        m: dict[str, float] = {
-            "epoch": float(self.state.epoch),
-            "phase": float(self.state.phase),
-            "train/lr": lr,
-            "train/loss": float(loss.total.detach()),
-            "train/grad_norm": grad_norm,
-            "train/samples_per_s": samples_per_s,
-        }
-        for term, value in loss.terms.items():
-            m[f"train/{term}"] = float(value.detach())
-            m[f"train/{term}_weighted"] = float(loss.weights.get(term, 0.0)) * float(value.detach())
-        m.update({f"train/{k}": float(v) for k, v in loss.stats.items()})
-        return m
 
     # ------------------------------------------------------------------ phases
 
@@ -394,44 +233,17 @@ class Engine:
         if self.loggers is not None:
             self.loggers.log({"epoch": float(self.state.epoch), **metrics}, self.state.step)
         fire(self.callbacks, Event.EVAL_END, self.state)
-        improved = self.tracker.observe(metrics)
-        metric, best = self.tracker.metric, self.tracker.best  # both set when improved
-        if (
-            improved
-            and checkpoint is not None
-            and self.dist.is_main
-            and metric
-            and best is not None
-        ):
-            ckpt.set_best(self.checkpoint_root, checkpoint, metric, best, self.state.step)
+        step, is_main = self.state.step, self.dist.is_main
+        point_best(self.tracker, metrics, checkpoint, self.checkpoint_root, step, is_main=is_main)
         self.eval_pending = False
-        stop = self.tracker.stop
-        # Rank 0 decides: evaluation on each rank may differ in the last float bit.
-        self.tracker.stop = broadcast_flag(stop, self.device) if self.dist.enabled else stop
-        if self.tracker.stop:
-            log.info(
-                "early stopping at epoch %d: %s did not improve for %d evaluations",
-                self.state.epoch,
-                self.tracker.metric,
-                self.tracker.bad_evals,
-            )
+        agree_stop(self.tracker, self.dist, self.device, self.state.epoch)
 
     # ------------------------------------------------------------------ checkpoints
 
-    @property
-    def checkpoint_root(self) -> Path:
-        """The folder holding this run's checkpoints."""
-        return self.run_dir / "checkpoints"
-
     def _checkpoint_due(self) -> bool:
-        every = self.cfg.checkpoint.every_steps
-        due = bool(every and self.state.step % every == 0)
-        minutes = self.cfg.checkpoint.every_minutes
-        if minutes and not due:
-            due = time.monotonic() - self.last_save >= minutes * 60.0
-            # Clocks differ per rank; rank 0's decision keeps the save barrier in step.
-            due = broadcast_flag(due, self.device) if self.dist.enabled else due
-        return due
+        return checkpoint_due(
+            self.cfg.checkpoint, self.state.step, self.last_save, self.dist, self.device
+        )
 
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint of the whole training state (rank 0), then sync ranks."""
@@ -444,19 +256,6 @@ class Engine:
         barrier()
         return path
 
-    def _counters(self) -> dict[str, Any]:
-        return {
-            "step": self.state.step,
-            "epoch": self.state.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "data_position": self._data_position(),
-            "phase": self.state.phase,
-            **self.tracker.state_dict(),
-            "bad_steps": self.guard.state_dict(),
-            "eval_pending": self.eval_pending,
-            "config": self.config_json,
-        }
-
     def resume(self, which: str) -> bool:
         """Load `auto` (newest valid; start fresh only when there is no checkpoint at all),
         `last`, or an explicit checkpoint. Reads only; files are truncated when training starts.
@@ -464,23 +263,13 @@ class Engine:
         Raises:
             RunDirError: no usable checkpoint, or one that does not fit this run.
         """
-        if which == "auto":
-            path = ckpt.auto_resume_checkpoint(self.checkpoint_root)
-            if path is None:
-                log.info("resume auto: no checkpoint in %s, starting fresh", self.checkpoint_root)
-                self.truncate_at = 0  # a run killed before its first checkpoint left lines
-                return False
-        else:
-            path = ckpt.resolve_checkpoint(self.run_dir, which)
+        path = resume_path(self.run_dir, self.checkpoint_root, which)
+        if path is None:  # `auto` with no checkpoint at all: start fresh
+            self.truncate_at = 0  # a run killed before its first checkpoint left lines
+            return False
         tensors, meta = ckpt.load_checkpoint(path)
         snapshot.restore(self.trainables, tensors, meta, self.config_json)
-        self.state.step, self.state.epoch = meta["step"], meta["epoch"]
-        self.state.phase = meta["phase"]
-        self.batch_in_epoch = meta["batch_in_epoch"]
-        self.saved_position = meta.get("data_position")
-        self.tracker.load_state_dict(meta)
-        self.guard.load_state_dict(meta.get("bad_steps", {}))
-        self.eval_pending = bool(meta.get("eval_pending", False))
+        self._load_counters(meta)
         self.resumed_from, self.truncate_at = path, self.state.step
         log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
         return True
@@ -491,23 +280,15 @@ class Engine:
         if self.truncate_at is not None and self.dist.is_main:
             # The resumed run logs the steps after its checkpoint again (and a pending
             # evaluation), so drop those lines first; torn lines go too.
-            step = self.truncate_at
-            truncate_jsonl(self.run_dir / METRICS_FILE, step, drop_evals_at_step=self.eval_pending)
-            truncate_jsonl(self.run_dir / SIGNALS_FILE, step)
-        name = getattr(self.parts.config, "name", "run")
-        self.loggers = build_loggers(
-            self.cfg.loggers,
+            truncate_outputs(self.run_dir, self.truncate_at, drop_evals_at_step=self.eval_pending)
+        self.loggers, self.progress = open_outputs(
+            self.cfg,
             self.run_dir,
-            is_main=self.dist.is_main,
-            name=name,
+            self.total_steps,
+            name=getattr(self.parts.config, "name", "run"),
             config=self.config_json,
-        )
-        self.progress = Progress(
-            self.cfg.progress, self.total_steps, self.cfg.log_every, is_main=self.dist.is_main
+            is_main=self.dist.is_main,
         )
 
     def _close_outputs(self) -> None:
-        if self.loggers is not None:
-            self.loggers.close()
-        if self.progress is not None:
-            self.progress.close()
+        close_outputs(self.loggers, self.progress)

@@ -1,0 +1,62 @@
+"""The engine's checkpoint policy: when to save, which checkpoint a resume loads, and
+whether a resumed data stream stands where the checkpoint's stood.
+
+What a checkpoint holds is `snapshot.py`; how it is written and found is `checkpoint.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from contrastkit.config import CheckpointConfig
+from contrastkit.errors import RunDirError
+from contrastkit.train import checkpoint as ckpt
+from contrastkit.train.distributed import DistInfo, broadcast_flag
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_due(
+    cfg: CheckpointConfig, step: int, last_save: float, dist: DistInfo, device: torch.device
+) -> bool:
+    """`checkpoint.every_steps` reached, or `every_minutes` passed since `last_save`."""
+    every = cfg.every_steps
+    due = bool(every and step % every == 0)
+    minutes = cfg.every_minutes
+    if minutes and not due:
+        due = time.monotonic() - last_save >= minutes * 60.0
+        # Clocks differ per rank; rank 0's decision keeps the save barrier in step.
+        due = broadcast_flag(due, device) if dist.enabled else due
+    return due
+
+
+def resume_path(run_dir: Path, root: Path, which: str) -> Path | None:
+    """`auto` (newest valid; None when there is no checkpoint at all), `last`, or a path.
+
+    Raises:
+        RunDirError: no usable checkpoint.
+    """
+    if which == "auto":
+        path = ckpt.auto_resume_checkpoint(root)
+        if path is None:
+            log.info("resume auto: no checkpoint in %s, starting fresh", root)
+        return path
+    return ckpt.resolve_checkpoint(run_dir, which)
+
+
+def check_position(saved: dict | None, now: dict | None) -> None:
+    """A resumed stream must stand where the checkpoint's stream stood; it does not when
+    the shards, the number of processes or of loader workers changed.
+
+    Raises:
+        RunDirError: the positions differ.
+    """
+    if saved is not None and now is not None and saved != now:
+        raise RunDirError(
+            f"the data stream differs from the checkpoint's (shards, processes or "
+            f"data.num_workers changed): checkpoint at {saved}, this run at {now}"
+        )
