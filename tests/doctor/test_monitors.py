@@ -197,6 +197,19 @@ def test_optimizer_sanity(tmp_path):
     assert {"params_not_in_optimizer", "weight_decay_on_temperature", "lr_zero"} <= codes
 
 
+def test_optimizer_monitor_records_the_temperatures_own_lr(tmp_path):
+    from contrastkit.train.optim import build_optimizer
+
+    model, crit = ToyModel(), ToyCriterion()
+    opt = build_optimizer([model, crit], lr=1e-4, weight_decay=0.0, lr_scale={"logit_scale": 20})
+    state = make_state(model, crit, tmp_path)
+    state.optimizer = opt
+    mon = OptimizerMonitor(every=1)
+    run_steps([mon], state, 1)
+    (lr,) = [r for r in mon.history if r.get("event") == "lr"]
+    assert lr["lr/temperature"] == pytest.approx(2e-3) and lr["lr/base"] == pytest.approx(1e-4)
+
+
 def test_frozen_param_with_grad(tmp_path):
     model = ToyModel()
     state = make_state(model, ToyCriterion(), tmp_path)

@@ -60,6 +60,24 @@ def test_temperature_frozen() -> None:
     assert "temperature_frozen" not in _codes(moving, cfg)
 
 
+def _lr(step: int, lr: float) -> dict:
+    return {"step": step, "event": "lr", "lr/max": 10 * lr, "lr/temperature": lr}
+
+
+def test_temperature_frozen_only_when_its_lr_left_no_room() -> None:
+    """A temperature that stays put with room to move (sum of its lr over the steps: how
+    far AdamW could have taken its log) sat at its optimum; with little room the lr may be
+    what held it. Hand-computed: 5e-4 x 100 + 1e-4 x 275 = 0.0775 < 0.1; 4e-4 x 375 = 0.15."""
+    cfg = _cfg(lr=5e-5)
+    still = [{"step": s, "contrastive/logit_scale": 14.28 + s * 1e-5} for s in range(0, 400, 25)]
+    pinned = _codes([*still, _lr(0, 5e-4), _lr(100, 1e-4)], cfg)["temperature_frozen"]
+    assert pinned.evidence["max_log_travel"] == pytest.approx(0.0775)
+    assert "temperature_frozen" not in _codes([*still, _lr(0, 4e-4)], cfg)
+    # Without the temperature's own record the fastest group's lr bounds it.
+    no_own = [{k: v for k, v in _lr(0, 4e-4).items() if k != "lr/temperature"}]
+    assert "temperature_frozen" not in _codes([*still, *no_own], cfg)
+
+
 PAIRS = [
     ("Return the sum of two numbers.", "def add(a, b):\n    return a + b"),
     ("Open a file and return its lines.", "def read_lines(p):\n    return open(p).readlines()"),

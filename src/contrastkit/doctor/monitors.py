@@ -394,16 +394,21 @@ class OptimizerMonitor(Monitor):
         base = [
             float(g["lr"]) / float(g.get("lr_scale", 1.0)) for g in groups if g.get("lr_scale", 1.0)
         ]
-        self.record(
-            state,
-            step,
-            {
-                "event": "lr",
-                "lr/max": max(lrs, default=0.0),
-                "lr/min": min(lrs, default=0.0),
-                "lr/base": max(base, default=0.0),
-            },
-        )
+        values = {
+            "event": "lr",
+            "lr/max": max(lrs, default=0.0),
+            "lr/min": min(lrs, default=0.0),
+            "lr/base": max(base, default=0.0),
+        }
+        # The temperature's own rate: `temperature_frozen` asks whether it could have moved.
+        temperature = [
+            float(g["lr"])
+            for g in groups
+            if any(str(n).endswith("logit_scale") for n in g.get("names", ()))
+        ]
+        if temperature:
+            values["lr/temperature"] = max(temperature)
+        self.record(state, step, values)
 
 
 def first_pair(cfg: Config) -> tuple[str, str] | None:

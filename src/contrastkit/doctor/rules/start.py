@@ -27,6 +27,12 @@ WORSE_REL = 0.02
 # moves it ~5e-5 per step (observed 14.28 -> 14.29 over an epoch), at 1e-3 ~20x more.
 FROZEN_REL = 0.005
 FROZEN_MIN_STEPS = 100
+# AdamW moves a parameter by at most about its lr per step, so the sum of the
+# temperature's lr over the steps is how far its log could have gone. With room for 0.1
+# (a 10% change of scale) a temperature that stayed put sat at its optimum (its gradient
+# changed sign), which is no fault: examples/angio.yaml at lr 2e-3 goes 14.29 -> 14.06
+# -> 14.33. Below that room, the lr may be what held it.
+FROZEN_ROOM = 0.1
 # Encoder types that load pretrained weights (their projections should start as identity).
 PRETRAINED_TYPES = ("minilm", "hf_text", "hf_vision", "hf_clip")
 
@@ -121,6 +127,19 @@ def _any_pretrained(cfg: Any) -> bool:
     )
 
 
+def lr_sum(lrs: list[tuple[int, float]], scale: list[tuple[int, float]]) -> float | None:
+    """Sum of the lr over the steps the scale series spans (each logged lr holds until the
+    next one); None without lr records."""
+    if not lrs:
+        return None
+    start, end = scale[0][0], scale[-1][0]
+    total = 0.0
+    for (step, lr), nxt in zip(lrs, [*lrs[1:], (end, 0.0)], strict=True):
+        lo, hi = max(step, start), min(nxt[0], end)
+        total += lr * max(0, hi - lo)
+    return total
+
+
 def rule_temperature_frozen(ctx: Context) -> list[Finding]:
     """`temperature_frozen`: a learnable CLIP temperature barely moved over many steps."""
     out = []
@@ -132,6 +151,9 @@ def rule_temperature_frozen(ctx: Context) -> list[Finding]:
             continue
         first, last = scale[0][1], scale[-1][1]
         if first <= 0 or abs(last - first) / first >= FROZEN_REL:
+            continue
+        room = lr_sum(ctx.series("lr/temperature") or ctx.series("lr/max"), scale)
+        if room is not None and room >= FROZEN_ROOM:
             continue
         current = ctx.cfg.train.new_params_lr_scale
         out.append(
@@ -145,6 +167,7 @@ def rule_temperature_frozen(ctx: Context) -> list[Finding]:
                     "steps": [scale[0][0], scale[-1][0]],
                     "lr": ctx.cfg.train.lr,
                     "new_params_lr_scale": current,
+                    "max_log_travel": None if room is None else _r(room),
                 },
                 f"The learnable temperature of {o.name} did not move over "
                 f"{scale[-1][0] - scale[0][0]} steps ({_r(first)} -> {_r(last)}): its learning "
