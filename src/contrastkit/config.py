@@ -859,8 +859,9 @@ class EvalConfig(Section):
     )
     at_start: bool | None = Field(
         None,
-        description="evaluate before any training (metrics prefixed at_start/); "
-        "default: on when a tower has a pretrained encoder",
+        description="evaluate before any training (metrics prefixed at_start/; with "
+        "model.init_from also the random weights it replaces, at_random/); default: on "
+        "when a tower has a pretrained encoder or model.init_from is set",
     )
 
     @field_validator("zero_shot_prompt")

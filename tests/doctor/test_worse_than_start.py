@@ -1,5 +1,6 @@
-"""`worse_than_start` and `temperature_frozen`: hand-made signals, and one deliberately
-broken fine-tune (random projections on MiniLM at a from-scratch learning rate)."""
+"""`worse_than_start`, `init_worse_than_random` and `temperature_frozen`: hand-made
+signals, one deliberately broken fine-tune (random projections on MiniLM at a
+from-scratch learning rate), and a classifier init that is worse than random weights."""
 
 from __future__ import annotations
 
@@ -58,6 +59,32 @@ def test_temperature_frozen() -> None:
     assert found.fix == {"train.new_params_lr_scale": 20.0}
     moving = [{"step": s, "contrastive/logit_scale": 14.28 + s * 0.01} for s in range(0, 400, 25)]
     assert "temperature_frozen" not in _codes(moving, cfg)
+
+
+def test_init_worse_than_random_names_the_three_numbers_and_explains_the_drop() -> None:
+    cfg = _cfg(lr=5e-5)
+    cfg.model.init_from = "runs/pretrain"
+    metrics = [
+        {"step": 0, "at_start/" + KEY: 0.167, "at_random/" + KEY: 0.211},
+        {"step": 104, KEY: 0.15},
+    ]
+    found = {f.code: f for f in diagnose(eval_records(metrics, cfg), cfg)}
+    init = found["init_worse_than_random"]
+    assert init.evidence == {
+        "metric": KEY,
+        "init_from": "runs/pretrain",
+        "init_at_start": 0.167,
+        "random_at_start": 0.211,
+        "final": 0.15,
+    }
+    assert init.fix == {"model.init_from": None} and "still below random" in init.cause
+    # It is why the run ended below its start: it ranks first and owns the fix.
+    assert init.severity == "error"
+    assert found["worse_than_start"].evidence["explained_by"] == ["init_worse_than_random"]
+    # Within evaluation noise (0.005 and 2%), or a better init: no finding.
+    for start in (0.208, 0.3):
+        close = [{"step": 0, "at_start/" + KEY: start, "at_random/" + KEY: 0.211}]
+        assert "init_worse_than_random" not in _codes(eval_records(close, cfg), cfg)
 
 
 def _lr(step: int, lr: float) -> dict:

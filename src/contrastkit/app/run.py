@@ -22,7 +22,12 @@ from contrastkit.app.lit import FlushFeatureCaches, attach_feature_caches
 from contrastkit.app.mining import build_miner, record_mining
 from contrastkit.app.report.facts import data_summary
 from contrastkit.app.rundir import RunLock, check_run_dir, move_aside
-from contrastkit.app.zero_shot import at_start_metrics, tokenizer_texts
+from contrastkit.app.zero_shot import (
+    AT_START_FILE,
+    at_start_metrics,
+    random_reference,
+    tokenizer_texts,
+)
 from contrastkit.config import Config, dump_config
 from contrastkit.doctor.run import DATA_FINDINGS_FILE, stop_record, update_run_info
 from contrastkit.errors import ContrastkitError
@@ -330,6 +335,9 @@ def train(
             cfg.model, tokenizer=tokenizer, input_specs=specs, num_classes=num_classes
         )
         check_probe_config(cfg.eval, model, bundle.label_names, cfg.data.manifest)
+        # A resumed run reads its at-start numbers back; only a fresh one evaluates.
+        fresh = overwrite or not (run_dir / AT_START_FILE).is_file()
+        reference = random_reference(cfg, model) if info.is_main and fresh else None
         if cfg.model.init_from:
             init_from(model, cfg.model.init_from)
         apply_train_lora(model, cfg.train)  # after init_from: adapters start at zero
@@ -353,7 +361,8 @@ def train(
             (run_dir / "model_spec.json").write_text(json.dumps(spec))
         model.to(info.device)
         caches = attach_feature_caches(model, cfg, run_dir, train_set.opts)
-        at_start = at_start_metrics(model, bundle, cfg, run_dir) if info.is_main else {}
+        at_start = at_start_metrics(model, bundle, cfg, run_dir, reference) if info.is_main else {}
+        del reference  # the random-weights copy is only for that evaluation
         ema, add_teacher = _teacher(cfg, model)
         miner = build_miner(cfg, model, train_set)
         make_loader, steps = _loader_factory(train_set, cfg, info, miner)

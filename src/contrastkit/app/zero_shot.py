@@ -4,7 +4,9 @@
 their identity start) on every eval split before the first step, and records the numbers
 with the prefix `at_start/` (`at_start/val/text_to_image/R@1`) in `metrics.jsonl` (step 0),
 `at_start.json` and `summary.json`. The doctor's `worse_than_start` finding compares the
-final validation metric with them. `evaluate_config` is `contrastkit eval CONFIG.yaml`:
+final validation metric with them. With `model.init_from`, a copy of the model with the
+random weights it had before the init loaded is evaluated on the validation split too
+(prefix `at_random/`): `init_worse_than_random` tells when the init is the problem. `evaluate_config` is `contrastkit eval CONFIG.yaml`:
 the same evaluation of the untrained model without a run directory.
 """
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AT_START = "at_start/"
+AT_RANDOM = "at_random/"
 AT_START_FILE = "at_start.json"
 
 
@@ -38,11 +41,25 @@ def has_pretrained_encoder(model: nn.Module) -> bool:
 
 
 def at_start_enabled(cfg: Config, model: nn.Module) -> bool:
-    """`eval.at_start`, by default on exactly when a tower starts from pretrained weights
-    (a scratch model scores chance at step 0, which is not worth an evaluation)."""
+    """`eval.at_start`, by default on exactly when the model starts from pretrained weights
+    (a pretrained encoder or `model.init_from`; a scratch model scores chance at step 0,
+    which is not worth an evaluation)."""
     if cfg.eval.at_start is not None:
         return bool(cfg.eval.at_start)
-    return has_pretrained_encoder(model)
+    return has_pretrained_encoder(model) or bool(cfg.model.init_from)
+
+
+def random_reference(cfg: Config, model: nn.Module) -> nn.Module | None:
+    """A copy of the freshly built model, before `model.init_from` loads: the random-weights
+    reference of the at-start evaluation. None when there is nothing to compare (no
+    init_from, no validation split, at-start evaluation off)."""
+    if not cfg.model.init_from or cfg.data.val_split is None:
+        return None
+    if not at_start_enabled(cfg, model):
+        return None
+    import copy
+
+    return copy.deepcopy(model)
 
 
 def evaluate_splits(
@@ -74,9 +91,14 @@ def evaluate_splits(
 
 
 def at_start_metrics(
-    model: ContrastiveModel, bundle: Any, cfg: Config, run_dir: Path
+    model: ContrastiveModel,
+    bundle: Any,
+    cfg: Config,
+    run_dir: Path,
+    reference: nn.Module | None = None,
 ) -> dict[str, float]:
-    """The at-start evaluation, prefixed `at_start/`; {} when disabled.
+    """The at-start evaluation, prefixed `at_start/` (and the random-weights `reference`'s
+    on the validation split, prefixed `at_random/`); {} when disabled.
 
     A resumed run reads the numbers its first start recorded (`at_start.json`) instead of
     evaluating the half-trained model.
@@ -87,6 +109,10 @@ def at_start_metrics(
     if not at_start_enabled(cfg, model):
         return {}
     metrics = {AT_START + k: v for k, v in evaluate_splits(model, bundle, cfg).items()}
+    if reference is not None and cfg.data.val_split:
+        device = next(model.parameters()).device
+        scores = evaluate_splits(reference.to(device), bundle, cfg, [cfg.data.val_split])  # type: ignore[arg-type]
+        metrics.update({AT_RANDOM + k: v for k, v in scores.items()})
     path.write_text(json.dumps(metrics, indent=1, sort_keys=True))
     with (Path(run_dir) / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"step": 0, **metrics}) + "\n")

@@ -57,6 +57,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "hard_negatives_mined": (26, "mined hard negatives: score gap to the positive"),
     "worse_than_start": (3, "the trained model scores below the untrained one"),
     "temperature_frozen": (20, "a learnable temperature never moved"),
+    "init_worse_than_random": (3, "model.init_from scores below random weights"),
 }
 
 

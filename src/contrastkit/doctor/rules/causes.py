@@ -51,6 +51,8 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     "aux_dominates_loss": _UNALIGNED,
     "aux_dominates_gradient": _UNALIGNED,
     "gradient_interference": _UNALIGNED,
+    # An init that scores below random weights is why training from it ends below its start.
+    "init_worse_than_random": ("worse_than_start",),
 }
 
 _BY_RANK: tuple[Severity, ...] = ("error", "warning", "info")

@@ -21,7 +21,11 @@ from contrastkit.doctor.rules.optimisation import (
     rule_zero_gradient,
 )
 from contrastkit.doctor.rules.representation import rule_backbone, rule_collapse
-from contrastkit.doctor.rules.start import rule_temperature_frozen, rule_worse_than_start
+from contrastkit.doctor.rules.start import (
+    rule_init_worse_than_random,
+    rule_temperature_frozen,
+    rule_worse_than_start,
+)
 from contrastkit.doctor.rules.temperature import rule_temperature
 
 RULES: tuple[Callable[[Context], list[Finding]], ...] = (
@@ -32,6 +36,7 @@ RULES: tuple[Callable[[Context], list[Finding]], ...] = (
     rule_temperature,
     rule_temperature_frozen,
     rule_worse_than_start,
+    rule_init_worse_than_random,
     rule_loss_progress,
     rule_alignment,
     rule_balance,

@@ -1,10 +1,12 @@
 """Rules that compare a run with where it started: `worse_than_start` (the trained model
-scores below the untrained one on validation) and `temperature_frozen` (a learnable
-temperature that training never moved).
+scores below the untrained one on validation), `init_worse_than_random` (the weights of
+`model.init_from` score below random weights of the same architecture) and
+`temperature_frozen` (a learnable temperature that training never moved).
 
 `eval_records` turns the evaluation lines of `metrics.jsonl` (the at-start evaluation,
-logged at step 0 with the `at_start/` prefix, and each periodic validation) into signal
-records, so these rules read them like any monitor's.
+logged at step 0 with the `at_start/` prefix, the random-weights reference with
+`at_random/`, and each periodic validation) into signal records, so these rules read
+them like any monitor's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from contrastkit.losses.clip import ClipObjective
 from contrastkit.pairing import select_metric
 
 AT_START = "at_start/"
+AT_RANDOM = "at_random/"
 # Retrieval metrics of a few hundred validation queries move by about 1/N per query that
 # changes rank; a drop must exceed both this absolute margin and this share of the start
 # value to be more than evaluation noise.
@@ -40,13 +43,19 @@ PRETRAINED_TYPES = ("minilm", "hf_text", "hf_vision", "hf_clip")
 def eval_records(metrics: list[dict[str, Any]], cfg: Any) -> list[dict[str, Any]]:
     """Signal records for the evaluation lines of `metrics.jsonl` (monitor `eval`)."""
     splits = {s for s in (cfg.data.val_split, *cfg.eval.splits) if s}
-    prefixes = (AT_START, *(f"{s}/" for s in splits))
+    prefixes = (AT_START, AT_RANDOM, *(f"{s}/" for s in splits))
     out = []
     for rec in metrics:
         values = {k: v for k, v in rec.items() if k.startswith(prefixes)}
         if values:
             out.append({"step": rec.get("step", 0), "monitor": "eval", **values})
     return out
+
+
+def _worse(a: float, b: float, higher_is_better: bool) -> bool:
+    """`a` is worse than `b` by more than evaluation noise (WORSE_ABS and WORSE_REL)."""
+    drop = (b - a) if higher_is_better else (a - b)
+    return drop > max(WORSE_ABS, WORSE_REL * abs(b))
 
 
 def _pretrained_towers(cfg: Any) -> list[str]:
@@ -70,9 +79,7 @@ def rule_worse_than_start(ctx: Context) -> list[Finding]:
     if not start or not end:
         return []
     s0, (step, s1) = start[0][1], end[-1]
-    better_is_higher = ctx.cfg.train.select_mode == "max"
-    drop = (s0 - s1) if better_is_higher else (s1 - s0)
-    if drop <= max(WORSE_ABS, WORSE_REL * abs(s0)):
+    if not _worse(s1, s0, ctx.cfg.train.select_mode == "max"):
         return []
     train = ctx.cfg.train
     fix: dict[str, Any] = {}
@@ -108,6 +115,46 @@ def rule_worse_than_start(ctx: Context) -> list[Finding]:
             fix,
             "Keep the pretrained space: leave projection.type/init at auto (none or identity) "
             "on pretrained towers, fine-tune at a small lr, and train long enough.",
+        )
+    ]
+
+
+def rule_init_worse_than_random(ctx: Context) -> list[Finding]:
+    """`init_worse_than_random`: `model.init_from`'s weights score below random weights of
+    the same architecture before training (the reference `at_random/` evaluation)."""
+    key = select_metric(ctx.cfg)
+    if key is None:
+        return []
+    init, rand = ctx.series(AT_START + key), ctx.series(AT_RANDOM + key)
+    if not init or not rand:
+        return []
+    higher = ctx.cfg.train.select_mode == "max"
+    if not _worse(init[0][1], rand[0][1], higher):
+        return []
+    end = [v for s, v in ctx.series(key) if s > 0]
+    evidence: dict[str, Any] = {
+        "metric": key,
+        "init_from": ctx.cfg.model.init_from,
+        "init_at_start": _r(init[0][1]),
+        "random_at_start": _r(rand[0][1]),
+    }
+    ended = ""
+    if end:
+        evidence["final"] = _r(end[-1])
+        if _worse(end[-1], rand[0][1], higher):
+            ended = f", and training from it ended at {_r(end[-1])}, still below random weights"
+    return [
+        Finding(
+            "init_worse_than_random",
+            "warning",
+            evidence,
+            f"The weights of model.init_from score {_r(init[0][1])} on {key} before training, "
+            f"random weights of the same model {_r(rand[0][1])}{ended}: the pretraining kept "
+            "only what its own objective needed (a classifier's features keep its classes "
+            "and drop what tells the items of one class apart).",
+            {"model.init_from": None},
+            "or keep the init and give the new objective room: train.lr_scale on the "
+            "backbone, more epochs, or init_from a checkpoint from earlier in pretraining",
         )
     ]
 
