@@ -1,0 +1,111 @@
+"""The root `Config`: the six sections and the checks that span several of them."""
+
+from __future__ import annotations
+
+import warnings
+
+from pydantic import Field, model_validator
+
+from contrastkit.config.base import Section
+from contrastkit.config.data import DataConfig
+from contrastkit.config.doctor import DoctorConfig
+from contrastkit.config.eval import EvalConfig
+from contrastkit.config.head_terms import RENAMED_HEAD_KEYS
+from contrastkit.config.loss import LossConfig
+from contrastkit.config.model import ModelConfig
+from contrastkit.config.train import TrainConfig
+from contrastkit.registry import LOSSES
+
+
+class Config(Section):
+    """A whole run: data, model, loss, train, eval and doctor sections."""
+
+    name: str = Field(
+        "run",
+        description="run name: prefix of the default run folder runs/<name>-<time> and the report's title",
+    )
+    data: DataConfig = Field(
+        ..., description="the data section: manifest, splits, batching, media sizes"
+    )
+    model: ModelConfig = Field(
+        ..., description="the model section: towers, encoders, heads, tokenizer"
+    )
+    loss: LossConfig = Field(
+        default_factory=LossConfig,
+        description="the loss section: contrastive objectives, auxiliary terms, weight schedules",
+    )
+    train: TrainConfig = Field(
+        default_factory=TrainConfig,
+        description="the training section: optimizer, schedule, accumulation, phases, checkpoints",
+    )
+    eval: EvalConfig = Field(
+        default_factory=EvalConfig,
+        description="the evaluation section: splits, k values, probes, captioning",
+    )
+    doctor: DoctorConfig = Field(
+        default_factory=DoctorConfig,
+        description="the doctor section: data checks, live monitors, when to stop",
+    )
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> Config:
+        towers = self.model.towers
+        if not self.loss.objectives and len(towers) == 2:
+            # Safe default: CLIP loss between the two towers.
+            self.loss.objectives = [LOSSES.get("clip")(towers=list(towers))]
+        for i, obj in enumerate(self.loss.objectives):
+            for t in obj.towers:
+                if t not in towers:
+                    raise ValueError(
+                        f"loss.objectives.{i}.towers names no tower {t!r}; towers: {sorted(towers)}"
+                    )
+        for term in self.loss.heads:
+            if term not in self.model.heads:
+                raise ValueError(f"loss.{term} is set but model.{term} is not configured")
+        self._rename_module_prefixes()
+        weights = self.loss.term_weights()
+        if not weights:
+            raise ValueError("loss: no objective or auxiliary term is configured")
+        known = set(weights)
+        for key in self.loss.schedules:
+            if key not in known:
+                raise ValueError(f"loss.schedules.{key}: no such term; terms: {sorted(known)}")
+        if sum(weights.values()) <= 0 and not self.train.phases:
+            raise ValueError(f"loss weights sum to zero: {weights}")
+        for i, phase in enumerate(self.train.phases):
+            for key in phase.weights:
+                if key not in known:
+                    raise ValueError(
+                        f"train.phases.{i}.weights.{key}: no such term; terms: {sorted(known)}"
+                    )
+            merged = {**weights, **phase.weights}
+            if sum(merged.values()) <= 0:
+                raise ValueError(f"train.phases.{i}: loss weights sum to zero: {merged}")
+        return self
+
+    def _rename_module_prefixes(self) -> None:
+        """Module prefixes of renamed heads (`classifier` -> `classification`) in
+        `train.freeze`, phase freezes and `train.lr_scale`, with a deprecation warning."""
+
+        def renamed(prefix: str) -> str:
+            for old, new in RENAMED_HEAD_KEYS.items():
+                if new in self.model.heads and (prefix == old or prefix.startswith(old + ".")):
+                    warnings.warn(
+                        f"module prefix {prefix!r} is deprecated; the head is now named "
+                        f"{new!r} (use {new + prefix[len(old) :]!r})",
+                        FutureWarning,
+                        stacklevel=2,
+                    )
+                    return new + prefix[len(old) :]
+            return prefix
+
+        train = self.train
+        if any(renamed(p) != p for p in train.freeze):
+            train.freeze = [renamed(p) for p in train.freeze]
+        if any(renamed(p) != p for p in train.lr_scale):
+            train.lr_scale = {renamed(p): v for p, v in train.lr_scale.items()}
+        for phase in train.phases:
+            if any(renamed(p) != p for p in phase.freeze):
+                phase.freeze = [renamed(p) for p in phase.freeze]
+            if any(renamed(p) != p for p in phase.unfreeze):
+                phase.unfreeze = [renamed(p) for p in phase.unfreeze]
