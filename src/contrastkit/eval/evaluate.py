@@ -22,12 +22,9 @@ from contrastkit.config import EvalConfig
 from contrastkit.data import collate, to_device
 from contrastkit.errors import ConfigError
 from contrastkit.eval.captioning import captioning_metrics
+from contrastkit.eval.leave_one_out import self_retrieval_metrics
 from contrastkit.eval.probes import knn_accuracy, linear_probe_accuracy, zero_shot_accuracy
-from contrastkit.eval.retrieval import (
-    label_recall_at_1,
-    retrieval_metrics,
-    self_retrieval_metrics,
-)
+from contrastkit.eval.retrieval import label_recall_at_1, retrieval_metrics
 from contrastkit.eval.stats import embedding_stats
 from contrastkit.pairing import text_column_of
 from contrastkit.protocols import CaptioningModel, EmbeddingModel, SplitDataset

@@ -12,7 +12,7 @@ size), twice:
 2. **Negatives.** Every block is read; per query chunk x block tile, the query's
    positives are masked to -inf and `_count_ge` counts the scores reaching each
    threshold. The same tile shapes as in pass 1 give the same bits, so a positive's
-   threshold is exactly the score it has (ties stay pessimistic, as in `retrieval.py`).
+   threshold is exactly the score it has (ties stay pessimistic, as in `ranking.py`).
 
 The k-th best positive's rank is (negatives reaching it) + k, and `summarise_ranks`
 turns ranks into the same metrics `retrieval_metrics` reports for the query -> gallery
@@ -32,14 +32,10 @@ import torch
 from torch import Tensor
 
 from contrastkit.errors import DataError
-from contrastkit.eval.retrieval import (
-    TILE_ELEMENTS,
-    PositiveRanks,
-    _count_ge,
-    _dense_groups,
-    _ranks_from_counts,
-    summarise_ranks,
-)
+from contrastkit.eval.match_groups import _dense_groups
+from contrastkit.eval.rank_metrics import summarise_ranks
+from contrastkit.eval.ranking import PositiveRanks, _ranks_from_counts
+from contrastkit.eval.threshold_counts import TILE_ELEMENTS, _count_ge
 
 # Gallery rows read per block: 16 MiB at D = 256 float32, large enough that the reads are
 # sequential and the per-block Python overhead is negligible.
