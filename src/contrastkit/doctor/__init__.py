@@ -13,7 +13,7 @@ from contrastkit.doctor.findings import (
     sort_findings,
     write_findings,
 )
-from contrastkit.doctor.monitors import build_monitors
+from contrastkit.doctor.monitors.builder import build_monitors
 from contrastkit.doctor.report import plot_curves, print_findings
 from contrastkit.doctor.rules import diagnose
 from contrastkit.doctor.run import doctor_data, doctor_run

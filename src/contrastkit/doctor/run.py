@@ -13,7 +13,7 @@ from torch import Tensor
 from contrastkit.config import Config, load_config
 from contrastkit.doctor.data_checks import check_data
 from contrastkit.doctor.findings import Finding, read_findings, sort_findings, write_findings
-from contrastkit.doctor.monitors import SIGNALS_FILE
+from contrastkit.doctor.monitors.base import SIGNALS_FILE
 from contrastkit.doctor.report import plot_curves
 from contrastkit.doctor.rules import diagnose
 from contrastkit.doctor.rules.start import eval_records

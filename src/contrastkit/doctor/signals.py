@@ -1,6 +1,6 @@
 """Signals: pure functions that turn model, gradients and embeddings into numbers.
 
-The monitors (monitors.py) call these on engine events; keeping them pure lets the tests
+The monitors (monitors/) call these on engine events; keeping them pure lets the tests
 check each against hand-computed values. Parameters are grouped by the model's module
 prefixes (docs/architecture.md): `towers.<t>.encoders.<stream>`, `towers.<t>.fusion`,
 `towers.<t>.projection`, and the heads `captioning`, `masked`, `classifier`; loss

@@ -1,0 +1,88 @@
+"""The optimizer monitor: parameters the optimizer misses, decay on the temperature, lr."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+from typing_extensions import override
+
+from contrastkit.doctor import signals as sig
+from contrastkit.doctor.monitors.base import MAX_NAMES, Monitor
+from contrastkit.doctor.monitors.gradients import _trainable_share
+from contrastkit.events import State
+
+
+def temperature_params(criterion: nn.Module) -> dict[int, str]:
+    """id -> name of the loss's scalar temperature / bias parameters."""
+    return {
+        id(p): name
+        for name, p in criterion.named_parameters()
+        if name.rsplit(".", 1)[-1] in ("logit_scale", "logit_bias", "temperature")
+    }
+
+
+class OptimizerMonitor(Monitor):
+    """Optimizer sanity: params missing from the optimizer, decay on temperature, lr."""
+
+    name = "optimizer"
+
+    def _sanity(self, state: State, event: str) -> None:
+        params = sig.named_parameters(state.model, state.criterion)
+        in_opt = {id(p) for g in state.optimizer.param_groups for p in g["params"]}
+        missing = [n for n, p in params if p.requires_grad and id(p) not in in_opt]
+        temps = temperature_params(state.criterion)
+        decayed = [
+            {"param": temps[id(p)], "group": i, "weight_decay": float(g.get("weight_decay", 0.0))}
+            for i, g in enumerate(state.optimizer.param_groups)
+            for p in g["params"]
+            if id(p) in temps
+        ]
+        values: dict[str, Any] = {
+            "event": event,
+            "not_in_optimizer": len(missing),
+            "not_in_optimizer_names": missing[:MAX_NAMES],
+            "temperature_groups": decayed,
+            "max_steps": state.max_steps,
+            "batch_size": state.batch_size,
+        }
+        values.update(_trainable_share(params))
+        self.record(state, state.step, values)
+        self._last_step = -1  # the lr record of this step may still follow
+
+    @override
+    def on_fit_start(self, state: State) -> None:
+        self._sanity(state, "fit_start")
+
+    @override
+    def on_phase_change(self, state: State) -> None:
+        self._sanity(state, "phase_change")
+
+    @override
+    def on_batch_end(self, state: State) -> None:
+        step = state.step - 1
+        if not self.due(step):
+            return
+        groups = state.optimizer.param_groups
+        lrs = [float(g["lr"]) for g in groups]
+        # The scheduled base rate (train.lr x schedule), without per-group multipliers: new
+        # parameters (temperature) get a floor multiplier, so max lr alone would hide an lr
+        # that is zero for every weight of the model.
+        base = [
+            float(g["lr"]) / float(g.get("lr_scale", 1.0)) for g in groups if g.get("lr_scale", 1.0)
+        ]
+        values = {
+            "event": "lr",
+            "lr/max": max(lrs, default=0.0),
+            "lr/min": min(lrs, default=0.0),
+            "lr/base": max(base, default=0.0),
+        }
+        # The temperature's own rate: `temperature_frozen` asks whether it could have moved.
+        temperature = [
+            float(g["lr"])
+            for g in groups
+            if any(str(n).endswith("logit_scale") for n in g.get("names", ()))
+        ]
+        if temperature:
+            values["lr/temperature"] = max(temperature)
+        self.record(state, step, values)
