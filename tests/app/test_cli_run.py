@@ -6,10 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from contrastkit.app.cli import main
 from contrastkit.eval.export import load_embeddings
+from contrastkit.eval.probes import linear_probe_accuracy
+from contrastkit.train.checkpoint import load_run
+from helpers.brute_force import brute_force_r1, brute_force_zero_shot, unique_embeddings
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "digits.yaml"
 TINY = [
@@ -56,10 +60,27 @@ def test_run_dir_contents(run_dir):
         "test/text_to_image/median_rank",
     ):
         assert key in summary
+    r1 = ["test/text_to_image/R@1", "test/image_to_text/R@1"]
+    assert brute_force_r1(run_dir, r1) == pytest.approx({k: summary[k] for k in r1}, abs=1e-6)
     # The digits example turns on both probes: image tower against the class prompts, and
-    # a logistic regression fit on the train split's image embeddings.
-    for key in ("test/image/zero_shot_accuracy", "test/image/linear_probe_accuracy"):
-        assert 0.0 <= summary[key] <= 1.0
+    # a logistic regression fit on the train split's image embeddings. Zero-shot is
+    # recomputed by brute force from the best checkpoint (float64, prompt ensembling).
+    prompts = ["a {label}", "the digit {label}"]  # examples/digits.yaml eval.zero_shot_prompt
+    zero_shot = brute_force_zero_shot(run_dir, "test", "image", "text", prompts)
+    assert zero_shot == pytest.approx(summary["test/image/zero_shot_accuracy"], abs=1e-6)
+    # The probe's fit is the library's own (L-BFGS); what is checked here is what it is fed:
+    # the best checkpoint's unique train images to fit, the unique test images to score.
+    loaded = load_run(run_dir, "best", with_data=True)
+    (tr, _, tr_labels), (te, _, te_labels) = (
+        unique_embeddings(loaded, split, "image") for split in ("train", "test")
+    )
+    probe = linear_probe_accuracy(
+        *(
+            torch.from_numpy(x)
+            for x in (tr.astype(np.float32), tr_labels, te.astype(np.float32), te_labels)
+        )
+    )
+    assert probe == pytest.approx(summary["test/image/linear_probe_accuracy"], abs=1e-6)
     assert "test/text/zero_shot_accuracy" not in summary
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert all(isinstance(json.loads(line), dict) for line in lines)
