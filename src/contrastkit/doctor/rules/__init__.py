@@ -1,6 +1,6 @@
 """Rules: turn recorded signals into findings with numbers, a cause and a config fix.
 
-`diagnose(signals, cfg)` reads the flat records the monitors wrote (see monitors.py and
+`diagnose(signals, cfg)` reads the flat records the monitors wrote (see monitors/ and
 docs/doctor.md for the keys). Each rule compares the start and end of a series (mean
 of the first / last fifth of its records, so one noisy step does not decide) against a
 named threshold in `thresholds.py`.
