@@ -7,45 +7,40 @@ factory.
 from __future__ import annotations
 
 import json
-import logging
-import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
 
 import numpy as np
 import torch
-from torch import nn
 
+from contrastkit.app.evaluation import _evaluator, _final_eval
 from contrastkit.app.lit import FlushFeatureCaches, attach_feature_caches
 from contrastkit.app.mining import build_miner, record_mining
-from contrastkit.app.report.facts import data_summary
-from contrastkit.app.rundir import RunLock, check_run_dir, move_aside
-from contrastkit.app.zero_shot import (
-    AT_START_FILE,
-    at_start_metrics,
-    random_reference,
-    tokenizer_texts,
+from contrastkit.app.model_setup import _input_specs, _teacher, _tokenizer, init_from
+from contrastkit.app.run_files import (
+    _check_data,
+    _diagnose,
+    _log_skipped,
+    _report,
+    _run_info,
+    _write_config,
 )
-from contrastkit.config import Config, dump_config
+from contrastkit.app.rundir import RunLock, check_run_dir, move_aside
+from contrastkit.app.train_loader import _loader_factory, _probe_batch
+from contrastkit.app.zero_shot import AT_START_FILE, at_start_metrics, random_reference
+from contrastkit.config import Config
 from contrastkit.doctor.run import DATA_FINDINGS_FILE, stop_record, update_run_info
-from contrastkit.errors import ContrastkitError
 from contrastkit.events import Callback
 from contrastkit.models.encoders.hf_clip import with_pretrained_logits
-from contrastkit.pairing import eval_pairs, select_metric
-from contrastkit.protocols import EmbeddingModel
-from contrastkit.train import checkpoint as ckpt
-from contrastkit.train.distributed import DistInfo, cleanup, init_distributed
-from contrastkit.train.ema import EMA, TeacherHook
+from contrastkit.pairing import select_metric
+from contrastkit.train.distributed import cleanup, init_distributed
 from contrastkit.train.engine import Engine
 from contrastkit.train.lora import apply_train_lora
 from contrastkit.train.nonfinite import NonFiniteError
 from contrastkit.train.parts import EngineParts
 from contrastkit.train.phases import make_weights_fn
 from contrastkit.train.snapshot import check_resume
-
-log = logging.getLogger(__name__)
 
 
 def _seed(seed: int) -> None:
@@ -54,241 +49,12 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _write_config(cfg: Config, run_dir: Path) -> None:
-    saved = cfg.model_copy(deep=True)
-    manifest = Path(saved.data.manifest)
-    if saved.data.manifest and not saved.data.manifest.startswith("builtin:") and manifest.exists():
-        saved.data.manifest = str(manifest.resolve())  # so load_run works from any cwd
-    if isinstance(saved.data.shards, str) and Path(saved.data.shards).is_dir():
-        saved.data.shards = str(Path(saved.data.shards).resolve())
-    (run_dir / "config.yaml").write_text(dump_config(saved))
-
-
-def _check_data(bundle: Any, cfg: Config, run_dir: Path) -> list:
-    """Run the data doctor; stop when a finding reaches `doctor.fail_on`."""
-    if not (cfg.doctor.enabled and cfg.doctor.check_data):
-        return []
-    from contrastkit.doctor import check_data, should_fail, write_findings
-
-    findings = list(check_data(bundle, cfg))
-    write_findings(findings, run_dir / DATA_FINDINGS_FILE)
-    if should_fail(findings, cfg.doctor.fail_on):
-        lines = "; ".join(f"{f.code} ({f.severity}): {f.cause}" for f in findings)
-        raise ContrastkitError(
-            f"data doctor stopped the run (doctor.fail_on: {cfg.doctor.fail_on}); see {run_dir / 'findings.json'}: {lines}"
-        )
-    return findings
-
-
-def _tokenizer(cfg: Config, train_set: Any, run_dir: Path, resume: str | None) -> Any:
-    """The run's own tokenizer when resuming, else a new one built from the train split's
-    texts (saved once validated; a resume never gathers the texts)."""
-    from contrastkit.models import build_tokenizer, load_tokenizer
-
-    folder = run_dir / "tokenizer"
-    if resume and folder.is_dir():
-        return load_tokenizer(folder)
-    return build_tokenizer(cfg.model.tokenizer, tokenizer_texts(train_set))
-
-
-def init_from(model: nn.Module, source: str) -> None:
-    """Load model weights from a run dir (its best checkpoint) or a checkpoint folder, non-strictly."""
-    path = Path(source)
-    path = (
-        ckpt.resolve_checkpoint(path, "best")
-        if (path / "config.yaml").exists()
-        else ckpt.resolve_checkpoint(path.parent, path)
-    )
-    tensors, _ = ckpt.load_checkpoint(path)
-    result = model.load_state_dict(ckpt.sub_state(tensors, "model"), strict=False)
-    log.info(
-        "model.init_from %s: %d missing keys %s, %d unexpected keys %s",
-        path,
-        len(result.missing_keys),
-        result.missing_keys[:5],
-        len(result.unexpected_keys),
-        result.unexpected_keys[:5],
-    )
-
-
-def _teacher(cfg: Config, model: nn.Module) -> tuple[EMA | None, Callable | None]:
-    dcfg = cfg.loss.distillation
-    if dcfg is None:
-        return None, None
-    if dcfg.source == "ema":
-        ema = EMA(model, dcfg.ema_decay)
-        return ema, TeacherHook(ema.model)
-    assert dcfg.teacher is not None  # DistillationConfig requires it for source: teacher
-    teacher = ckpt.load_run(dcfg.teacher, "best", with_data=False).model.to(
-        next(model.parameters()).device
-    )
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return None, TeacherHook(teacher)
-
-
-def _loader_factory(
-    dataset: Any, cfg: Config, info: DistInfo, miner: Any = None
-) -> tuple[Callable, int]:
-    """Train loaders by (epoch, start batch); a hard-negative `miner` supplies (and re-mines
-    on schedule) the negatives each epoch's batches are built around."""
-    from contrastkit.data import build_loader
-    from contrastkit.data.loaders import reuse_loader
-
-    rows = cfg.data.batch_size * cfg.train.accumulate * info.world_size  # global batch per step
-
-    built: dict[str, Any] = {}  # the last loader: its persistent workers serve later epochs
-
-    def make(epoch: int, start_batch: int):
-        negatives = None if miner is None else miner.negatives_for(epoch)
-        if negatives is None and reuse_loader(built.get("loader"), epoch, start_batch):
-            return built["loader"]
-        built["loader"] = build_loader(
-            dataset,
-            cfg.data,
-            train=True,
-            seed=cfg.train.seed,
-            epoch=epoch,
-            start_batch=start_batch,
-            rank=info.rank,
-            world_size=info.world_size,
-            batch_size=rows,
-            negatives=negatives,
-        )
-        return built["loader"]
-
-    try:
-        steps = len(make(0, 0))
-    except TypeError:
-        steps = len(dataset) // rows if cfg.data.drop_last else math.ceil(len(dataset) / rows)
-    if steps == 0:
-        raise ContrastkitError(
-            f"the train split has {len(dataset)} rows, fewer than one global batch of {rows} "
-            f"(data.batch_size x train.accumulate x world size); lower data.batch_size"
-        )
-    return make, steps
-
-
-def _evaluator(
-    bundle: Any, cfg: Config, split: str, *, final: bool = True
-) -> Callable[[nn.Module], dict[str, float]]:
-    """Evaluation of one split. The linear probe (which embeds the whole train split and
-    fits a classifier) runs only in the final evaluation, not in the periodic ones."""
-    from contrastkit.eval.evaluate import evaluate
-
-    dataset = bundle.splits[split]
-    train = bundle.splits.get(cfg.data.train_split) if final else None
-    if getattr(train, "streaming", False):  # a streamed train split has no random access
-        train = None
-    # The engine hands back the model it trains: the ContrastiveModel built here.
-    return lambda model: evaluate(
-        cast(EmbeddingModel, model),
-        dataset,
-        cfg.eval,
-        split=split,
-        pairs=eval_pairs(cfg),
-        batch_size=cfg.data.eval_batch_size,
-        train_dataset=train,
-    )
-
-
-def _probe_batch(dataset: Any, size: int) -> dict:
-    from contrastkit.data import collate
-
-    if getattr(dataset, "streaming", False):
-        return collate(dataset.head(size))
-    return collate([dataset[i] for i in range(min(size, len(dataset)))])
-
-
 def _monitors(cfg: Config) -> list[Callback]:
     if not cfg.doctor.enabled:
         return []
     from contrastkit.doctor import build_monitors
 
     return list(build_monitors(cfg))
-
-
-def _final_eval(model: nn.Module, bundle: Any, cfg: Config, run_dir: Path) -> dict[str, float]:
-    """Evaluate the best (else last) checkpoint on every eval split that exists."""
-    tensors, _ = ckpt.load_checkpoint(ckpt.resolve_checkpoint(run_dir, "best"))
-    model.load_state_dict(ckpt.sub_state(tensors, "model"))
-    model.eval()
-    metrics: dict[str, float] = {}
-    with torch.no_grad():
-        for split in cfg.eval.splits:
-            if split in bundle.splits and len(bundle.splits[split]) > 0:
-                metrics.update(_evaluator(bundle, cfg, split)(model))
-    return metrics
-
-
-def _diagnose(cfg: Config, run_dir: Path) -> None:
-    """The end-of-run diagnosis (`doctor.run.diagnose_run`), also after a failed run: a
-    run that stops early must still say why in findings.json. A failure of the diagnosis
-    itself is logged, never raised over the run's own outcome."""
-    if not cfg.doctor.enabled:
-        return
-    from contrastkit.doctor.run import diagnose_run
-
-    try:
-        diagnose_run(run_dir, cfg)
-    except Exception:  # noqa: BLE001 - an observer's bug must not mask the run's result
-        log.exception("the doctor failed to diagnose %s; `contrastkit doctor run` retries", run_dir)
-
-
-def _report(run_dir: Path, model: EmbeddingModel, bundle: Any) -> None:
-    """report.html from the model and data in hand (best checkpoint loaded by the final
-    evaluation). Like the diagnosis, a failure is logged and never loses the run."""
-    from contrastkit.app.report import write_report
-
-    try:
-        write_report(run_dir, model=model, bundle=bundle)
-    except Exception:  # noqa: BLE001 - the run is done; `contrastkit report` retries
-        log.exception("report.html not written; `contrastkit report %s` retries", run_dir)
-
-
-def _run_info(cfg: Config, bundle: Any, info: DistInfo) -> dict[str, Any]:
-    """What the doctor and the report need to know about the run that no config holds:
-    the *global* batch (per-rank batch x accumulate x world size) and the data's shape."""
-    return {
-        "world_size": info.world_size,
-        "global_batch_size": cfg.data.batch_size * cfg.train.accumulate * info.world_size,
-        "splits": data_summary(bundle),  # the report's data table reads it back
-        "rows_skipped": len(bundle.skipped),
-    }
-
-
-def _input_specs(bundle: Any, train_split: str) -> dict[str, tuple[int, ...]]:
-    """Input shapes from the train split; variable-length token grids take the longest row
-    of any split, so evaluation never meets more tokens than the model has positions for."""
-    specs = dict(bundle.splits[train_split].input_specs())
-    for name, dataset in bundle.splits.items():
-        if name == train_split:
-            continue
-        for column, shape in dataset.input_specs().items():
-            if column == "features" and len(shape) == 2 and column in specs:
-                specs[column] = (max(specs[column][0], shape[0]), shape[1])
-    return specs
-
-
-def _log_skipped(bundle: Any, run_dir: Path) -> None:
-    """Rows dropped by `data.on_error: skip` go to the log and to metrics.jsonl, never silently."""
-    if not bundle.skipped:
-        return
-    for row in bundle.skipped[:10]:
-        log.warning(
-            "skipped %s row %s (%s): column %r: %s",
-            row.manifest,
-            row.line,
-            row.id,
-            row.column,
-            row.reason,
-        )
-    log.warning(
-        "data.on_error=skip dropped %d rows (details in findings.json)", len(bundle.skipped)
-    )
-    record = {"step": 0, "data/rows_skipped": len(bundle.skipped)}
-    with (run_dir / "metrics.jsonl").open("a") as f:
-        f.write(json.dumps(record) + "\n")
 
 
 def train(

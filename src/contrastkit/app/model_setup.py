@@ -1,0 +1,82 @@
+"""The model a run trains: its tokenizer, input shapes, initial weights and teacher.
+
+`app/run.py` calls these in order: tokenizer and input specs before `build_model`, then
+`init_from` (after the at-start random-weights reference is copied), and the distillation
+teacher once the model sits on its device.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from contrastkit.app.zero_shot import tokenizer_texts
+from contrastkit.config import Config
+from contrastkit.train import checkpoint as ckpt
+from contrastkit.train.ema import EMA, TeacherHook
+
+log = logging.getLogger(__name__)
+
+
+def _tokenizer(cfg: Config, train_set: Any, run_dir: Path, resume: str | None) -> Any:
+    """The run's own tokenizer when resuming, else a new one built from the train split's
+    texts (saved once validated; a resume never gathers the texts)."""
+    from contrastkit.models import build_tokenizer, load_tokenizer
+
+    folder = run_dir / "tokenizer"
+    if resume and folder.is_dir():
+        return load_tokenizer(folder)
+    return build_tokenizer(cfg.model.tokenizer, tokenizer_texts(train_set))
+
+
+def _input_specs(bundle: Any, train_split: str) -> dict[str, tuple[int, ...]]:
+    """Input shapes from the train split; variable-length token grids take the longest row
+    of any split, so evaluation never meets more tokens than the model has positions for."""
+    specs = dict(bundle.splits[train_split].input_specs())
+    for name, dataset in bundle.splits.items():
+        if name == train_split:
+            continue
+        for column, shape in dataset.input_specs().items():
+            if column == "features" and len(shape) == 2 and column in specs:
+                specs[column] = (max(specs[column][0], shape[0]), shape[1])
+    return specs
+
+
+def init_from(model: nn.Module, source: str) -> None:
+    """Load model weights from a run dir (its best checkpoint) or a checkpoint folder, non-strictly."""
+    path = Path(source)
+    path = (
+        ckpt.resolve_checkpoint(path, "best")
+        if (path / "config.yaml").exists()
+        else ckpt.resolve_checkpoint(path.parent, path)
+    )
+    tensors, _ = ckpt.load_checkpoint(path)
+    result = model.load_state_dict(ckpt.sub_state(tensors, "model"), strict=False)
+    log.info(
+        "model.init_from %s: %d missing keys %s, %d unexpected keys %s",
+        path,
+        len(result.missing_keys),
+        result.missing_keys[:5],
+        len(result.unexpected_keys),
+        result.unexpected_keys[:5],
+    )
+
+
+def _teacher(cfg: Config, model: nn.Module) -> tuple[EMA | None, Callable | None]:
+    dcfg = cfg.loss.distillation
+    if dcfg is None:
+        return None, None
+    if dcfg.source == "ema":
+        ema = EMA(model, dcfg.ema_decay)
+        return ema, TeacherHook(ema.model)
+    assert dcfg.teacher is not None  # DistillationConfig requires it for source: teacher
+    teacher = ckpt.load_run(dcfg.teacher, "best", with_data=False).model.to(
+        next(model.parameters()).device
+    )
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return None, TeacherHook(teacher)
