@@ -55,3 +55,26 @@ def test_package_graph_is_acyclic() -> None:
     for node in sorted(graph):
         if node not in state:
             visit(node, [])
+
+
+def test_the_documented_import_table_is_the_measured_graph() -> None:
+    """docs/architecture.md's table (package -> what it imports) matches the code."""
+    import re
+
+    doc = (ROOT.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = doc[doc.index("| package | imports |") : doc.index("Rules, each checked")]
+    documented: dict[str, set[str]] = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 2 or cells[0] == "`app`":
+            continue
+        # Parenthesised notes are prose; "nothing (torch only)" is the empty set.
+        listed = "" if cells[1].startswith("nothing") else re.sub(r"\(.*?\)", "", cells[1])
+        imports = set(re.findall(r"[a-z_]+", listed))
+        for name in re.findall(r"`([a-z_]+)`", cells[0]):
+            documented[name] = imports
+    graph = package_graph()
+    measured = {p: set(d) for p, d in graph.items() if p not in ("app", "__main__")}
+    for pkg in documented:
+        measured.setdefault(pkg, set())
+    assert documented == measured
