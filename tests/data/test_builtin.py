@@ -128,12 +128,15 @@ def test_angio_severity_step_is_visible_at_the_example_resolution() -> None:
     import torch
 
     from contrastkit.data.builtin.angio_reports import render_view
-    from contrastkit.data.media import _resize
+    from contrastkit.data.media import resize_normalised
 
     def last_frame(severity: int, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
         clip = render_view(seed % 3, (seed // 3) % 3, severity, 0, 8, 32, rng) / 255.0
-        return _resize(torch.tensor(clip, dtype=torch.float32)[:, None], 16)[-1, 0].numpy() / 2
+        return (
+            resize_normalised(torch.tensor(clip, dtype=torch.float32)[:, None], 16)[-1, 0].numpy()
+            / 2
+        )
 
     peaks = [np.abs(last_frame(60, s) - last_frame(70, s)).max() for s in range(9)]
     # per-pixel noise at 16 px: N(0, 0.05) at 32 px (frame 0.04 and background 0.03),

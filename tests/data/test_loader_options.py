@@ -76,7 +76,7 @@ def test_pil_resize_matches_the_tensor_resize(tmp_path) -> None:
     from PIL import Image
 
     from contrastkit.data.images import read_image
-    from contrastkit.data.media import _resize, _to_channels, _unit_range
+    from contrastkit.data.media import resize_normalised, to_channels, unit_range
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:60, 0:80] / 80
@@ -85,7 +85,7 @@ def test_pil_resize_matches_the_tensor_resize(tmp_path) -> None:
     Image.fromarray(pixels).save(tmp_path / "a.png")
     for size, channels in [(24, 3), (24, 1), (100, 3)]:
         fast = read_image(tmp_path / "a.png", size, channels)
-        slow = _resize(_to_channels(_unit_range(pixels)[None], channels), size)[0]
+        slow = resize_normalised(to_channels(unit_range(pixels)[None], channels), size)[0]
         assert fast.shape == slow.shape == (channels, size, size)
         diff = (fast - slow).abs()
         assert diff.mean() < 1 / 255 and diff.max() < 6 / 255, (size, diff.max())

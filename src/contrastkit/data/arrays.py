@@ -9,13 +9,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from contrastkit.data.media import MediaError, _exists, check_numeric
-from contrastkit.data.npy_files import _load_npy, npy_shape, npy_to_check
+from contrastkit.data.media import MediaError, check_numeric, require_file
+from contrastkit.data.npy_files import load_npy, npy_shape, npy_to_check
 
 
 def read_sequence(path: Path, max_length: int) -> Tensor:
     """A .npy T x J x C sequence (e.g. keypoints) -> float tensor, cropped to max_length."""
-    array = _load_npy(path)
+    array = load_npy(path)
     if array.ndim != 3 or array.size == 0:
         raise MediaError(f"sequence must be a T x J x C array with T >= 1, got shape {array.shape}")
     check_numeric(array, "sequence array")
@@ -32,7 +32,7 @@ def check_sequence(path: Path) -> tuple[int, ...]:
 
 
 def _safetensors_array(path: Path, shape_only: bool) -> np.ndarray | tuple[int, ...]:
-    _exists(path)
+    require_file(path)
     try:
         from safetensors import safe_open
 
@@ -82,7 +82,7 @@ def read_features(path: Path) -> Tensor:
     if path.suffix.lower() == ".safetensors":
         array = _safetensors_array(path, shape_only=False)
     else:
-        array = _load_npy(path)
+        array = load_npy(path)
     assert isinstance(array, np.ndarray)
     check_numeric(array, "features array")
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))

@@ -15,20 +15,20 @@ from torch import Tensor
 
 from contrastkit.data.media import (
     MediaError,
-    _exists,
-    _resize,
-    _to_channels,
-    _unit_range,
     check_numeric,
     float_range_note,
+    require_file,
+    resize_normalised,
+    to_channels,
+    unit_range,
 )
-from contrastkit.data.npy_files import _load_npy, npy_to_check
+from contrastkit.data.npy_files import load_npy, npy_to_check
 from contrastkit.pixels import normalise_pixels
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 
 # Pictures already 8-bit L or RGB are resized by PIL (bilinear, antialiased when shrinking,
-# like `_resize`, within one 8-bit level): about 2x faster than interpolating the float
+# like `resize_normalised`, within one 8-bit level): about 2x faster than interpolating the float
 # tensor, and decode + resize is the loader's main cost per image (bench/loader.py).
 PIL_RESIZE_MODES = ("L", "RGB")
 
@@ -47,9 +47,9 @@ def pil_pixels(img: object, size: int | None = None) -> np.ndarray:
     return np.asarray(img)
 
 
-def _decode_picture(path: Path, size: int | None = None) -> np.ndarray:
+def decode_picture(path: Path, size: int | None = None) -> np.ndarray:
     """PNG/JPEG/... -> H x W or H x W x C array, via PIL when present, else matplotlib."""
-    _exists(path)
+    require_file(path)
     try:
         from PIL import Image
     except ImportError:  # matplotlib reads PNG natively
@@ -70,13 +70,13 @@ def read_image(path: Path, size: int, channels: int, *, uint8: bool = False) -> 
     """An image file (.png/.jpg/..., or .npy H x W [x C]) -> C x size x size, normalised
     float (uint8 0..255 for an 8-bit picture when `uint8`; see `picture_tensor`)."""
     if path.suffix.lower() == ".npy":
-        array = _load_npy(path)
+        array = load_npy(path)
         if array.ndim not in (2, 3) or array.size == 0:
             raise MediaError(
                 f"image array must be a non-empty H x W or H x W x C, got shape {array.shape}"
             )
     elif path.suffix.lower() in IMAGE_SUFFIXES:
-        array = _decode_picture(path, size)
+        array = decode_picture(path, size)
     else:
         raise MediaError(
             f"unsupported image file {path.name}; use {', '.join(IMAGE_SUFFIXES)} or .npy"
@@ -91,7 +91,7 @@ def picture_tensor(array: np.ndarray, size: int, channels: int, *, uint8: bool =
     model's device; every other array is normalised float either way."""
     fast = _u8_tensor(array, size, channels)
     if fast is None:
-        return _resize(_to_channels(_unit_range(array)[None], channels), size)[0]
+        return resize_normalised(to_channels(unit_range(array)[None], channels), size)[0]
     return fast if uint8 else normalise_pixels(fast)
 
 
@@ -127,9 +127,9 @@ def check_image(path: Path) -> str | None:
     try:
         from PIL import Image
     except ImportError:
-        _decode_picture(path)
+        decode_picture(path)
         return None
-    _exists(path)
+    require_file(path)
     try:
         with Image.open(path) as img:
             img.verify()

@@ -60,7 +60,8 @@ class ReadOptions:
         )
 
 
-def _exists(path: Path) -> None:
+def require_file(path: Path) -> None:
+    """A `MediaError` naming the path when it is missing or cannot be looked at."""
     try:
         found = path.exists()
     except (OSError, ValueError) as err:  # name too long, NUL byte, permission denied
@@ -89,7 +90,7 @@ def float_range_note(array: np.ndarray) -> str | None:
     return None
 
 
-def _unit_range(array: np.ndarray, bits: int | None = None) -> np.ndarray:
+def unit_range(array: np.ndarray, bits: int | None = None) -> np.ndarray:
     """Integer pixels -> [0, 1] by the dtype's (or DICOM's BitsStored) maximum."""
     if array.dtype == np.bool_:
         return array.astype(np.float32)
@@ -102,7 +103,7 @@ def _unit_range(array: np.ndarray, bits: int | None = None) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def _to_channels(frames: np.ndarray, channels: int) -> Tensor:
+def to_channels(frames: np.ndarray, channels: int) -> Tensor:
     """N x H x W [x C] in [0, 1] -> N x channels x H x W float tensor."""
     if frames.ndim == 3:
         frames = frames[..., None]
@@ -116,7 +117,7 @@ def _to_channels(frames: np.ndarray, channels: int) -> Tensor:
     return x
 
 
-def _resize(x: Tensor, size: int) -> Tensor:
+def resize_normalised(x: Tensor, size: int) -> Tensor:
     """N x C x H x W -> N x C x size x size, normalised to (x - 0.5) / 0.5."""
     if x.shape[-2:] != (size, size):
         shrink = x.shape[-1] > size or x.shape[-2] > size

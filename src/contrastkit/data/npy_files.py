@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from contrastkit.data.media import MediaError, _exists
+from contrastkit.data.media import MediaError, require_file
 
 
-def _load_npy(path: Path) -> np.ndarray:
-    _exists(path)
+def load_npy(path: Path) -> np.ndarray:
+    """A .npy array (never pickled objects); a `MediaError` when it cannot be read."""
+    require_file(path)
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -26,7 +27,7 @@ _NPY_HEADER_READERS = {
 
 def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) from the .npy header alone: a few hundred bytes, no data read."""
-    _exists(path)
+    require_file(path)
     try:
         with path.open("rb") as f:
             read = _NPY_HEADER_READERS.get(np.lib.format.read_magic(f))
@@ -45,7 +46,7 @@ def npy_to_check(path: Path) -> np.ndarray:
     shape and dtype, so integer media are validated from the header alone."""
     shape, dtype = npy_header(path)
     if dtype.kind == "f":
-        return _load_npy(path)
+        return load_npy(path)
     return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape, (0,) * len(shape))
 
 

@@ -10,18 +10,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from contrastkit.data.images import IMAGE_SUFFIXES, _decode_picture
+from contrastkit.data.images import IMAGE_SUFFIXES, decode_picture
 from contrastkit.data.media import (
     MediaError,
     ReadOptions,
-    _exists,
-    _resize,
-    _to_channels,
-    _unit_range,
     check_numeric,
     float_range_note,
+    require_file,
+    resize_normalised,
+    to_channels,
+    unit_range,
 )
-from contrastkit.data.npy_files import _load_npy, npy_to_check
+from contrastkit.data.npy_files import load_npy, npy_to_check
 
 CONTAINER_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -33,7 +33,7 @@ def _decode_container(path: Path) -> np.ndarray:
         import av
     except ImportError:
         raise MediaError("reading .mp4/.avi needs PyAV: pip install contrastkit[video]") from None
-    _exists(path)
+    require_file(path)
     try:
         with av.open(str(path)) as container:
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -50,7 +50,7 @@ def _decode_dicom(path: Path) -> np.ndarray:
         import pydicom
     except ImportError:
         raise MediaError("reading DICOM needs pydicom: pip install contrastkit[video]") from None
-    _exists(path)
+    require_file(path)
     try:
         ds = pydicom.dcmread(path)
         pixels = ds.pixel_array
@@ -59,7 +59,7 @@ def _decode_dicom(path: Path) -> np.ndarray:
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames == 1:
         pixels = pixels[None]
-    return _unit_range(pixels, bits=getattr(ds, "BitsStored", None))
+    return unit_range(pixels, bits=getattr(ds, "BitsStored", None))
 
 
 def _frame_files(folder: Path) -> list[Path]:
@@ -71,18 +71,18 @@ def _frame_files(folder: Path) -> list[Path]:
 
 def _load_clip(path: Path) -> np.ndarray:
     """Any supported video source -> T x H x W [x C] array in [0, 1]."""
-    _exists(path)
+    require_file(path)
     suffix = path.suffix.lower()
     if path.is_dir():
         frames = []
         for f in _frame_files(path):
-            frame = _load_npy(f) if f.suffix.lower() == ".npy" else _decode_picture(f)
-            frames.append(_unit_range(frame))
+            frame = load_npy(f) if f.suffix.lower() == ".npy" else decode_picture(f)
+            frames.append(unit_range(frame))
         if len({f.shape for f in frames}) != 1:
             raise MediaError(f"frames in {path} differ in size")
         return np.stack(frames)
     if suffix == ".npy":
-        clip = _load_npy(path)
+        clip = load_npy(path)
     elif suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as archive:
@@ -100,7 +100,7 @@ def _load_clip(path: Path) -> np.ndarray:
         )
     if clip.ndim not in (3, 4) or clip.size == 0:
         raise MediaError(f"video array must be T x H x W or T x H x W x C, got shape {clip.shape}")
-    return _unit_range(clip)
+    return unit_range(clip)
 
 
 def read_clip(path: Path, frames: int, size: int, channels: int) -> Tensor:
@@ -110,7 +110,7 @@ def read_clip(path: Path, frames: int, size: int, channels: int) -> Tensor:
     """
     clip = _load_clip(path)
     index = np.linspace(0, clip.shape[0] - 1, num=frames).round().astype(np.int64)
-    return _resize(_to_channels(clip[index], channels), size)
+    return resize_normalised(to_channels(clip[index], channels), size)
 
 
 def read_video(paths: Path | tuple[Path, ...], opts: ReadOptions) -> tuple[Tensor, Tensor | None]:
@@ -138,7 +138,7 @@ def check_video(paths: Path | tuple[Path, ...], max_views: int) -> str | None:
     views = paths if isinstance(paths, tuple) else (paths,)
     note = None
     for path in views[:max_views]:
-        _exists(path)
+        require_file(path)
         suffix = path.suffix.lower()
         if path.is_dir():
             _frame_files(path)
