@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from contrastkit.models.heads.captioning import CaptioningDecoder
+    from contrastkit.models.heads.captioning_decoder import CaptioningDecoder
 
 
 @dataclass
