@@ -31,7 +31,7 @@ from contrastkit.data.manifest import Row
 from contrastkit.data.media import ReadOptions
 from contrastkit.doctor.findings import Finding, write_findings
 from contrastkit.doctor.report import plot_curves
-from contrastkit.eval.evaluate import TowerEmbeddings
+from contrastkit.eval.tower_embeddings import TowerEmbeddings
 
 ROWS = 100_000
 CAPTIONS_PER_IMAGE = 5

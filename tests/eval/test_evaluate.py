@@ -7,7 +7,9 @@ from torch import nn
 
 from contrastkit.config import EvalConfig
 from contrastkit.errors import ConfigError
-from contrastkit.eval.evaluate import check_probe_config, embed_dataset, evaluate
+from contrastkit.eval.evaluate import evaluate
+from contrastkit.eval.probe_keys import check_probe_config
+from contrastkit.eval.tower_embeddings import embed_dataset
 from contrastkit.models.outputs import TowerOutput
 
 

@@ -72,7 +72,7 @@ def build_miner(
     cfg: Config, model: EmbeddingModel, dataset: SplitDataset
 ) -> HardNegativeMiner | None:
     """The miner for `data.hard_negatives` over the train split (None when it is off)."""
-    from contrastkit.eval.evaluate import embed_tower
+    from contrastkit.eval.tower_embeddings import embed_tower
 
     hn = cfg.data.hard_negatives
     if hn is None:

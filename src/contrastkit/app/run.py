@@ -77,7 +77,7 @@ def train(
         callbacks: extra callbacks (after the doctor's monitors).
     """
     from contrastkit.data import build_datasets
-    from contrastkit.eval.evaluate import check_probe_config
+    from contrastkit.eval.probe_keys import check_probe_config
     from contrastkit.losses import build_loss
     from contrastkit.models import build_model
 

@@ -13,8 +13,8 @@ from rich.table import Table
 from contrastkit.data import collate
 from contrastkit.data.manifest import Row
 from contrastkit.errors import ContrastkitError
-from contrastkit.eval.evaluate import embed_tower
 from contrastkit.eval.faiss_index import build_searcher
+from contrastkit.eval.tower_embeddings import embed_tower
 from contrastkit.pairing import text_column_of
 from contrastkit.protocols import EmbeddingModel, SplitDataset
 

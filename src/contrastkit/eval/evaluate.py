@@ -12,110 +12,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import torch
-from torch import Tensor
 
 from contrastkit.config import EvalConfig
 from contrastkit.data import collate, to_device
 from contrastkit.errors import ConfigError
 from contrastkit.eval.captioning import captioning_metrics
 from contrastkit.eval.leave_one_out import self_retrieval_metrics
-from contrastkit.eval.probes import knn_accuracy, linear_probe_accuracy, zero_shot_accuracy
+from contrastkit.eval.probe_keys import linear_probe_keys, zero_shot_keys
+from contrastkit.eval.probes import knn_accuracy
 from contrastkit.eval.retrieval import label_recall_at_1, retrieval_metrics
 from contrastkit.eval.stats import embedding_stats
-from contrastkit.pairing import text_column_of
+from contrastkit.eval.tower_embeddings import TowerEmbeddings, embed_tower, model_device
 from contrastkit.protocols import CaptioningModel, EmbeddingModel, SplitDataset
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TowerEmbeddings:
-    """One tower's de-duplicated embeddings of a split.
-
-    Attributes:
-        ids: manifest id of the first row of each unique input.
-        embeddings: U x E.
-        rows: U, dataset row index of each unique input.
-        row_to_unique: N, for every dataset row the index of its unique input.
-        groups: U group ids; labels: U class ids (-1 where missing).
-    """
-
-    ids: list[str]
-    embeddings: Tensor
-    rows: list[int]
-    row_to_unique: Tensor
-    groups: Tensor
-    labels: Tensor
-
-
-def _hashable(value: Any) -> Any:
-    if isinstance(value, list | tuple):
-        return tuple(_hashable(v) for v in value)
-    if isinstance(value, dict):
-        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
-    return value
-
-
-def _device(model: EmbeddingModel) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-def embed_tower(
-    model: EmbeddingModel, dataset: SplitDataset, tower: str, *, batch_size: int = 256
-) -> TowerEmbeddings:
-    """Embed one tower's unique inputs (see `embed_dataset`) and keep the row mapping."""
-    columns = list(model.tower_inputs(tower))
-    first_of: dict[tuple, int] = {}
-    row_to_unique = []
-    rows: list[int] = []
-    for i, row in enumerate(dataset.rows):
-        key = (row.group, tuple(_hashable(row.values.get(c)) for c in columns))
-        if key not in first_of:
-            first_of[key] = len(rows)
-            rows.append(i)
-        row_to_unique.append(first_of[key])
-    device, was_training = _device(model), model.training
-    model.eval()
-    chunks, labels = [], []
-    try:
-        with torch.no_grad():
-            for start in range(0, len(rows), batch_size):
-                batch = collate([dataset[i] for i in rows[start : start + batch_size]])
-                labels.append(batch.get("label", torch.full((len(batch["ids"]),), -1)))
-                out = model.encode(tower, to_device(batch, device))
-                chunks.append(out.embedding.detach().float().cpu())
-    finally:
-        model.train(was_training)
-    group_ids = torch.as_tensor(dataset.group_ids, dtype=torch.long)
-    return TowerEmbeddings(
-        ids=[dataset.rows[i].id for i in rows],
-        embeddings=torch.cat(chunks) if chunks else torch.zeros(0, 0),
-        rows=rows,
-        row_to_unique=torch.tensor(row_to_unique, dtype=torch.long),
-        groups=group_ids[rows],
-        labels=torch.cat(labels).long() if labels else torch.zeros(0, dtype=torch.long),
-    )
-
-
-def embed_dataset(
-    model: EmbeddingModel, dataset: SplitDataset, tower: str, *, batch_size: int = 256
-) -> tuple[list[str], Tensor, list[int]]:
-    """Embeddings of a tower's unique inputs in `dataset`.
-
-    Rows whose input columns for this tower are identical within one group are embedded
-    once (the five caption rows of one image give one image in the gallery); the key is
-    (group, the raw values of `model.tower_inputs(tower)`).
-
-    Returns:
-        (ids, embeddings U x E, dataset row index of each embedding).
-    """
-    emb = embed_tower(model, dataset, tower, batch_size=batch_size)
-    return emb.ids, emb.embeddings, emb.rows
 
 
 def _retrieval_keys(
@@ -167,7 +80,7 @@ def _caption_keys(
     n = min(cfg.max_caption_samples, len(dataset))
     gen = cfg.captioning
     hyps: list[str] = []
-    device = _device(model)
+    device = model_device(model)
     with torch.no_grad():
         for start in range(0, n, batch_size):
             batch = collate([dataset[i] for i in range(start, min(start + batch_size, n))])
@@ -182,105 +95,6 @@ def _caption_keys(
             )
     refs = [str(dataset.rows[i].values.get(column, "")) for i in range(n)]
     return {f"{split}/captioning/{k}": v for k, v in captioning_metrics(hyps, refs).items()}
-
-
-def _labelled(embedded: dict[str, TowerEmbeddings]) -> dict[str, TowerEmbeddings]:
-    """The towers whose embedded rows include at least one class label."""
-    return {t: e for t, e in embedded.items() if bool((e.labels >= 0).any())}
-
-
-def class_names(dataset: SplitDataset) -> list[str]:
-    """Label names in class-index order (the manifest's `label` values)."""
-    index = getattr(dataset, "label_index", None) or {}
-    return [name for name, _ in sorted(index.items(), key=lambda kv: kv[1])]
-
-
-def _prompt_embeddings(
-    model: EmbeddingModel, tower: str, prompts: list[str], names: list[str]
-) -> Tensor:
-    """C x E class embeddings: each class's prompts embedded by the text tower, averaged
-    after L2 normalisation (CLIP's prompt ensembling), then re-normalised."""
-    column = text_column_of(model, tower)
-    assert column is not None  # the callers pick towers with a text input
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            per_prompt = [
-                model.encode(tower, {column: [p.format(label=n) for n in names]})
-                .embedding.float()
-                .cpu()
-                for p in prompts
-            ]
-    finally:
-        model.train(was_training)
-    mean = torch.stack([torch.nn.functional.normalize(e, dim=1) for e in per_prompt]).mean(0)
-    return torch.nn.functional.normalize(mean, dim=1)
-
-
-def check_probe_config(
-    cfg: EvalConfig, model: EmbeddingModel, label_names: Sequence[str], manifest: str
-) -> None:
-    """Fail before training when `eval.zero_shot_prompt` / `eval.linear_probe` cannot run
-    (no labels in the manifest, or no text tower to embed the prompts)."""
-    wanted = [k for k in ("zero_shot_prompt", "linear_probe") if getattr(cfg, k)]
-    if wanted and not label_names:
-        raise ConfigError(
-            f"eval.{wanted[0]} needs class labels, but {manifest} has no 'label' column"
-        )
-    if cfg.zero_shot_prompt and not any(text_column_of(model, t) for t in model.tower_names):
-        raise ConfigError(
-            "eval.zero_shot_prompt needs a tower whose only input is a text column; "
-            f"towers: {list(model.tower_names)}"
-        )
-
-
-def _zero_shot_keys(
-    model: EmbeddingModel,
-    dataset: SplitDataset,
-    cfg: EvalConfig,
-    split: str,
-    embedded: dict[str, TowerEmbeddings],
-) -> dict[str, float]:
-    """Zero-shot accuracy of every labelled non-text tower against the text tower's
-    embeddings of the class prompts."""
-    zs = cfg.zero_shot_prompt
-    prompts = [zs] if isinstance(zs, str) else list(zs or [])
-    names = class_names(dataset)
-    text_towers = [t for t in embedded if text_column_of(model, t)]
-    if not prompts or not names or not text_towers:
-        return {}
-    classes = _prompt_embeddings(model, text_towers[0], prompts, names)
-    return {
-        f"{split}/{tower}/zero_shot_accuracy": zero_shot_accuracy(
-            emb.embeddings, emb.labels, classes
-        )
-        for tower, emb in _labelled(embedded).items()
-        if tower not in text_towers
-    }
-
-
-def _linear_probe_keys(
-    model: EmbeddingModel,
-    train_dataset: SplitDataset,
-    split: str,
-    embedded: dict[str, TowerEmbeddings],
-    batch_size: int,
-) -> dict[str, float]:
-    """Logistic-regression probe per labelled tower: fit on train, scored on `split`.
-
-    A tower whose train rows carry no label is skipped with a warning (this runs after
-    training; raising here would lose the run's summary).
-    """
-    out = {}
-    for tower, emb in _labelled(embedded).items():
-        train = embed_tower(model, train_dataset, tower, batch_size=batch_size)
-        if not bool((train.labels >= 0).any()):
-            log.warning("eval.linear_probe: no labelled train rows for tower %r; skipped", tower)
-            continue
-        acc = linear_probe_accuracy(train.embeddings, train.labels, emb.embeddings, emb.labels)
-        out[f"{split}/{tower}/linear_probe_accuracy"] = acc
-    return out
 
 
 def evaluate(
@@ -335,9 +149,9 @@ def evaluate(
             acc = knn_accuracy(emb.embeddings, emb.labels, k=cfg.knn_k, chunk_size=cfg.chunk_size)
             out[f"{split}/{name}/knn_accuracy"] = acc
     if cfg.zero_shot_prompt:
-        out.update(_zero_shot_keys(model, dataset, cfg, split, embedded))
+        out.update(zero_shot_keys(model, dataset, cfg, split, embedded))
     if cfg.linear_probe and train_dataset is not None and train_dataset is not dataset:
-        out.update(_linear_probe_keys(model, train_dataset, split, embedded, batch_size))
+        out.update(linear_probe_keys(model, train_dataset, split, embedded, batch_size))
     if getattr(model, "has_captioning", False) and len(dataset) > 0:
         was_training = model.training
         model.eval()

@@ -82,8 +82,8 @@ def embed_cmd(
     checkpoint: Annotated[str, typer.Option("--checkpoint")] = "best",
 ) -> None:
     """Export ids and L2-normalised embeddings of a split (one file per tower)."""
-    from contrastkit.eval.evaluate import embed_dataset
     from contrastkit.eval.export import export_embeddings
+    from contrastkit.eval.tower_embeddings import embed_dataset
     from contrastkit.train.checkpoint import load_run
 
     run = load_run(run_dir, checkpoint=checkpoint)

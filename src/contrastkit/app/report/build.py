@@ -34,7 +34,7 @@ from contrastkit.app.report.plots import curves_uri, doctor_panels_uri
 from contrastkit.app.report.thumbnails import render_inputs
 from contrastkit.data import collate, to_device
 from contrastkit.errors import ContrastkitError
-from contrastkit.eval.evaluate import TowerEmbeddings, embed_tower
+from contrastkit.eval.tower_embeddings import TowerEmbeddings, embed_tower
 from contrastkit.pairing import eval_pairs, text_column_of
 from contrastkit.protocols import CaptioningModel, EmbeddingModel, SplitDataset
 
