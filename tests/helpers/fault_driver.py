@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from contrastkit.events import Callback
-from contrastkit.train import checkpoint as ckpt
+from contrastkit.train import checkpoint_files as ckpt_files
 from contrastkit.train.loggers import JsonlSink
 from helpers.train_toys import toy_engine, toy_train_config
 
@@ -42,7 +42,7 @@ def _arm(point: str, n: int, engine) -> None:
         return count["seen"] == n
 
     if point == "mid_checkpoint":
-        real_meta = ckpt._write_meta
+        real_meta = ckpt_files._write_meta
 
         def write_meta(path, meta):
             if hit():
@@ -51,7 +51,7 @@ def _arm(point: str, n: int, engine) -> None:
                 _die()
             real_meta(path, meta)
 
-        ckpt._write_meta = write_meta
+        ckpt_files._write_meta = write_meta
     elif point == "mid_metrics":
         real_log = JsonlSink.log
 

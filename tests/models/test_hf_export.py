@@ -25,7 +25,9 @@ def test_lora_run_exports_to_sentence_transformers(tmp_path) -> None:
     st = pytest.importorskip("sentence_transformers")
     from contrastkit.app.cli import main
     from contrastkit.app.run import train
-    from contrastkit.train.checkpoint import load_checkpoint, load_run, resolve_checkpoint
+    from contrastkit.train.checkpoint import load_run
+    from contrastkit.train.checkpoint_dir import resolve_checkpoint
+    from contrastkit.train.checkpoint_files import load_checkpoint
 
     folder = tiny_bert(tmp_path / "bert")
     rows = [

@@ -8,7 +8,7 @@ import torch
 from contrastkit.config import ModelConfig
 from contrastkit.errors import ConfigError
 from contrastkit.models import build_model
-from contrastkit.train import checkpoint as ckpt
+from contrastkit.train import state_tensors
 from contrastkit.train.lora import apply_lora, check_base, weights_hash
 from contrastkit.train.optim import build_optimizer, layer_decay_scales
 from helpers.hf_toys import tiny_bert
@@ -61,7 +61,7 @@ def test_checkpoint_holds_only_what_was_trained(tmp_path) -> None:
         for n, p in model.named_parameters():
             if "lora_B" in n:
                 p.normal_()
-    tensors = ckpt.module_tensors("model", model)
+    tensors = state_tensors.module_tensors("model", model)
     assert not any("base_layer" in k or "word_embeddings" in k for k in tensors)
     assert sum(v.numel() for v in tensors.values()) == 2 * 2 * 256 + 2 * (32 * 16 + 16)
     assert model.base_weights == {
@@ -69,7 +69,7 @@ def test_checkpoint_holds_only_what_was_trained(tmp_path) -> None:
     }
     fresh = _model(folder)
     apply_lora(fresh, ["query", "value"], r=4, alpha=8, dropout=0.0)
-    fresh.load_state_dict(ckpt.sub_state(tensors, "model"))
+    fresh.load_state_dict(state_tensors.sub_state(tensors, "model"))
     torch.testing.assert_close(_embed(fresh), _embed(model))
     # A checkpoint trained on other base weights is refused, naming both folders' hashes.
     other = {"towers.doc.encoders.text": {"path": str(folder), "sha256": "0" * 64}}
@@ -125,7 +125,7 @@ def test_a_tower_frozen_for_the_whole_run_is_left_out_too(tmp_path) -> None:
     model = _model(folder, type="none")
     locked = TrainConfig(freeze=["towers.doc.encoders.text"])
     assert apply_train_lora(model, locked) == []
-    assert ckpt.module_tensors("model", model) == {}  # nothing trains in the model
+    assert state_tensors.module_tensors("model", model) == {}  # nothing trains in the model
     assert list(model.base_weights) == ["towers.doc.encoders.text"]
     # A phase that unfreezes something makes "frozen for the whole run" uncertain.
     phased = TrainConfig(
@@ -133,4 +133,4 @@ def test_a_tower_frozen_for_the_whole_run_is_left_out_too(tmp_path) -> None:
         phases=[{"until_epoch": 1}, {"unfreeze": ["towers.doc.encoders.text"]}],
     )
     apply_train_lora(model, phased)
-    assert model.base_keys == [] and len(ckpt.module_tensors("model", model)) > 0
+    assert model.base_keys == [] and len(state_tensors.module_tensors("model", model)) > 0

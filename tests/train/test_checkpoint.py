@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from contrastkit.errors import RunDirError
-from contrastkit.train import checkpoint as ckpt
+from contrastkit.train import checkpoint_dir as ckpt_dir
+from contrastkit.train import checkpoint_files as ckpt_files
+from contrastkit.train import state_tensors
 from helpers.train_toys import script_run, toy_engine, toy_train_config
 
 TESTS = Path(__file__).parents[1]
@@ -22,12 +24,12 @@ TOYS = TESTS / "helpers" / "train_toys.py"
 
 
 def _save(root: Path, step: int, value: float) -> Path:
-    return ckpt.save_checkpoint(root, step, {"w": torch.full((3,), value)}, {"step": step})
+    return ckpt_files.save_checkpoint(root, step, {"w": torch.full((3,), value)}, {"step": step})
 
 
 def test_roundtrip_and_complete_marker(tmp_path) -> None:
     path = _save(tmp_path, 5, 1.5)
-    tensors, meta = ckpt.load_checkpoint(path)
+    tensors, meta = ckpt_files.load_checkpoint(path)
     assert path.name == "step_000005" and meta == {"step": 5, "complete": True}
     assert torch.equal(tensors["w"], torch.full((3,), 1.5))
 
@@ -38,32 +40,32 @@ def test_crash_mid_write_leaves_previous_checkpoint(tmp_path, monkeypatch) -> No
     def crash(path, meta):
         raise OSError("disk yanked")
 
-    monkeypatch.setattr(ckpt, "_write_meta", crash)
+    monkeypatch.setattr(ckpt_files, "_write_meta", crash)
     with pytest.raises(RunDirError, match="disk yanked.*previous checkpoints .* are intact"):
         _save(tmp_path, 2, 2.0)
-    assert ckpt.latest_checkpoint(tmp_path).name == "step_000001"
+    assert ckpt_dir.latest_checkpoint(tmp_path).name == "step_000001"
     assert not list(tmp_path.glob(".tmp-*"))  # the half-written folder is removed
     # A step folder damaged some other way (no marker, truncated tensors) is skipped too.
     bad = tmp_path / "step_000003"
     bad.mkdir()
-    (bad / ckpt.TENSORS).write_bytes(b"\x00" * 10)
-    (bad / ckpt.META).write_text(json.dumps({"step": 3}))
-    assert ckpt.latest_checkpoint(tmp_path).name == "step_000001"
+    (bad / ckpt_files.TENSORS).write_bytes(b"\x00" * 10)
+    (bad / ckpt_files.META).write_text(json.dumps({"step": 3}))
+    assert ckpt_dir.latest_checkpoint(tmp_path).name == "step_000001"
 
 
 def test_keep_last_spares_best(tmp_path) -> None:
     for step in range(1, 6):
         path = _save(tmp_path, step, float(step))
         if step == 2:
-            ckpt.set_best(tmp_path, path, "val/x", 0.9, step)
-        ckpt.prune(tmp_path, keep_last=2)
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == [
+            ckpt_dir.set_best(tmp_path, path, "val/x", 0.9, step)
+        ckpt_dir.prune(tmp_path, keep_last=2)
+    assert [p.name for p in ckpt_dir.list_checkpoints(tmp_path)] == [
         "step_000002",
         "step_000004",
         "step_000005",
     ]
     with pytest.raises(RunDirError, match="does not exist"):
-        ckpt.resolve_checkpoint(tmp_path / "missing_run", "best")
+        ckpt_dir.resolve_checkpoint(tmp_path / "missing_run", "best")
 
 
 def test_optimizer_state_roundtrip(tmp_path) -> None:
@@ -71,11 +73,11 @@ def test_optimizer_state_roundtrip(tmp_path) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=0.1)
     model(torch.randn(4, 3)).sum().backward()
     opt.step()
-    tensors, meta = ckpt.optimizer_tensors(opt)
-    path = ckpt.save_checkpoint(tmp_path, 1, tensors, {"optimizer": meta})
-    loaded, meta2 = ckpt.load_checkpoint(path)
+    tensors, meta = state_tensors.optimizer_tensors(opt)
+    path = ckpt_files.save_checkpoint(tmp_path, 1, tensors, {"optimizer": meta})
+    loaded, meta2 = ckpt_files.load_checkpoint(path)
     opt2 = torch.optim.AdamW(model.parameters(), lr=0.1)
-    ckpt.load_optimizer(opt2, loaded, meta2["optimizer"])
+    state_tensors.load_optimizer(opt2, loaded, meta2["optimizer"])
     for a, b in zip(opt.state.values(), opt2.state.values(), strict=True):
         assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -106,7 +108,7 @@ def test_sigkill_and_resume_auto_matches_uninterrupted(tmp_path) -> None:
     try:
         while True:  # kill once a mid-run checkpoint exists
             assert proc.poll() is None, "run finished before it could be killed"
-            found = ckpt.latest_checkpoint(run / "checkpoints")
+            found = ckpt_dir.latest_checkpoint(run / "checkpoints")
             if found is not None and int(found.name.split("_")[1]) >= 8:
                 break
             time.sleep(0.05)
@@ -130,7 +132,7 @@ def test_every_minutes_checkpoints_by_elapsed_time(tmp_path, monkeypatch) -> Non
     monkeypatch.setattr(checkpointing.time, "monotonic", lambda: float(next(clock)))
     cfg = toy_train_config(epochs=1, checkpoint={"every_minutes": 2.0, "keep_last": 10})
     toy_engine(tmp_path, cfg).fit()
-    names = [p.name for p in ckpt.list_checkpoints(tmp_path / "checkpoints")]
+    names = [p.name for p in ckpt_dir.list_checkpoints(tmp_path / "checkpoints")]
     # One monotonic() call per step check (50 s apart), reset at every save: every 3rd step
     # has 150 s >= 120 s since the last save; the epoch's end saves step 6.
     assert names == ["step_000003", "step_000006"]

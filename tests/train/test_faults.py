@@ -21,7 +21,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from contrastkit.train import checkpoint as ckpt
+from contrastkit.train import checkpoint_dir as ckpt_dir
+from contrastkit.train import checkpoint_files as ckpt_files
 from helpers import fault_driver
 from helpers.tiny_digits import TINY
 
@@ -62,8 +63,8 @@ def test_kill_mid_checkpoint_write_then_resume_is_bit_identical(tmp_path, refere
     run_dir = tmp_path / "run"
     assert _killed(run_dir, "mid_checkpoint", 3) == -signal.SIGKILL  # 3rd save = step 6
     (tmp,) = (run_dir / "checkpoints").glob(".tmp-step_000006-*")  # the torn one, hidden
-    assert ckpt.read_meta(tmp) is None
-    assert ckpt.latest_checkpoint(run_dir / "checkpoints").name == "step_000004"
+    assert ckpt_files.read_meta(tmp) is None
+    assert ckpt_dir.latest_checkpoint(run_dir / "checkpoints").name == "step_000004"
     _assert_same_as_reference(run_dir, reference)
 
 
@@ -79,9 +80,9 @@ def test_kill_mid_metrics_line_then_resume_is_bit_identical(tmp_path, reference)
 def test_kill_during_final_evaluation_leaves_a_checkpoint(tmp_path, reference) -> None:
     run_dir = tmp_path / "run"
     assert _killed(run_dir, "during_eval", 3) == -signal.SIGKILL  # the last epoch's eval
-    last = ckpt.latest_checkpoint(run_dir / "checkpoints")
+    last = ckpt_dir.latest_checkpoint(run_dir / "checkpoints")
     assert last.name == f"step_{fault_driver.STEPS:06d}"
-    assert ckpt.read_meta(last)["eval_pending"] is True
+    assert ckpt_files.read_meta(last)["eval_pending"] is True
     _assert_same_as_reference(run_dir, reference)  # the resume redoes that evaluation once
 
 
@@ -230,7 +231,7 @@ def test_full_disk_keeps_the_previous_checkpoints(base_run, tmp_path) -> None:
     _no_traceback(proc)
     assert "could not write checkpoint" in _flat(proc.stderr) and "intact" in proc.stderr
     root = run_dir / "checkpoints"
-    assert ckpt.latest_checkpoint(root).name == "step_000006"
+    assert ckpt_dir.latest_checkpoint(root).name == "step_000006"
     assert not list(root.glob(".tmp-*"))  # the half-written one was removed
 
 
@@ -266,7 +267,7 @@ def test_second_training_in_one_directory_is_refused_then_stale_lock_taken_over(
         cwd=tmp_path, env=ENV, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        while not ckpt.list_checkpoints(run_dir / "checkpoints"):
+        while not ckpt_dir.list_checkpoints(run_dir / "checkpoints"):
             assert first.poll() is None, first.stderr.read().decode()[-3000:]
             time.sleep(0.1)
         second = _train(tmp_path, run_dir, "--resume", "auto", "-o", "train.epochs=500")
@@ -287,8 +288,8 @@ def test_second_training_in_one_directory_is_refused_then_stale_lock_taken_over(
 
 def test_every_checkpoint_damaged_stops_resume_auto(base_run, tmp_path) -> None:
     run_dir = _copy(base_run, tmp_path)
-    for path in ckpt.list_checkpoints(run_dir / "checkpoints"):
-        (path / ckpt.TENSORS).write_bytes(b"\0" * 16)
+    for path in ckpt_dir.list_checkpoints(run_dir / "checkpoints"):
+        (path / ckpt_files.TENSORS).write_bytes(b"\0" * 16)
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     proc = _train(tmp_path, run_dir, "--resume", "auto")
     _no_traceback(proc)

@@ -11,7 +11,8 @@ import torch
 
 from contrastkit.errors import ContrastkitError
 from contrastkit.events import Callback
-from contrastkit.train import checkpoint as ckpt
+from contrastkit.train import checkpoint_dir as ckpt_dir
+from contrastkit.train import checkpoint_files as ckpt_files
 from contrastkit.train.nonfinite import BadStepGuard, NonFiniteError
 from helpers.train_toys import toy_engine, toy_train_config
 
@@ -118,9 +119,9 @@ def test_max_bad_steps_stops_naming_rows_and_keeps_the_checkpoint(tmp_path) -> N
     assert isinstance(err.value, ContrastkitError)  # the CLI prints it and exits 2
     assert "3 consecutive" in str(err.value) and "b8-0, b8-1" in str(err.value)
     assert "train.max_bad_steps=3" in str(err.value)
-    last = ckpt.latest_checkpoint(tmp_path / "checkpoints")
+    last = ckpt_dir.latest_checkpoint(tmp_path / "checkpoints")
     assert last.name == "step_000006"  # the end of the good epoch, intact
-    tensors, _ = ckpt.load_checkpoint(last)
+    tensors, _ = ckpt_files.load_checkpoint(last)
     assert all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point())
 
 

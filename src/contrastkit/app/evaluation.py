@@ -13,7 +13,9 @@ from torch import nn
 from contrastkit.config import Config
 from contrastkit.pairing import eval_pairs
 from contrastkit.protocols import EmbeddingModel
-from contrastkit.train import checkpoint as ckpt
+from contrastkit.train import checkpoint_dir as ckpt_dir
+from contrastkit.train import checkpoint_files as ckpt_files
+from contrastkit.train import state_tensors
 
 
 def _evaluator(
@@ -41,8 +43,8 @@ def _evaluator(
 
 def _final_eval(model: nn.Module, bundle: Any, cfg: Config, run_dir: Path) -> dict[str, float]:
     """Evaluate the best (else last) checkpoint on every eval split that exists."""
-    tensors, _ = ckpt.load_checkpoint(ckpt.resolve_checkpoint(run_dir, "best"))
-    model.load_state_dict(ckpt.sub_state(tensors, "model"))
+    tensors, _ = ckpt_files.load_checkpoint(ckpt_dir.resolve_checkpoint(run_dir, "best"))
+    model.load_state_dict(state_tensors.sub_state(tensors, "model"))
     model.eval()
     metrics: dict[str, float] = {}
     with torch.no_grad():

@@ -16,7 +16,10 @@ from torch import nn
 
 from contrastkit.app.zero_shot import tokenizer_texts
 from contrastkit.config import Config
-from contrastkit.train import checkpoint as ckpt
+from contrastkit.train import checkpoint_dir as ckpt_dir
+from contrastkit.train import checkpoint_files as ckpt_files
+from contrastkit.train import state_tensors
+from contrastkit.train.checkpoint import load_run
 from contrastkit.train.ema import EMA, TeacherHook
 
 log = logging.getLogger(__name__)
@@ -50,12 +53,12 @@ def init_from(model: nn.Module, source: str) -> None:
     """Load model weights from a run dir (its best checkpoint) or a checkpoint folder, non-strictly."""
     path = Path(source)
     path = (
-        ckpt.resolve_checkpoint(path, "best")
+        ckpt_dir.resolve_checkpoint(path, "best")
         if (path / "config.yaml").exists()
-        else ckpt.resolve_checkpoint(path.parent, path)
+        else ckpt_dir.resolve_checkpoint(path.parent, path)
     )
-    tensors, _ = ckpt.load_checkpoint(path)
-    result = model.load_state_dict(ckpt.sub_state(tensors, "model"), strict=False)
+    tensors, _ = ckpt_files.load_checkpoint(path)
+    result = model.load_state_dict(state_tensors.sub_state(tensors, "model"), strict=False)
     log.info(
         "model.init_from %s: %d missing keys %s, %d unexpected keys %s",
         path,
@@ -74,7 +77,7 @@ def _teacher(cfg: Config, model: nn.Module) -> tuple[EMA | None, Callable | None
         ema = EMA(model, dcfg.ema_decay)
         return ema, TeacherHook(ema.model)
     assert dcfg.teacher is not None  # DistillationConfig requires it for source: teacher
-    teacher = ckpt.load_run(dcfg.teacher, "best", with_data=False).model.to(
+    teacher = load_run(dcfg.teacher, "best", with_data=False).model.to(
         next(model.parameters()).device
     )
     for p in teacher.parameters():

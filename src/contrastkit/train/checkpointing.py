@@ -1,7 +1,8 @@
 """The engine's checkpoint policy: when to save, which checkpoint a resume loads, and
 whether a resumed data stream stands where the checkpoint's stood.
 
-What a checkpoint holds is `snapshot.py`; how it is written and found is `checkpoint.py`.
+What a checkpoint holds is `snapshot.py`; how it is written is `checkpoint_files.py` and how it
+is found is `checkpoint_dir.py`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 
 from contrastkit.config import CheckpointConfig
 from contrastkit.errors import RunDirError
-from contrastkit.train import checkpoint as ckpt
+from contrastkit.train import checkpoint_dir as ckpt_dir
 from contrastkit.train.distributed import DistInfo, broadcast_flag
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,11 @@ def resume_path(run_dir: Path, root: Path, which: str) -> Path | None:
         RunDirError: no usable checkpoint.
     """
     if which == "auto":
-        path = ckpt.auto_resume_checkpoint(root)
+        path = ckpt_dir.auto_resume_checkpoint(root)
         if path is None:
             log.info("resume auto: no checkpoint in %s, starting fresh", root)
         return path
-    return ckpt.resolve_checkpoint(run_dir, which)
+    return ckpt_dir.resolve_checkpoint(run_dir, which)
 
 
 def check_position(saved: dict | None, now: dict | None) -> None:

@@ -20,7 +20,8 @@ import torch
 from contrastkit.data.collate import to_device
 from contrastkit.events import Event, fire
 from contrastkit.losses.result import LossOutput
-from contrastkit.train import checkpoint as ckpt
+from contrastkit.train import checkpoint_dir as ckpt_dir
+from contrastkit.train import checkpoint_files as ckpt_files
 from contrastkit.train import precision, snapshot
 from contrastkit.train.accumulation import StepContext, accumulation_step, batch_size_of
 from contrastkit.train.build import EngineSetup
@@ -250,8 +251,8 @@ class Engine(EngineSetup):
         path = None
         if self.dist.is_main:
             tensors, meta = snapshot.capture(self.trainables, self._counters())
-            path = ckpt.save_checkpoint(self.checkpoint_root, self.state.step, tensors, meta)
-            ckpt.prune(self.checkpoint_root, self.cfg.checkpoint.keep_last)
+            path = ckpt_files.save_checkpoint(self.checkpoint_root, self.state.step, tensors, meta)
+            ckpt_dir.prune(self.checkpoint_root, self.cfg.checkpoint.keep_last)
         self.last_save = time.monotonic()
         barrier()
         return path
@@ -267,7 +268,7 @@ class Engine(EngineSetup):
         if path is None:  # `auto` with no checkpoint at all: start fresh
             self.truncate_at = 0  # a run killed before its first checkpoint left lines
             return False
-        tensors, meta = ckpt.load_checkpoint(path)
+        tensors, meta = ckpt_files.load_checkpoint(path)
         snapshot.restore(self.trainables, tensors, meta, self.config_json)
         self._load_counters(meta)
         self.resumed_from, self.truncate_at = path, self.state.step

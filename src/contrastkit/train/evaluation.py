@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from contrastkit.train import checkpoint as ckpt
+from contrastkit.train import checkpoint_dir as ckpt_dir
 from contrastkit.train.best import BestTracker
 from contrastkit.train.distributed import DistInfo, broadcast_flag
 
@@ -38,7 +38,7 @@ def point_best(
     improved = tracker.observe(metrics)
     metric, best = tracker.metric, tracker.best  # both set when improved
     if improved and checkpoint is not None and is_main and metric and best is not None:
-        ckpt.set_best(root, checkpoint, metric, best, step)
+        ckpt_dir.set_best(root, checkpoint, metric, best, step)
 
 
 def agree_stop(tracker: BestTracker, dist: DistInfo, device: torch.device, epoch: int) -> None:

@@ -1,7 +1,7 @@
 """The whole training state <-> one checkpoint (tensors + JSON), for bit-identical resume.
 
 `capture` turns the live objects (model, loss, optimizer, scheduler, scaler, EMA, callback
-histories, RNG) plus the engine's counters into what `checkpoint.save_checkpoint` writes;
+histories, RNG) plus the engine's counters into what `checkpoint_files.save_checkpoint` writes;
 `restore` puts a loaded checkpoint back. A checkpoint whose tensor shapes no longer fit the
 model (the config changed `embed_dim`, a tower's width, ...) is a `RunDirError` naming the
 config keys that changed, not a state_dict traceback.
@@ -21,7 +21,9 @@ from torch import nn
 
 from contrastkit.errors import RunDirError
 from contrastkit.events import Callback
-from contrastkit.train import checkpoint as ckpt
+from contrastkit.train import checkpoint_dir as ckpt_dir
+from contrastkit.train import checkpoint_files as ckpt_files
+from contrastkit.train import state_tensors
 from contrastkit.train.ema import EMA
 from contrastkit.train.lr_schedule import LrScheduler
 from contrastkit.train.rng import capture_rng, restore_rng, rng_from_json, rng_to_json
@@ -73,10 +75,10 @@ def _describe(keys: list[str]) -> str:
 def capture(t: Trainables, counters: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, meta) of the whole training state; `counters` go into meta as they are."""
     tensors = {
-        **ckpt.module_tensors("model", t.model),
-        **ckpt.module_tensors("criterion", t.criterion),
+        **state_tensors.module_tensors("model", t.model),
+        **state_tensors.module_tensors("criterion", t.criterion),
     }
-    opt_tensors, opt_meta = ckpt.optimizer_tensors(t.optimizer)
+    opt_tensors, opt_meta = state_tensors.optimizer_tensors(t.optimizer)
     tensors.update(opt_tensors)
     if t.ema is not None:
         tensors.update({f"ema.{k}": v for k, v in t.ema.state_dict().items()})
@@ -87,7 +89,7 @@ def capture(t: Trainables, counters: dict[str, Any]) -> tuple[dict[str, torch.Te
         "scheduler": t.scheduler.state_dict(),
         "scaler": t.scaler.state_dict() if t.scaler is not None else None,
         "optimizer": opt_meta,
-        "callbacks": ckpt.split_tensors(callbacks, "callbacks", tensors),
+        "callbacks": state_tensors.split_tensors(callbacks, "callbacks", tensors),
         "base_weights": getattr(t.model, "base_weights", {}) or {},  # LoRA: what it adapts
     }
     return tensors, meta
@@ -117,15 +119,15 @@ def restore(
         log.warning(
             "resuming with a config that differs from the checkpoint's in: %s", _describe(keys)
         )
-    _load_module(t.model, ckpt.sub_state(tensors, "model"), "model", meta, config)
-    _load_module(t.criterion, ckpt.sub_state(tensors, "criterion"), "loss", meta, config)
-    ckpt.load_optimizer(t.optimizer, tensors, meta["optimizer"])
+    _load_module(t.model, state_tensors.sub_state(tensors, "model"), "model", meta, config)
+    _load_module(t.criterion, state_tensors.sub_state(tensors, "criterion"), "loss", meta, config)
+    state_tensors.load_optimizer(t.optimizer, tensors, meta["optimizer"])
     t.scheduler.load_state_dict(meta["scheduler"])
     if t.scaler is not None and meta.get("scaler"):
         t.scaler.load_state_dict(meta["scaler"])
     if t.ema is not None:
-        t.ema.load_state_dict(ckpt.sub_state(tensors, "ema"))
-    saved = ckpt.join_tensors(meta.get("callbacks", []), tensors)
+        t.ema.load_state_dict(state_tensors.sub_state(tensors, "ema"))
+    saved = state_tensors.join_tensors(meta.get("callbacks", []), tensors)
     if len(saved) != len(t.callbacks):
         raise RunDirError(
             f"checkpoint has {len(saved)} callback states, the run has {len(t.callbacks)} "
@@ -148,13 +150,13 @@ def check_resume(run_dir: Path, which: str, model: nn.Module, config: Any) -> Pa
     """
     run_dir = Path(run_dir)
     if which == "auto":
-        path = ckpt.auto_resume_checkpoint(run_dir / "checkpoints")
+        path = ckpt_dir.auto_resume_checkpoint(run_dir / "checkpoints")
         if path is None:
             return None
     else:
-        path = ckpt.resolve_checkpoint(run_dir, which)
-    meta = ckpt.read_meta(path) or {}
-    with safe_open(str(path / ckpt.TENSORS), framework="pt") as f:
+        path = ckpt_dir.resolve_checkpoint(run_dir, which)
+    meta = ckpt_files.read_meta(path) or {}
+    with safe_open(str(path / ckpt_files.TENSORS), framework="pt") as f:
         saved = {
             k[len("model.") :]: tuple(f.get_slice(k).get_shape())
             for k in f.keys()  # noqa: SIM118 - safe_open is not iterable
