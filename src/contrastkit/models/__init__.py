@@ -1,7 +1,8 @@
 """Encoders, fusion, projection, tokenizers and model assembly (`build_model`)."""
 
+from contrastkit.models.builder import build_model
 from contrastkit.models.encoders import ENCODERS, build_encoder, make_encoder
-from contrastkit.models.model import ContrastiveModel, build_model
+from contrastkit.models.model import ContrastiveModel
 from contrastkit.models.outputs import EncoderOutput, ModelOutput, TowerOutput
 from contrastkit.models.tokenizer import (
     BuiltinTokenizer,
