@@ -2,7 +2,7 @@
 and the same run with the doctor's printed fix applied.
 
 Every run is a tiny digits-captions run (400 rows, 8 x 8 images, 3 epochs, the
-configuration tests/doctor/test_broken_runs.py uses), so the whole script takes a few
+configuration tests/doctor/test_broken_runs.py imports from here), so the whole script takes a few
 minutes on 2 CPU cores. The "after" run applies the top finding's `fix` as `-o key=value`
 overrides, exactly as printed (or the manifest repair the finding's note asks for).
 

@@ -7,56 +7,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bench.recipes import BASE, CLIP, own_id_manifest
 
 from contrastkit.app.cli import main
-from contrastkit.data.builtin import builtin_manifest
-
-BASE = {
-    "name": "broken",
-    "data": {
-        "manifest": "builtin:digits-captions",
-        "batch_size": 32,
-        "max_rows": 400,
-        "image": {"size": 8, "channels": 1},
-    },
-    "model": {
-        "embed_dim": 32,
-        "tokenizer": {"type": "builtin", "vocab_size": 200, "max_length": 24},
-        "towers": {
-            "image": {"streams": {"image": {"type": "cnn", "width": 32, "depth": 1}}},
-            "text": {
-                "streams": {"text": {"type": "builtin_text", "width": 32, "depth": 1, "heads": 2}}
-            },
-        },
-    },
-    "loss": {"objectives": [{"name": "contrastive", "type": "clip", "towers": ["image", "text"]}]},
-    "train": {
-        "epochs": 3,
-        "lr": 0.002,
-        "log_every": 5,
-        "progress": "none",
-        "loggers": {"tensorboard": False},
-        "checkpoint": {"keep_last": 1},
-    },
-    "doctor": {"every": 2, "probe_size": 16},
-    "eval": {"splits": ["val"], "ks": [1, 5]},
-}
-
-CLIP = {"name": "contrastive", "type": "clip", "towers": ["image", "text"]}
 
 
-@pytest.fixture(scope="module")
-def own_id_manifest(tmp_path_factory) -> Path:
+# The tiny digits-captions run and the own-ids manifest that bench/recipes.py measures for
+# docs/recipes.md: the doctor is tested on exactly the runs the recipes quote.
+@pytest.fixture(scope="module", name="own_id_manifest")
+def own_id_manifest_fixture(tmp_path_factory) -> Path:
     """digits-captions with every caption given its own group (the classic bug)."""
-    src = builtin_manifest("digits-captions")
-    out = tmp_path_factory.mktemp("own_ids") / "manifest.jsonl"
-    with out.open("w") as f:
-        for line in src.read_text().splitlines():
-            row = json.loads(line)
-            row["group"] = row["id"]
-            row["image"] = str(src.parent / row["image"])
-            f.write(json.dumps(row) + "\n")
-    return out
+    return own_id_manifest(tmp_path_factory.mktemp("own_ids"))
 
 
 def _run(tmp_path: Path, overrides: list[str]) -> list[dict]:
