@@ -7,18 +7,11 @@ import yaml
 
 from contrastkit.config import apply_override, config_from_dict, dump_config, load_config
 from contrastkit.errors import ConfigError
+from helpers.configs import minimal_config
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
 
-BASE = {
-    "data": {"manifest": "m.jsonl"},
-    "model": {
-        "towers": {
-            "image": {"streams": {"image": {"type": "cnn"}}},
-            "text": {"streams": {"text": {"type": "builtin_text"}}},
-        }
-    },
-}
+BASE = minimal_config()
 
 
 def _with(**sections):

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from contrastkit.config import DataConfig, config_from_dict, load_config
 from contrastkit.data import build_datasets
 from contrastkit.errors import ContrastkitError
+from helpers.configs import minimal_config
 
 LONG_RUN = int(os.environ.get("CONTRASTKIT_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(
@@ -39,15 +40,7 @@ COLUMNS = ["id", "group", "split", "text", "text_code", "image", "video", "seque
 MEDIA = ["good.npy", "nan.npy", "words.npy", "empty.npy", "big.npy", "seq.npy", "feat.npy",
          "broken.png", "frames", "missing.npy", "../outside.npy", "/etc/hostname", "~/x.npy",
          "a\x00b.npy", "x" * 300]  # fmt: skip
-BASE = {
-    "data": {"manifest": "m.jsonl"},
-    "model": {
-        "towers": {
-            "image": {"streams": {"image": {"type": "cnn"}}},
-            "text": {"streams": {"text": {"type": "builtin_text"}}},
-        }
-    },
-}
+BASE = minimal_config()
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,9 @@ import json
 import pytest
 import yaml
 
-PAIRS = [
-    ("Return the sum of two numbers.", "def add(a, b):\n    return a + b"),
-    ("Reverse a string.", "def reverse(s):\n    return s[::-1]"),
-    ("Count the words in a text.", "def count_words(t):\n    return len(t.split())"),
-    ("Sort the list in place.", "def sort_in_place(xs):\n    xs.sort()"),
-]
+from helpers.configs import DOC_CODE_PAIRS
+
+PAIRS = DOC_CODE_PAIRS
 
 
 @pytest.mark.slow

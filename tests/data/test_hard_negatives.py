@@ -14,6 +14,7 @@ from contrastkit.config import config_from_dict
 from contrastkit.data.hard_negatives import HardNegativeMiner, mine_hard_negatives
 from contrastkit.data.samplers import HardNegativeBatchSampler, RandomBatchSampler
 from contrastkit.errors import ConfigError
+from helpers.configs import tiny_doc_code_model
 
 
 def _unit(degrees):
@@ -124,14 +125,7 @@ def _pydoc_cfg(**hn):
                 "batch_size": 16,
                 "hard_negatives": hn,
             },
-            "model": {
-                "embed_dim": 16,
-                "tokenizer": {"vocab_size": 200, "max_length": 16},
-                "towers": {
-                    "doc": {"streams": {"text": {"type": "builtin_text", "width": 16}}},
-                    "code": {"streams": {"text_code": {"type": "builtin_text", "width": 16}}},
-                },
-            },
+            "model": tiny_doc_code_model(),
             "loss": {"objectives": [{"type": "clip", "towers": ["doc", "code"]}]},
             "train": {"epochs": 2, "progress": "none", "device": "cpu"},
             "eval": {"splits": ["val"]},

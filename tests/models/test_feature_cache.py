@@ -12,6 +12,7 @@ from contrastkit.models.feature_cache import FeatureCache, attach_cache
 from contrastkit.models.outputs import EncoderOutput
 from contrastkit.models.projection import Projection
 from contrastkit.models.tower import Tower
+from helpers.configs import tiny_doc_code_model
 
 
 class NoisyEncoder(nn.Module):
@@ -99,15 +100,7 @@ def _cfg(freeze, phases=(), **model):
     return config_from_dict(
         {
             "data": {"manifest": "builtin:pydoc-code", "max_rows": 48, "batch_size": 16},
-            "model": {
-                "embed_dim": 16,
-                "tokenizer": {"vocab_size": 200, "max_length": 16},
-                "towers": {
-                    "doc": {"streams": {"text": {"type": "builtin_text", "width": 16}}},
-                    "code": {"streams": {"text_code": {"type": "builtin_text", "width": 16}}},
-                },
-                **model,
-            },
+            "model": {**tiny_doc_code_model(), **model},
             "loss": {"objectives": [{"type": "clip", "towers": ["doc", "code"]}]},
             "train": {
                 "epochs": 2,

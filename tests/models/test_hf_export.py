@@ -9,14 +9,10 @@ import pytest
 import torch
 
 from contrastkit.config import config_from_dict
+from helpers.configs import DOC_CODE_PAIRS
 from helpers.hf_toys import tiny_bert
 
-PAIRS = [
-    ("Return the sum of two numbers.", "def add(a, b):\n    return a + b"),
-    ("Reverse a string.", "def reverse(s):\n    return s[::-1]"),
-    ("Count the words in a text.", "def count_words(t):\n    return len(t.split())"),
-    ("Sort the list in place.", "def sort_in_place(xs):\n    xs.sort()"),
-]
+PAIRS = DOC_CODE_PAIRS
 
 
 @pytest.mark.slow
