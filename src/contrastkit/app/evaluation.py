@@ -18,7 +18,7 @@ from contrastkit.train import checkpoint_files as ckpt_files
 from contrastkit.train import state_tensors
 
 
-def _evaluator(
+def split_evaluator(
     bundle: Any, cfg: Config, split: str, *, final: bool = True
 ) -> Callable[[nn.Module], dict[str, float]]:
     """Evaluation of one split. The linear probe (which embeds the whole train split and
@@ -41,7 +41,7 @@ def _evaluator(
     )
 
 
-def _final_eval(model: nn.Module, bundle: Any, cfg: Config, run_dir: Path) -> dict[str, float]:
+def final_eval(model: nn.Module, bundle: Any, cfg: Config, run_dir: Path) -> dict[str, float]:
     """Evaluate the best (else last) checkpoint on every eval split that exists."""
     tensors, _ = ckpt_files.load_checkpoint(ckpt_dir.resolve_checkpoint(run_dir, "best"))
     model.load_state_dict(state_tensors.sub_state(tensors, "model"))
@@ -50,5 +50,5 @@ def _final_eval(model: nn.Module, bundle: Any, cfg: Config, run_dir: Path) -> di
     with torch.no_grad():
         for split in cfg.eval.splits:
             if split in bundle.splits and len(bundle.splits[split]) > 0:
-                metrics.update(_evaluator(bundle, cfg, split)(model))
+                metrics.update(split_evaluator(bundle, cfg, split)(model))
     return metrics

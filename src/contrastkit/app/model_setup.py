@@ -25,7 +25,7 @@ from contrastkit.train.ema import EMA, TeacherHook
 log = logging.getLogger(__name__)
 
 
-def _tokenizer(cfg: Config, train_set: Any, run_dir: Path, resume: str | None) -> Any:
+def run_tokenizer(cfg: Config, train_set: Any, run_dir: Path, resume: str | None) -> Any:
     """The run's own tokenizer when resuming, else a new one built from the train split's
     texts (saved once validated; a resume never gathers the texts)."""
     from contrastkit.models import build_tokenizer, load_tokenizer
@@ -36,7 +36,7 @@ def _tokenizer(cfg: Config, train_set: Any, run_dir: Path, resume: str | None) -
     return build_tokenizer(cfg.model.tokenizer, tokenizer_texts(train_set))
 
 
-def _input_specs(bundle: Any, train_split: str) -> dict[str, tuple[int, ...]]:
+def run_input_specs(bundle: Any, train_split: str) -> dict[str, tuple[int, ...]]:
     """Input shapes from the train split; variable-length token grids take the longest row
     of any split, so evaluation never meets more tokens than the model has positions for."""
     specs = dict(bundle.splits[train_split].input_specs())
@@ -69,7 +69,9 @@ def init_from(model: nn.Module, source: str) -> None:
     )
 
 
-def _teacher(cfg: Config, model: nn.Module) -> tuple[EMA | None, Callable | None]:
+def distillation_teacher(cfg: Config, model: nn.Module) -> tuple[EMA | None, Callable | None]:
+    """`loss.distillation`'s (EMA, teacher hook): an EMA copy of the model, or a frozen
+    teacher loaded from a run; (None, None) without distillation."""
     dcfg = cfg.loss.distillation
     if dcfg is None:
         return None, None

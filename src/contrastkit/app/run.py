@@ -14,20 +14,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from contrastkit.app.evaluation import _evaluator, _final_eval
+from contrastkit.app.evaluation import final_eval, split_evaluator
 from contrastkit.app.lit import FlushFeatureCaches, attach_feature_caches
 from contrastkit.app.mining import build_miner, record_mining
-from contrastkit.app.model_setup import _input_specs, _teacher, _tokenizer, init_from
+from contrastkit.app.model_setup import (
+    distillation_teacher,
+    init_from,
+    run_input_specs,
+    run_tokenizer,
+)
 from contrastkit.app.run_files import (
-    _check_data,
-    _diagnose,
-    _log_skipped,
-    _report,
-    _run_info,
-    _write_config,
+    check_run_data,
+    diagnose_end,
+    log_skipped,
+    run_info,
+    write_config,
+    write_run_report,
 )
 from contrastkit.app.rundir import RunLock, check_run_dir, move_aside
-from contrastkit.app.train_loader import _loader_factory, _probe_batch
+from contrastkit.app.train_loader import loader_factory, train_probe_batch
 from contrastkit.app.zero_shot import AT_START_FILE, at_start_metrics, random_reference
 from contrastkit.config import Config
 from contrastkit.doctor.run import DATA_FINDINGS_FILE, stop_record, update_run_info
@@ -92,9 +97,9 @@ def train(
         _seed(cfg.train.seed)
         bundle = build_datasets(cfg.data, eval_splits=cfg.eval.splits)
         train_set = bundle.splits[cfg.data.train_split]
-        tokenizer = _tokenizer(cfg, train_set, run_dir, resume)
+        tokenizer = run_tokenizer(cfg, train_set, run_dir, resume)
         specs, num_classes = (
-            _input_specs(bundle, cfg.data.train_split),
+            run_input_specs(bundle, cfg.data.train_split),
             len(bundle.label_names) or None,
         )
         model = build_model(
@@ -114,10 +119,10 @@ def train(
                 move_aside(run_dir)  # --resume auto with nothing to resume: keep the leftovers
             run_dir.mkdir(parents=True, exist_ok=True)
             lock.acquire()
-            _write_config(cfg, run_dir)
-            update_run_info(run_dir, status="running", **_run_info(cfg, bundle, info))
-            _check_data(bundle, cfg, run_dir)
-            _log_skipped(bundle, run_dir)
+            write_config(cfg, run_dir)
+            update_run_info(run_dir, status="running", **run_info(cfg, bundle, info))
+            check_run_data(bundle, cfg, run_dir)
+            log_skipped(bundle, run_dir)
             if not (run_dir / "tokenizer").is_dir():
                 tokenizer.save(run_dir / "tokenizer")
             spec = {
@@ -129,9 +134,9 @@ def train(
         caches = attach_feature_caches(model, cfg, run_dir, train_set.opts)
         at_start = at_start_metrics(model, bundle, cfg, run_dir, reference) if info.is_main else {}
         del reference  # the random-weights copy is only for that evaluation
-        ema, add_teacher = _teacher(cfg, model)
+        ema, add_teacher = distillation_teacher(cfg, model)
         miner = build_miner(cfg, model, train_set)
-        make_loader, steps = _loader_factory(train_set, cfg, info, miner)
+        make_loader, steps = loader_factory(train_set, cfg, info, miner)
         val = cfg.data.val_split
         parts = EngineParts(
             model=model,
@@ -139,13 +144,13 @@ def train(
             make_loader=make_loader,
             steps_per_epoch=steps,
             weights=make_weights_fn(cfg.loss, cfg.train.phases),
-            evaluate=_evaluator(bundle, cfg, val, final=False)
+            evaluate=split_evaluator(bundle, cfg, val, final=False)
             if val in bundle.splits and len(bundle.splits[val])
             else None,
             select_metric=select_metric(cfg),
             callbacks=[*_monitors(cfg), *callbacks, FlushFeatureCaches(caches)],
             config=cfg,
-            probe_batch=_probe_batch(train_set, cfg.doctor.probe_size),
+            probe_batch=train_probe_batch(train_set, cfg.doctor.probe_size),
             add_teacher=add_teacher,
             ema=ema,
         )
@@ -156,7 +161,7 @@ def train(
         record_mining(miner, run_dir / DATA_FINDINGS_FILE)
         summary = {
             **at_start,
-            **_final_eval(model, bundle, cfg, run_dir),
+            **final_eval(model, bundle, cfg, run_dir),
             **FlushFeatureCaches(caches).flush(),
             "data/rows_skipped": float(len(bundle.skipped)),
             "train/steps": fit["train/steps"],
@@ -177,9 +182,9 @@ def train(
         try:
             if lock.held and (run_dir / "config.yaml").is_file():
                 update_run_info(run_dir, status=status)
-                _diagnose(cfg, run_dir)
+                diagnose_end(cfg, run_dir)
                 if status == "finished":
-                    _report(run_dir, model, bundle)
+                    write_run_report(run_dir, model, bundle)
         finally:
             lock.release()
             cleanup()

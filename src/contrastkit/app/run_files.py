@@ -23,7 +23,8 @@ from contrastkit.train.distributed import DistInfo
 log = logging.getLogger(__name__)
 
 
-def _write_config(cfg: Config, run_dir: Path) -> None:
+def write_config(cfg: Config, run_dir: Path) -> None:
+    """config.yaml, with local manifest and shard paths made absolute."""
     saved = cfg.model_copy(deep=True)
     manifest = Path(saved.data.manifest)
     if saved.data.manifest and not saved.data.manifest.startswith("builtin:") and manifest.exists():
@@ -33,7 +34,7 @@ def _write_config(cfg: Config, run_dir: Path) -> None:
     (run_dir / "config.yaml").write_text(dump_config(saved))
 
 
-def _check_data(bundle: Any, cfg: Config, run_dir: Path) -> list:
+def check_run_data(bundle: Any, cfg: Config, run_dir: Path) -> list:
     """Run the data doctor; stop when a finding reaches `doctor.fail_on`."""
     if not (cfg.doctor.enabled and cfg.doctor.check_data):
         return []
@@ -49,7 +50,7 @@ def _check_data(bundle: Any, cfg: Config, run_dir: Path) -> list:
     return findings
 
 
-def _run_info(cfg: Config, bundle: Any, info: DistInfo) -> dict[str, Any]:
+def run_info(cfg: Config, bundle: Any, info: DistInfo) -> dict[str, Any]:
     """What the doctor and the report need to know about the run that no config holds:
     the *global* batch (per-rank batch x accumulate x world size) and the data's shape."""
     return {
@@ -60,7 +61,7 @@ def _run_info(cfg: Config, bundle: Any, info: DistInfo) -> dict[str, Any]:
     }
 
 
-def _log_skipped(bundle: Any, run_dir: Path) -> None:
+def log_skipped(bundle: Any, run_dir: Path) -> None:
     """Rows dropped by `data.on_error: skip` go to the log and to metrics.jsonl, never silently."""
     if not bundle.skipped:
         return
@@ -81,7 +82,7 @@ def _log_skipped(bundle: Any, run_dir: Path) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def _diagnose(cfg: Config, run_dir: Path) -> None:
+def diagnose_end(cfg: Config, run_dir: Path) -> None:
     """The end-of-run diagnosis (`doctor.run.diagnose_run`), also after a failed run: a
     run that stops early must still say why in findings.json. A failure of the diagnosis
     itself is logged, never raised over the run's own outcome."""
@@ -95,7 +96,7 @@ def _diagnose(cfg: Config, run_dir: Path) -> None:
         log.exception("the doctor failed to diagnose %s; `contrastkit doctor run` retries", run_dir)
 
 
-def _report(run_dir: Path, model: EmbeddingModel, bundle: Any) -> None:
+def write_run_report(run_dir: Path, model: EmbeddingModel, bundle: Any) -> None:
     """report.html from the model and data in hand (best checkpoint loaded by the final
     evaluation). Like the diagnosis, a failure is logged and never loses the run."""
     from contrastkit.app.report import write_report

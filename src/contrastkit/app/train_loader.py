@@ -12,7 +12,7 @@ from contrastkit.errors import ContrastkitError
 from contrastkit.train.distributed import DistInfo
 
 
-def _loader_factory(
+def loader_factory(
     dataset: Any, cfg: Config, info: DistInfo, miner: Any = None
 ) -> tuple[Callable, int]:
     """Train loaders by (epoch, start batch); a hard-negative `miner` supplies (and re-mines
@@ -54,7 +54,8 @@ def _loader_factory(
     return make, steps
 
 
-def _probe_batch(dataset: Any, size: int) -> dict:
+def train_probe_batch(dataset: Any, size: int) -> dict:
+    """The doctor's fixed probe batch: the first `size` rows of the train split."""
     from contrastkit.data import collate
 
     if getattr(dataset, "streaming", False):
