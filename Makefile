@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_CPU_VERSION ?= 2.13.0
 EXTRAS_RUN := data,metrics
-EXTRAS_TEST := dev,data,metrics,text,video,sweep,track,scale,bench
+EXTRAS_TEST := dev,data,metrics,text,video,sweep,track,scale,bench,lightning
 
 .PHONY: demo test lint bench clean venv
 
