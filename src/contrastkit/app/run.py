@@ -29,10 +29,11 @@ from contrastkit.app.run_files import (
     log_skipped,
     run_info,
     write_config,
+    write_data_findings,
     write_run_report,
 )
 from contrastkit.app.rundir import RunLock, check_run_dir, move_aside
-from contrastkit.app.train_loader import loader_factory, train_probe_batch
+from contrastkit.app.train_loader import check_batch_fits, loader_factory, train_probe_batch
 from contrastkit.app.zero_shot import AT_START_FILE, at_start_metrics, random_reference
 from contrastkit.config import Config
 from contrastkit.doctor.run import DATA_FINDINGS_FILE, stop_record, update_run_info
@@ -113,6 +114,9 @@ def train(
             init_from(model, cfg.model.init_from)
         apply_train_lora(model, cfg.train)  # after init_from: adapters start at zero
         resume_from = check_resume(run_dir, resume, model, cfg) if resume else None
+        # Checks that depend on the data: a batch larger than the split, a data doctor stop.
+        check_batch_fits(train_set, cfg, info)
+        data_findings = check_run_data(bundle, cfg) if info.is_main else []
         # Validated: from here on this command writes into run_dir.
         if info.is_main:
             if overwrite or (resume and resume_from is None):
@@ -121,7 +125,7 @@ def train(
             lock.acquire()
             write_config(cfg, run_dir)
             update_run_info(run_dir, status="running", **run_info(cfg, bundle, info))
-            check_run_data(bundle, cfg, run_dir)
+            write_data_findings(data_findings, cfg, run_dir)
             log_skipped(bundle, run_dir)
             if not (run_dir / "tokenizer").is_dir():
                 tokenizer.save(run_dir / "tokenizer")

@@ -34,20 +34,36 @@ def write_config(cfg: Config, run_dir: Path) -> None:
     (run_dir / "config.yaml").write_text(dump_config(saved))
 
 
-def check_run_data(bundle: Any, cfg: Config, run_dir: Path) -> list:
-    """Run the data doctor; stop when a finding reaches `doctor.fail_on`."""
+def check_run_data(bundle: Any, cfg: Config) -> list:
+    """Run the data doctor (writes nothing); stop when a finding reaches `doctor.fail_on`.
+
+    Called before the run writes its first file, so a stop leaves the run directory as it
+    was; the findings are written by `write_data_findings` once everything validated.
+
+    Raises:
+        ContrastkitError: a finding reaches `doctor.fail_on`; the message lists them all.
+    """
     if not (cfg.doctor.enabled and cfg.doctor.check_data):
         return []
-    from contrastkit.doctor import check_data, should_fail, write_findings
+    from contrastkit.doctor import check_data, should_fail
 
     findings = list(check_data(bundle, cfg))
-    write_findings(findings, run_dir / DATA_FINDINGS_FILE)
     if should_fail(findings, cfg.doctor.fail_on):
         lines = "; ".join(f"{f.code} ({f.severity}): {f.cause}" for f in findings)
         raise ContrastkitError(
-            f"data doctor stopped the run (doctor.fail_on: {cfg.doctor.fail_on}); see {run_dir / 'findings.json'}: {lines}"
+            f"data doctor stopped the run (doctor.fail_on: {cfg.doctor.fail_on}); nothing "
+            f"was written. Findings: {lines}"
         )
     return findings
+
+
+def write_data_findings(findings: list, cfg: Config, run_dir: Path) -> None:
+    """data_findings.json from `check_run_data`'s findings (only when the data doctor ran)."""
+    if not (cfg.doctor.enabled and cfg.doctor.check_data):
+        return
+    from contrastkit.doctor import write_findings
+
+    write_findings(findings, run_dir / DATA_FINDINGS_FILE)
 
 
 def run_info(cfg: Config, bundle: Any, info: DistInfo) -> dict[str, Any]:

@@ -30,9 +30,11 @@ LOCK_FILE = ".lock"
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:  # 0 and negatives address process groups, never one training
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process; beyond any pid
         return False
     except PermissionError:  # alive, owned by another user
         return True
@@ -40,12 +42,22 @@ def _pid_alive(pid: int) -> bool:
 
 
 def read_lock(run_dir: Path) -> dict | None:
-    """The lock's owner `{pid, host, since}`, or None when unlocked (or the file is unreadable)."""
+    """The lock's owner `{pid, host, since}`, or None when unlocked or damaged.
+
+    A damaged lock (not JSON, not an object, a pid that is not a positive integer, a host that is
+    not a string) was not written by `RunLock`, whose writes are one `json.dump` of ints
+    and strings, so no live training can be behind it: it counts as stale.
+    """
     try:
-        owner = json.loads((run_dir / LOCK_FILE).read_text())
+        owner = json.loads((run_dir / LOCK_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return owner if isinstance(owner, dict) else None
+    if not isinstance(owner, dict):
+        return None
+    pid, host = owner.get("pid"), owner.get("host")
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0 or not isinstance(host, str):
+        return None
+    return owner
 
 
 def _live_owner(run_dir: Path) -> dict | None:
@@ -53,7 +65,7 @@ def _live_owner(run_dir: Path) -> dict | None:
     owner = read_lock(run_dir)
     if owner is None:
         return None
-    if owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", -1))):
+    if owner["host"] == socket.gethostname() and not _pid_alive(owner["pid"]):
         return None
     if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
         return None

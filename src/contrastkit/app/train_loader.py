@@ -12,6 +12,49 @@ from contrastkit.errors import ContrastkitError
 from contrastkit.train.distributed import DistInfo
 
 
+# One positive needs at least one in-batch negative: with a single row, softmax over one
+# logit is 1 and the sigmoid loss has no negative pair, so nothing is learned.
+MIN_CONTRASTIVE_ROWS = 2
+
+
+def global_batch_rows(cfg: Config, info: DistInfo) -> int:
+    """Rows one optimizer step takes: data.batch_size x train.accumulate x world size."""
+    return cfg.data.batch_size * cfg.train.accumulate * info.world_size
+
+
+def check_batch_fits(dataset: Any, cfg: Config, info: DistInfo) -> None:
+    """Refuse a train split smaller than one global batch, before the run writes a file.
+
+    Under `data.drop_last` (the default) such a split gives zero steps; without it one
+    short batch would be the whole epoch, so only the drop_last case is an error here.
+    A streaming split has no length: `loader_factory` checks it once its loader exists.
+
+    Raises:
+        ContrastkitError: the split holds fewer rows than one global batch.
+    """
+    rows = global_batch_rows(cfg, info)
+    if rows < MIN_CONTRASTIVE_ROWS and cfg.loss.objectives:
+        raise ContrastkitError(
+            f"a global batch of {rows} row gives a contrastive objective no negatives (its "
+            "loss is 0 whatever the model does); raise data.batch_size to at least "
+            f"{MIN_CONTRASTIVE_ROWS}"
+        )
+    try:
+        size = len(dataset)
+    except TypeError:
+        return
+    if (size < rows and cfg.data.drop_last) or size == 0:
+        raise _too_small(size, rows, cfg)
+
+
+def _too_small(size: int, rows: int, cfg: Config) -> ContrastkitError:
+    return ContrastkitError(
+        f"the train split ({cfg.data.train_split!r}) has {size} rows, fewer than one global "
+        f"batch of {rows} (data.batch_size {cfg.data.batch_size} x train.accumulate "
+        f"{cfg.train.accumulate} x world size); lower data.batch_size or add rows"
+    )
+
+
 def loader_factory(
     dataset: Any, cfg: Config, info: DistInfo, miner: Any = None
 ) -> tuple[Callable, int]:
@@ -20,7 +63,7 @@ def loader_factory(
     from contrastkit.data import build_loader
     from contrastkit.data.loaders import reuse_loader
 
-    rows = cfg.data.batch_size * cfg.train.accumulate * info.world_size  # global batch per step
+    rows = global_batch_rows(cfg, info)
 
     built: dict[str, Any] = {}  # the last loader: its persistent workers serve later epochs
 
@@ -47,10 +90,7 @@ def loader_factory(
     except TypeError:
         steps = len(dataset) // rows if cfg.data.drop_last else math.ceil(len(dataset) / rows)
     if steps == 0:
-        raise ContrastkitError(
-            f"the train split has {len(dataset)} rows, fewer than one global batch of {rows} "
-            f"(data.batch_size x train.accumulate x world size); lower data.batch_size"
-        )
+        raise _too_small(len(dataset), rows, cfg)
     return make, steps
 
 

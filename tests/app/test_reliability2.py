@@ -1,0 +1,127 @@
+"""Reliability, second pass (issue 22): each case fails on the code before the fix.
+
+The contract: a user error prints one paragraph naming the key, file, row or argument and
+exits 2; a failed command never changes a finished run; a value that makes no sense is
+refused. Cases that need a finished run share one tiny digits run (module scope).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from contrastkit.app.cli import main
+from contrastkit.app.rundir import check_run_dir
+from helpers.tiny_digits import TINY
+
+TEXT_CONFIG = """
+name: one
+data: {manifest: m.jsonl, batch_size: 2}
+model:
+  embed_dim: 8
+  tokenizer: {type: builtin, vocab_size: 200, max_length: 12}
+  towers:
+    doc: {streams: {text: {type: builtin_text, width: 8, depth: 1, heads: 1}}}
+    code: {streams: {text_code: {type: builtin_text, width: 8, depth: 1, heads: 1}}}
+loss:
+  objectives:
+    - {name: c, type: clip, towers: [doc, code]}
+train: {epochs: 1, progress: none, device: cpu, loggers: {tensorboard: false}}
+doctor: {enabled: false}
+"""
+
+
+def _text_run(root: Path, splits: list[str]) -> Path:
+    """A doc <-> code manifest with one row per entry of `splits`, and its config."""
+    rows = [
+        {"id": f"r{i}", "split": s, "text": f"word{i} alpha", "text_code": f"code{i} beta"}
+        for i, s in enumerate(splits)
+    ]
+    (root / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "c.yaml").write_text(TEXT_CONFIG)
+    return root / "c.yaml"
+
+
+def _hashes(run_dir: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _err(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return " ".join(err.split())  # rich wraps long lines
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("rel2")
+    (root / "tiny.yaml").write_text(TINY)
+    assert main(["train", str(root / "tiny.yaml"), "--run-dir", str(root / "base")]) == 0
+    return root / "tiny.yaml", root / "base"
+
+
+@pytest.fixture
+def run(finished, tmp_path) -> Path:
+    """A private copy of the finished run."""
+    return Path(shutil.copytree(finished[1], tmp_path / "run"))
+
+
+# ---------------------------------------------------------------- group 1: writes before validation
+
+
+@pytest.mark.slow
+def test_resume_with_a_batch_larger_than_the_split_leaves_the_run_identical(
+    finished, run, capsys
+) -> None:
+    """Case 1: config.yaml, run.json and findings.json were rewritten by a failing resume."""
+    before = _hashes(run)
+    args = ["train", str(finished[0]), "--run-dir", str(run), "--resume", "auto"]
+    assert main([*args, "-o", "data.batch_size=500"]) == 2
+    assert "fewer than one global batch of 500" in _err(capsys)
+    assert _hashes(run) == before
+
+
+def test_fresh_train_with_too_large_a_batch_writes_nothing(tmp_path, capsys) -> None:
+    """Case 2: config.yaml, run.json, tokenizer/ were left behind, and the corrected
+    command was then refused as 'already holds a run'."""
+    config = _text_run(tmp_path, ["train"] * 3 + ["val"] * 2)
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--run-dir", str(run), "-o", "data.batch_size=5"]) == 2
+    assert "has 3 rows, fewer than one global batch of 5" in _err(capsys)
+    assert not run.exists()
+
+
+def test_one_train_row_writes_nothing(tmp_path, capsys) -> None:
+    config = _text_run(tmp_path, ["train", "val", "val"])
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--run-dir", str(run)]) == 2
+    assert "has 1 rows, fewer than one global batch of 2" in _err(capsys)
+    assert not run.exists()
+
+
+def test_a_global_batch_of_one_row_is_refused(tmp_path, capsys) -> None:
+    """A contrastive batch of one row has no negative: loss 0 whatever the weights."""
+    config = _text_run(tmp_path, ["train"] * 3 + ["val"] * 2)
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--run-dir", str(run), "-o", "data.batch_size=1"]) == 2
+    assert "no negatives" in _err(capsys) and not run.exists()
+
+
+@pytest.mark.parametrize("lock", ['{"pid": "abc", "host": "%s"}', '{"pid": true, "host": "%s"}',
+                                  '{"pid": -1, "host": "%s"}', '{"pid": 99999999999, "host": "%s"}',
+                                  '{"pid": 1, "host": 5}'])  # fmt: skip
+def test_a_damaged_lock_is_stale_not_a_traceback(tmp_path, lock) -> None:
+    """Case 3: `{"pid": "abc"}` raised ValueError in `_live_owner`."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text(lock.replace("%s", socket.gethostname()))
+    check_run_dir(run, resume=None, overwrite=False)  # no live owner; a lock alone is no run
