@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from contrastkit import __version__
-from contrastkit.app.commands import checkpoints, console, inputs, reports, training
+from contrastkit.app.commands import checkpoints, console, doctor_logs, inputs, reports, training
 from contrastkit.errors import ContrastkitError
 
 app = typer.Typer(
@@ -63,6 +63,7 @@ app.command("embed")(checkpoints.embed_cmd)
 app.command("search")(checkpoints.search_cmd)
 doctor_app.command("data")(inputs.doctor_data_cmd)
 doctor_app.command("run")(reports.doctor_run_cmd)
+doctor_app.command("logs")(doctor_logs.doctor_logs_cmd)
 app.command("report")(reports.report_cmd)
 app.command("compare")(reports.compare_cmd)
 app.command("sweep")(training.sweep_cmd)
