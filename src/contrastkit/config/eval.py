@@ -65,6 +65,13 @@ class EvalConfig(Section):
         description="top-k search backend for `contrastkit search`: exact (chunked matmul) "
         "or faiss (approximate IVF on large galleries; needs faiss-cpu)",
     )
+    train_sample: int = Field(
+        512,
+        ge=0,
+        description="most train groups (one row each, seeded) scored like val at every "
+        "evaluation (train_sample/ keys; sized at a tenth of val's forward passes, at least "
+        "32 groups); 0: off",
+    )
     linear_probe: bool = Field(
         False, description="fit a logistic-regression probe on frozen train embeddings"
     )

@@ -6,6 +6,14 @@ Keys are flat, `<split>/<query>_to_<gallery>/<metric>` (e.g. `test/text_to_image
 class prompt, `eval.zero_shot_prompt`), `<split>/<tower>/linear_probe_accuracy`
 (`eval.linear_probe`, fit on the train split) and `<split>/captioning/<metric>`;
 they go to `summary.json` / `eval.json` as they are.
+
+Every metric comes with its trivial baseline (`eval/baselines.py`):
+`<split>/<query>_to_<gallery>/chance` (R@1 of a random ranking),
+`<split>/<tower>/majority_accuracy` (always the train split's majority class, beside the
+k-NN, zero-shot and linear-probe accuracies) and
+`<split>/captioning/numeric_{fidelity,error}_baseline` (always writing the train split's
+most frequent headline percentage) with `numeric_mode_share` (how often the captions
+state that value). The last two need the train split (`train_dataset` or `baselines`).
 """
 
 from __future__ import annotations
@@ -19,6 +27,13 @@ import torch
 from contrastkit.config import EvalConfig
 from contrastkit.data import collate, to_device
 from contrastkit.errors import ConfigError
+from contrastkit.eval.baselines import (
+    TrainBaselines,
+    majority_accuracy,
+    numeric_baseline_keys,
+    retrieval_chance,
+    train_baselines,
+)
 from contrastkit.eval.captioning import captioning_metrics
 from contrastkit.eval.leave_one_out import self_retrieval_metrics
 from contrastkit.eval.probe_keys import linear_probe_keys, zero_shot_keys
@@ -31,7 +46,7 @@ from contrastkit.protocols import CaptioningModel, EmbeddingModel, SplitDataset
 log = logging.getLogger(__name__)
 
 
-def _retrieval_keys(
+def retrieval_keys(
     split: str,
     q: str,
     g: str,
@@ -40,6 +55,7 @@ def _retrieval_keys(
     cfg: EvalConfig,
     both: bool,
 ) -> dict[str, float]:
+    """Retrieval keys of one tower pair (and its reverse when `both`), with chance R@1."""
     if q == g:  # within one tower: leave-one-out, a query never retrieves itself
         if len(eq.groups) < 2 or int(torch.unique(eq.groups, return_counts=True)[1].max()) < 2:
             # Every group holds one item, so no query has a positive. This runs after
@@ -57,13 +73,19 @@ def _retrieval_keys(
         res = self_retrieval_metrics(
             eq.embeddings, eq.groups, labels=labels, ks=cfg.ks, chunk_size=cfg.chunk_size
         )
-        return {f"{split}/{q}_to_{g}/{k}": v for k, v in res.items()}
+        out = {f"{split}/{q}_to_{g}/{k}": v for k, v in res.items()}
+        out[f"{split}/{q}_to_{g}/chance"] = retrieval_chance(
+            eq.groups, eq.groups, leave_one_out=True
+        )
+        return out
     two_way = retrieval_metrics(
         eq.embeddings, eg.embeddings, eq.groups, eg.groups, ks=cfg.ks, chunk_size=cfg.chunk_size
     )
     out = {f"{split}/{q}_to_{g}/{k}": v for k, v in two_way["a_to_b"].items()}
+    out[f"{split}/{q}_to_{g}/chance"] = retrieval_chance(eq.groups, eg.groups)
     if both:
         out.update({f"{split}/{g}_to_{q}/{k}": v for k, v in two_way["b_to_a"].items()})
+        out[f"{split}/{g}_to_{q}/chance"] = retrieval_chance(eg.groups, eq.groups)
     for (qq, gg, a, b), wanted in (((q, g, eq, eg), True), ((g, q, eg, eq), both)):
         if wanted and bool((a.labels >= 0).any()) and bool((b.labels >= 0).any()):
             r1 = label_recall_at_1(
@@ -74,7 +96,12 @@ def _retrieval_keys(
 
 
 def _caption_keys(
-    model: CaptioningModel, dataset: SplitDataset, cfg: EvalConfig, split: str, batch_size: int
+    model: CaptioningModel,
+    dataset: SplitDataset,
+    cfg: EvalConfig,
+    split: str,
+    batch_size: int,
+    headline_mode: float | None,
 ) -> dict[str, float]:
     column = model.text_column
     n = min(cfg.max_caption_samples, len(dataset))
@@ -94,7 +121,21 @@ def _caption_keys(
                 top_p=gen.top_p,
             )
     refs = [str(dataset.rows[i].values.get(column, "")) for i in range(n)]
-    return {f"{split}/captioning/{k}": v for k, v in captioning_metrics(hyps, refs).items()}
+    metrics = captioning_metrics(hyps, refs)
+    if headline_mode is not None:
+        metrics.update(numeric_baseline_keys(hyps, refs, headline_mode))
+    return {f"{split}/captioning/{k}": v for k, v in metrics.items()}
+
+
+def _baselines(
+    model: EmbeddingModel, train: SplitDataset | None, given: TrainBaselines | None
+) -> TrainBaselines:
+    """`given`, else read from the train split (none for a streamed one: it has no rows)."""
+    if given is not None:
+        return given
+    if train is None or getattr(train, "streaming", False):
+        return TrainBaselines()
+    return train_baselines(train, str(getattr(model, "text_column", "text")))
 
 
 def evaluate(
@@ -106,6 +147,7 @@ def evaluate(
     pairs: Sequence[tuple[str, str]],
     batch_size: int = 256,
     train_dataset: SplitDataset | None = None,
+    baselines: TrainBaselines | None = None,
 ) -> dict[str, float]:
     """All metrics of one split as flat `<split>/...` keys (see the module docstring).
 
@@ -117,7 +159,9 @@ def evaluate(
         split: name used as the key prefix.
         pairs: (query tower, gallery tower) pairs; a pair and its reverse share one pass.
         train_dataset: the train split, for `eval.linear_probe` (skipped without it, and
-            when `split` is the train split itself).
+            when `split` is the train split itself) and the baselines.
+        baselines: the train split's baselines when `train_dataset` is not given (the
+            periodic validation reads them once, `eval.baselines.train_baselines`).
     """
     towers = model.tower_names if hasattr(model, "tower_names") else None
     for q, g in pairs:
@@ -136,7 +180,7 @@ def evaluate(
             continue
         done.add(key)
         both = (g, q) in pairs and q != g
-        out.update(_retrieval_keys(split, q, g, embedded[q], embedded[g], cfg, both))
+        out.update(retrieval_keys(split, q, g, embedded[q], embedded[g], cfg, both))
         groups = torch.as_tensor(dataset.group_ids, dtype=torch.long)
         if q != g and len(torch.unique(groups)) >= 2:
             a = embedded[q].embeddings[embedded[q].row_to_unique]
@@ -152,13 +196,20 @@ def evaluate(
         out.update(zero_shot_keys(model, dataset, cfg, split, embedded))
     if cfg.linear_probe and train_dataset is not None and train_dataset is not dataset:
         out.update(linear_probe_keys(model, train_dataset, split, embedded, batch_size))
+    base = _baselines(model, train_dataset, baselines)
+    if base.majority_class is not None:
+        for name, emb in embedded.items():  # beside every accuracy measured on the tower
+            if any(k.startswith(f"{split}/{name}/") and k.endswith("accuracy") for k in out):
+                acc = majority_accuracy(emb.labels, base.majority_class)
+                out[f"{split}/{name}/majority_accuracy"] = acc
     if getattr(model, "has_captioning", False) and len(dataset) > 0:
         was_training = model.training
         model.eval()
         try:
             # has_captioning: the model is a CaptioningModel (it has `generate`).
             captioner = cast(CaptioningModel, model)
-            out.update(_caption_keys(captioner, dataset, cfg, split, batch_size))
+            mode = base.headline_mode
+            out.update(_caption_keys(captioner, dataset, cfg, split, batch_size, mode))
         finally:
             model.train(was_training)
     return out

@@ -43,7 +43,8 @@ PRETRAINED_TYPES = ("minilm", "hf_text", "hf_vision", "hf_clip")
 def eval_records(metrics: list[dict[str, Any]], cfg: Any) -> list[dict[str, Any]]:
     """Signal records for the evaluation lines of `metrics.jsonl` (monitor `eval`)."""
     splits = {s for s in (cfg.data.val_split, *cfg.eval.splits) if s}
-    prefixes = (AT_START, AT_RANDOM, *(f"{s}/" for s in splits))
+    # train_sample/: the fixed train rows scored at each validation (eval/train_sample.py).
+    prefixes = (AT_START, AT_RANDOM, "train_sample/", *(f"{s}/" for s in splits))
     out = []
     for rec in metrics:
         values = {k: v for k, v in rec.items() if k.startswith(prefixes)}
