@@ -26,6 +26,22 @@ from contrastkit.doctor.findings import SEVERITY_RANK, Finding, Severity
 # What every "the run learns nothing / unlearns" symptom looks like.
 _STALLED = ("loss_at_chance", "loss_not_decreasing")
 _UNALIGNED = ("gap_shrinking", "alignment_negative")
+# What data that gives the loss nothing to separate looks like in a run.
+_DATA_SYMPTOMS = (
+    "collapse",
+    *_STALLED,
+    *_UNALIGNED,
+    "logit_scale_toward_one",
+    "logit_scale_at_clamp",
+)
+# The data doctor's input-signal findings (doctor/data_checks/signal.py, truncation.py).
+INPUT_CAUSES = (
+    "input_nonfinite",
+    "input_scaling",
+    "input_low_signal",
+    "inputs_identical",
+    "text_truncated",
+)
 
 # cause -> the symptoms it explains. Temperature, SigLIP bias, duplicate groups and the
 # learning rate (non-finite loss from too large a step, lr 0) each explain a collapse, a
@@ -36,14 +52,12 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     "params_not_in_optimizer": _STALLED,
     "temperature_out_of_range": ("collapse", *_STALLED, "gap_shrinking"),
     "siglip_bias_off": ("collapse", *_STALLED, "gap_shrinking"),
-    "duplicate_groups": (
-        "collapse",
-        *_STALLED,
-        *_UNALIGNED,
-        "logit_scale_toward_one",
-        "logit_scale_at_clamp",
-    ),
+    "duplicate_groups": _DATA_SYMPTOMS,
     "split_leakage": ("logit_scale_at_clamp",),
+    # Inputs the model cannot tell apart (no signal, mis-scaled, NaN, identical after the
+    # loader or the tokenizer) leave nothing to align: the run shows the same symptoms as
+    # duplicate groups, and the learned temperature falls toward 1 (out of range).
+    **dict.fromkeys(INPUT_CAUSES, (*_DATA_SYMPTOMS, "temperature_out_of_range")),
     "zero_gradient": _STALLED,
     "frozen_backbone": _STALLED,
     "rigidity": _STALLED,
