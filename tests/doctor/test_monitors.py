@@ -12,7 +12,9 @@ from contrastkit.doctor.monitors import (
     GradientMonitor,
     InterferenceMonitor,
     LossMonitor,
+    NegativesMonitor,
     OptimizerMonitor,
+    UpdateMonitor,
     build_monitors,
 )
 from contrastkit.doctor.rules import diagnose
@@ -230,6 +232,8 @@ def test_build_monitors_and_diagnose_run(tmp_path):
         InterferenceMonitor,
         GradientMonitor,
         DriftMonitor,
+        UpdateMonitor,
+        NegativesMonitor,
     }
     assert build_monitors(make_config(["doctor.enabled=false"])) == []
     assert InterferenceMonitor not in {

@@ -10,7 +10,7 @@ end of the run (`doctor.run.diagnose_run`), so train, `doctor run` and the repor
 
 A package so that each monitor stays small: the base (`base.py`: cadence, records,
 state, `probe_mode`), one module per monitor (gradients, loss, interference, drift,
-optimizer) and `build_monitors` (`builder.py`). The names below are the extension
+optimizer, updates, negatives) and `build_monitors` (`builder.py`). The names below are the extension
 point: subclass `Monitor` and pass it to `train(..., callbacks=[...])`.
 """
 
@@ -20,7 +20,17 @@ from contrastkit.doctor.monitors.drift import DriftMonitor
 from contrastkit.doctor.monitors.gradients import GradientMonitor
 from contrastkit.doctor.monitors.interference import InterferenceMonitor
 from contrastkit.doctor.monitors.loss import LossMonitor
-from contrastkit.doctor.monitors.optimizer import OptimizerMonitor, temperature_params
+from contrastkit.doctor.monitors.negatives import (
+    NegativesMonitor,
+    negatives_per_query,
+    negatives_stats,
+)
+from contrastkit.doctor.monitors.optimizer import (
+    OptimizerMonitor,
+    pretrained_share,
+    temperature_params,
+)
+from contrastkit.doctor.monitors.updates import UpdateMonitor, update_ratios, weights_before
 
 __all__ = [
     "MAX_NAMES",
@@ -30,9 +40,16 @@ __all__ = [
     "InterferenceMonitor",
     "LossMonitor",
     "Monitor",
+    "NegativesMonitor",
     "OptimizerMonitor",
+    "UpdateMonitor",
     "build_monitors",
     "first_pair",
+    "negatives_per_query",
+    "negatives_stats",
+    "pretrained_share",
     "probe_mode",
     "temperature_params",
+    "update_ratios",
+    "weights_before",
 ]

@@ -12,7 +12,9 @@ from contrastkit.doctor.monitors.drift import DriftMonitor
 from contrastkit.doctor.monitors.gradients import GradientMonitor
 from contrastkit.doctor.monitors.interference import InterferenceMonitor
 from contrastkit.doctor.monitors.loss import LossMonitor
+from contrastkit.doctor.monitors.negatives import NegativesMonitor
 from contrastkit.doctor.monitors.optimizer import OptimizerMonitor
+from contrastkit.doctor.monitors.updates import UpdateMonitor
 from contrastkit.events import Callback
 
 
@@ -30,11 +32,17 @@ def build_monitors(cfg: Config) -> list[Callback]:
         return []
     every = cfg.doctor.every
     monitors: list[Monitor] = [
-        OptimizerMonitor(every),
+        OptimizerMonitor(every, init_from=cfg.model.init_from is not None),
         LossMonitor(every, pair=first_pair(cfg)),
         GradientMonitor(every),
         DriftMonitor(every, towers=list(cfg.model.towers)),
     ]
     if cfg.doctor.interference:
         monitors.insert(2, InterferenceMonitor(every))
+    # Appended, so the monitors above keep their firing order.
+    monitors.append(UpdateMonitor(every))
+    if cfg.loss.objectives:
+        monitors.append(
+            NegativesMonitor(every, accumulate=cfg.train.accumulate, mode=cfg.train.accumulation)
+        )
     return list(monitors)

@@ -1,4 +1,5 @@
-"""The optimizer monitor: parameters the optimizer misses, decay on the temperature, lr."""
+"""The optimizer monitor: parameters the optimizer misses, decay on the temperature, lr,
+and where each module's weights came from (pretrained or random init)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,47 @@ def temperature_params(criterion: nn.Module) -> dict[int, str]:
     }
 
 
+def pretrained_share(
+    model: nn.Module, params: list[tuple[str, nn.Parameter]], *, init_from: bool = False
+) -> dict[str, float]:
+    """`pretrained/<module>`: the share of each module group's parameters that start from
+    trained weights rather than random init.
+
+    Trained weights are those of a module that says it loaded them (`pretrained = True`,
+    as the Hugging Face / MiniLM encoders do), or every model weight when the run starts
+    from `model.init_from` (a run dir or checkpoint). Loss parameters (`criterion.*`) are
+    never loaded, so they count as not pretrained.
+    """
+    loaded = {
+        id(p)
+        for m in model.modules()
+        if getattr(m, "pretrained", False) is True
+        for p in m.parameters()
+    }
+    if init_from:
+        loaded |= {id(p) for p in model.parameters()}
+    counts: dict[str, list[int]] = {}
+    for name, p in params:
+        c = counts.setdefault(sig.module_group(name), [0, 0])
+        c[0] += p.numel() if id(p) in loaded else 0
+        c[1] += p.numel()
+    return {f"pretrained/{g}": a / max(b, 1) for g, (a, b) in counts.items()}
+
+
 class OptimizerMonitor(Monitor):
-    """Optimizer sanity: params missing from the optimizer, decay on temperature, lr."""
+    """Optimizer sanity: params missing from the optimizer, decay on temperature, lr, and
+    (at fit start) which modules start from trained weights.
+
+    Args:
+        every: cadence in steps.
+        init_from: the run loads its model weights from `model.init_from`.
+    """
 
     name = "optimizer"
+
+    def __init__(self, every: int = 25, init_from: bool = False) -> None:
+        super().__init__(every)
+        self.init_from = init_from
 
     def _sanity(self, state: State, event: str) -> None:
         params = sig.named_parameters(state.model, state.criterion)
@@ -47,6 +85,8 @@ class OptimizerMonitor(Monitor):
             "batch_size": state.batch_size,
         }
         values.update(_trainable_share(params))
+        if event == "fit_start":
+            values.update(pretrained_share(state.model, params, init_from=self.init_from))
         self.record(state, state.step, values)
         self._last_step = -1  # the lr record of this step may still follow
 

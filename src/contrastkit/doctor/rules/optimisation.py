@@ -9,12 +9,15 @@ from typing import Any
 
 from contrastkit.doctor.findings import Finding
 from contrastkit.doctor.rules.context import Context, _active, _r, start_end
+from contrastkit.doctor.rules.lr_scale import lr_fix, typical_update
 from contrastkit.doctor.rules.thresholds import (
     CHANCE_RATIO,
     LR_ZERO,
     MIN_DECREASE,
     MIN_RECORDS,
     TAU_MAX,
+    UPDATE_RATIO_HEALTHY,
+    UPDATE_RATIO_TARGET,
 )
 from contrastkit.losses.clip import ClipObjective
 
@@ -208,12 +211,15 @@ def rule_loss_progress(ctx: Context) -> list[Finding]:
         if chance and s1 >= CHANCE_RATIO * chance:
             at_chance.add(o.name)
             scale = ctx.series(f"{o.name}/logit_scale")
-            fix = {}
+            fix: dict[str, Any] = {}
             if (
                 isinstance(o, ClipObjective)
                 and (start_end(scale)[1] if scale else 1 / o.temperature) < 1 / TAU_MAX
             ):
                 fix = {f"loss.objectives.{i}.temperature": 0.07}
+            note, update = "", typical_update(ctx)
+            if not fix:
+                fix, note = _lr_evidence_fix(ctx, update)
             out.append(
                 Finding(
                     "loss_at_chance",
@@ -225,13 +231,12 @@ def rule_loss_progress(ctx: Context) -> list[Finding]:
                         "chance": _r(chance),
                         "batch_size": b,
                         "steps": [values[0][0], values[-1][0]],
+                        "update_ratio_max": _r(update["max_ratio"]) if update else None,
                     },
                     f"The {o.type} loss ends at {s1:.3g}, at chance level {chance:.3g}: "
                     "the towers have learned nothing that tells matches from non-matches.",
                     fix,
-                    ""
-                    if fix
-                    else "see the other findings (temperature, data grouping, lr) for the cause.",
+                    note,
                 )
             )
     terms = [o.name for o in ctx.cfg.loss.objectives] + [
@@ -248,6 +253,8 @@ def rule_loss_progress(ctx: Context) -> list[Finding]:
         s0, s1 = start_end(values)
         if s0 > 0 and (s0 - s1) / s0 < MIN_DECREASE:
             lr = ctx.cfg.train.lr
+            update = typical_update(ctx)
+            measured = _lr_evidence_fix(ctx, update)[0] if update else {}
             out.append(
                 Finding(
                     "loss_not_decreasing",
@@ -260,12 +267,40 @@ def rule_loss_progress(ctx: Context) -> list[Finding]:
                         "steps": [values[0][0], values[-1][0]],
                     },
                     f"The {term} loss fell by under {MIN_DECREASE:.0%} over the run, so this term is not being optimised.",
-                    {"train.lr": _r(lr * 3)},
-                    "a larger lr is the first thing to try when gradients are small; if the loss is "
-                    "noisy or rising, lower it instead.",
+                    measured or {"train.lr": _r(lr * 3)},
+                    "the lr that brings the update-to-weight ratio to its healthy range"
+                    if measured
+                    else "a larger lr is the first thing to try when gradients are small; if the "
+                    "loss is noisy or rising, lower it instead.",
                 )
             )
     return out
+
+
+def _lr_evidence_fix(ctx: Context, update: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
+    """The lr change the update-to-weight ratio supports, and a note saying what it shows.
+
+    Outside the healthy range the lr is scaled so the largest module's ratio lands on the
+    target; inside it the lr is not the cause, and the note says so with the number.
+    """
+    if update is None:
+        return {}, (
+            "no update-to-weight ratio was recorded (doctor.enabled); see the other findings "
+            "(temperature, data grouping, negatives, lr) for the cause."
+        )
+    ratio = update["max_ratio"]
+    low, high = UPDATE_RATIO_HEALTHY
+    if ratio < low or ratio > high:
+        direction = "up" if ratio < low else "down"
+        return lr_fix(ctx, ratio), (
+            f"steps move the weights by {ratio:.2g} of their norm (healthy {low:g}-{high:g}): "
+            f"lr {direction} to bring it to ~{UPDATE_RATIO_TARGET:g}."
+        )
+    return {}, (
+        f"the lr is not the cause: steps move the weights by {ratio:.2g} of their norm, inside "
+        f"the healthy {low:g}-{high:g}, and no temperature fix applies. Check that rows are "
+        "paired with the right partner (read a sample of the manifest) and the other findings."
+    )
 
 
 def rule_zero_gradient(ctx: Context) -> list[Finding]:

@@ -1,5 +1,5 @@
-"""Representation rules: collapsed embeddings, and a backbone that is frozen or too rigid
-for the objective to be learned through it.
+"""Representation rules: collapsed embeddings, a backbone that is frozen or too rigid
+for the objective to be learned through it, and a tower module frozen at its random init.
 """
 
 from __future__ import annotations
@@ -14,6 +14,58 @@ from contrastkit.doctor.rules.thresholds import (
     RIGID_PARAM_DRIFT,
 )
 from contrastkit.doctor.signals import is_backbone
+
+
+def _frozen_all_run(ctx: Context, group: str) -> bool:
+    """No parameter of `group` was trainable on any record of the run."""
+    shares = ctx.series(f"trainable/{group}")
+    return bool(shares) and max(v for _, v in shares) == 0
+
+
+def rule_frozen_at_random_init(ctx: Context) -> list[Finding]:
+    """`frozen_at_random_init`: a tower module frozen for the whole run that never loaded
+    trained weights (no pretrained encoder, no `model.init_from`), so it computes fixed
+    random features. The fit-start record says where the weights came from
+    (`pretrained/<module>`, the optimizer monitor)."""
+    pretrained: dict[str, float] = {}
+    for key in ctx.keys("pretrained/"):
+        series = ctx.series(key)
+        if series:  # the first fit start: the weights the run began with
+            pretrained[key.split("/", 1)[1]] = series[0][1]
+    random = sorted(
+        g
+        for g, share in pretrained.items()
+        if g.startswith("towers.") and share == 0 and _frozen_all_run(ctx, g)
+    )
+    if not random:
+        return []
+    encoders = [g for g in random if is_backbone(g)]
+    keep = [p for p in ctx.cfg.train.freeze if not any(_covers(p, g) for g in random)]
+    by_freeze = len(keep) < len(ctx.cfg.train.freeze)
+    return [
+        Finding(
+            "frozen_at_random_init",
+            "error" if encoders else "warning",
+            {
+                "modules": random,
+                "pretrained_share": {g: pretrained[g] for g in random},
+                "train_freeze": list(ctx.cfg.train.freeze),
+                "init_from": ctx.cfg.model.init_from,
+            },
+            f"{', '.join(random)} {'is' if len(random) == 1 else 'are'} frozen for the whole "
+            "run but never loaded trained weights (no pretrained encoder, no model.init_from): "
+            "the frozen part computes fixed random features that nothing can align.",
+            {"train.freeze": keep} if by_freeze else {},
+            "unfreeze it (remove it from train.freeze and from every phase's freeze), or give "
+            "it trained weights: a pretrained encoder (e.g. type: minilm / hf_text / hf_vision) "
+            "or model.init_from: RUN_DIR.",
+        )
+    ]
+
+
+def _covers(prefix: str, group: str) -> bool:
+    """The freeze prefix freezes (part of) the module group."""
+    return group == prefix or group.startswith(prefix + ".") or prefix.startswith(group + ".")
 
 
 def rule_collapse(ctx: Context) -> list[Finding]:
