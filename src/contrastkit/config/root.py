@@ -63,6 +63,7 @@ class Config(Section):
             if term not in self.model.heads:
                 raise ValueError(f"loss.{term} is set but model.{term} is not configured")
         self._rename_module_prefixes()
+        self._check_contrastive_batch()
         weights = self.loss.term_weights()
         if not weights:
             raise ValueError("loss: no objective or auxiliary term is configured")
@@ -82,6 +83,25 @@ class Config(Section):
             if sum(merged.values()) <= 0:
                 raise ValueError(f"train.phases.{i}: loss weights sum to zero: {merged}")
         return self
+
+    def _check_contrastive_batch(self) -> None:
+        """A contrastive objective compares each row with the other rows of its batch: one
+        row has no negative, so the loss is 0 whatever the model does. Cached accumulation
+        contrasts the whole step (`batch_size x accumulate` rows), naive accumulation each
+        micro-batch of `batch_size` rows."""
+        if not self.loss.objectives:
+            return
+        cached = self.train.accumulation == "cached"
+        rows = self.data.batch_size * (self.train.accumulate if cached else 1)
+        if rows >= 2:
+            return
+        objective = self.loss.objectives[0]
+        raise ValueError(
+            f"data.batch_size: {self.data.batch_size} row per contrastive batch gives the "
+            f"{objective.type} objective {objective.name!r} no negatives (its loss is 0 "
+            "whatever the model does); set data.batch_size to 2 or more (32 or more for a "
+            "useful number of negatives), or train.accumulate > 1 with train.accumulation: cached"
+        )
 
     def _rename_module_prefixes(self) -> None:
         """Module prefixes of renamed heads (`classifier` -> `classification`) in

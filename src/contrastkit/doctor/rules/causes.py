@@ -48,7 +48,12 @@ INPUT_CAUSES = (
 # loss at chance and a shrinking gap; tests/doctor/test_rules.py checks every pair.
 CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     "loss_nan": ("run_stopped", "collapse", *_STALLED, *_UNALIGNED, "logit_scale_toward_one"),
-    "lr_zero": ("collapse", *_STALLED, "gap_shrinking", "rigidity"),
+    "lr_zero": ("collapse", *_STALLED, "gap_shrinking", "rigidity", "lr_too_small"),
+    # The update-to-weight ratio (monitors/updates.py): steps that barely move the weights
+    # leave the loss flat and the backbone "rigid"; steps that rewrite them stall it too
+    # (collapse keeps its own finding: its fix is already a smaller lr).
+    "lr_too_small": (*_STALLED, *_UNALIGNED, "rigidity"),
+    "lr_too_large": (*_STALLED, *_UNALIGNED),
     "params_not_in_optimizer": _STALLED,
     "temperature_out_of_range": ("collapse", *_STALLED, "gap_shrinking"),
     "siglip_bias_off": ("collapse", *_STALLED, "gap_shrinking"),
@@ -58,6 +63,14 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     # loader or the tokenizer) leave nothing to align: the run shows the same symptoms as
     # duplicate groups, and the learned temperature falls toward 1 (out of range).
     **dict.fromkeys(INPUT_CAUSES, (*_DATA_SYMPTOMS, "temperature_out_of_range")),
+    # Frozen random features: the backbone cannot move and holds nothing to align.
+    "frozen_at_random_init": ("frozen_backbone", "rigidity", *_STALLED, *_UNALIGNED),
+    # Naive accumulation computes the loss per micro-batch: its few negatives are the
+    # small contrastive batch (docs/accumulation.md).
+    "naive_accumulation_no_negatives": ("too_few_negatives",),
+    # A one-tower objective over singleton groups has no positive in a batch, and its
+    # leave-one-out evaluation none either: the data finding names the cause.
+    "small_groups": ("retrieval_no_positives",),
     "zero_gradient": _STALLED,
     "frozen_backbone": _STALLED,
     "rigidity": _STALLED,

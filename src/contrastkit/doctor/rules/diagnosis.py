@@ -11,6 +11,8 @@ from contrastkit.config import Config
 from contrastkit.doctor.findings import Finding, sort_findings
 from contrastkit.doctor.rules.causes import explain
 from contrastkit.doctor.rules.context import Context
+from contrastkit.doctor.rules.lr_scale import rule_lr_scale
+from contrastkit.doctor.rules.negatives import rule_negatives
 from contrastkit.doctor.rules.objectives import rule_alignment, rule_balance, rule_interference
 from contrastkit.doctor.rules.optimisation import (
     rule_loss_nan,
@@ -20,7 +22,11 @@ from contrastkit.doctor.rules.optimisation import (
     rule_run_stopped,
     rule_zero_gradient,
 )
-from contrastkit.doctor.rules.representation import rule_backbone, rule_collapse
+from contrastkit.doctor.rules.representation import (
+    rule_backbone,
+    rule_collapse,
+    rule_frozen_at_random_init,
+)
 from contrastkit.doctor.rules.start import (
     rule_init_worse_than_random,
     rule_temperature_frozen,
@@ -32,6 +38,7 @@ RULES: tuple[Callable[[Context], list[Finding]], ...] = (
     rule_loss_nan,
     rule_run_stopped,
     rule_lr_zero,
+    rule_lr_scale,
     rule_optimizer,
     rule_temperature,
     rule_temperature_frozen,
@@ -43,7 +50,9 @@ RULES: tuple[Callable[[Context], list[Finding]], ...] = (
     rule_interference,
     rule_collapse,
     rule_backbone,
+    rule_frozen_at_random_init,
     rule_zero_gradient,
+    rule_negatives,
 )
 
 

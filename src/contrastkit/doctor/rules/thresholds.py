@@ -41,3 +41,30 @@ RIGID_PARAM_DRIFT = 1e-3  # backbone weights moved < 0.1% (relative L2) ...
 RIGID_EMBED_DRIFT = 0.01  # ... and probe embeddings < 1% (1 - cosine) ...
 RIGID_LOSS_DECREASE = 0.05  # ... while a term's loss fell < 5%
 LR_ZERO = 1e-9  # an AdamW step moves a weight by ~lr: below 1e-9 nothing changes in float32
+# Negatives per query (monitors/negatives.py). InfoNCE bounds the mutual information it
+# can certify by ln(B) (van den Oord et al. 2018): ln 32 = 3.5 nats. A batch of 32 rows,
+# the smallest of common contrastive recipes, keeps >= 28 negatives per query when a few
+# rows share a group (digits-captions, 5 captions per image, random batch of 32: 30.7 on
+# average, 30 at least; a groups sampler of 8 x 4: 28). Fewer means a small batch, not a
+# shared one: the batch of 4 (3 negatives) ended at test R@1 0.71-0.77 where 128
+# reaches 0.91-0.96.
+MIN_NEGATIVES = 28
+# The batch the fix aims for: >= 256 rows (255 negatives, ln 256 = 5.5 nats), reachable on
+# any memory through cached accumulation. Naive accumulation below it is a warning.
+TARGET_CONTRASTIVE_BATCH = 256
+# Update-to-weight ratio ||dw|| / ||w|| per optimizer step (monitors/updates.py). AdamW
+# moves each weight by about lr per step, so the ratio is ~lr / rms(w); healthy runs sit
+# around 1e-4..1e-2 (CS231n, "Neural Networks Part 3": ~1e-3). Measured on the tiny digits
+# run (bench/recipes.py BASE) at the schedule's peak: lr 2e-3 -> 1.6e-3..1.5e-2 per module,
+# lr 1e-6 -> 8e-7..7.5e-6, lr 1e-7 -> 8e-8..7.5e-7.
+UPDATE_RATIO_HEALTHY = (1e-4, 1e-2)
+UPDATE_RATIO_TARGET = 1e-3  # what the lr fix aims for (the middle of the healthy range)
+# lr far too small: every trainable module below 1e-6 per step, 100x under the healthy
+# floor: in 10,000 steps the weights could move 1% at most even if every step agreed.
+LR_TOO_SMALL_RATIO = 1e-6
+# lr far too large: a module rewritten by more than 10% of its norm per step (10x over the
+# healthy ceiling), on most records near the schedule's peak (not one noisy step).
+LR_TOO_LARGE_RATIO = 0.1
+# Which records judge the lr: those where the scheduled lr is at least half its peak
+# (warm-up and the tail of a cosine decay move little by design).
+PEAK_LR_SHARE = 0.5
