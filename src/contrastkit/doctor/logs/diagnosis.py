@@ -39,6 +39,8 @@ OUT_FOLDER = "doctor"  # default output: PATH/doctor/ (beside the file for a fil
 UNKNOWN_BATCH = 2
 # The hosts' clamp of the logit scale: CLIP and open_clip clamp exp(t) at 100.
 CLAMP = 100.0
+# host_config's lr when the logs hold none (contrastkit's default train.lr).
+DEFAULT_LR = 1e-3
 # Evaluation metrics whose name holds one of these are better when lower (val losses,
 # median / mean ranks); every other metric (recalls, accuracies) is better when higher.
 LOWER_IS_BETTER = ("loss", "rank")
@@ -121,8 +123,7 @@ def _config(logs: LogSignals, batch: int | None, metric: str | None, siglip: boo
         # An evaluation before training implies a pretrained model to start from.
         "pretrained": metric is not None,
     }
-    if max(lrs, default=0) > 0:
-        kwargs["lr"] = max(lrs)
+    kwargs["lr"] = max(lrs) if max(lrs, default=0) > 0 else DEFAULT_LR
     if scales and siglip:
         kwargs["init_logit_scale"] = math.log(scales[0])
     elif scales:
@@ -169,6 +170,11 @@ def diagnose_logs(
             f"{path}: the logs hold no scalar the doctor reads (tags: "
             f"{', '.join(sorted({t for s in found.sources for t in s.scalars})[:15])}); "
             "name them with --map, e.g. --map loss=TAG"
+        )
+    if not logs.has("lr"):
+        notes.append(
+            f"the learning rate is not in the logs: lr-based fixes are relative to "
+            f"{DEFAULT_LR:g} (--map lr=TAG to use yours)"
         )
     siglip = logs.has("logit_bias")
     chosen = _select_metric(logs, metric)

@@ -1,0 +1,82 @@
+"""`doctor logs` on metric tables: Lightning's CSVLogger metrics.csv (the real logger),
+plain JSONL / CSV files, and `--map`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+
+from contrastkit.doctor.logs import diagnose_logs
+from helpers.foreign_logs import first_last_fifth, linear
+
+
+@pytest.mark.slow  # importing lightning takes ~5-15 s
+def test_lightning_csv_with_lr_zero_is_lr_zero(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    logger = CSVLogger(str(tmp_path), name="clip")
+    for i, loss in enumerate(linear(3.0, 2.9, 8)):
+        # LearningRateMonitor's key for an AdamW optimizer; lr 0 all run long
+        logger.log_metrics({"train_loss": loss, "lr-AdamW": 0.0, "epoch": i // 4}, step=10 * i)
+    logger.log_metrics({"val_loss": 2.9, "epoch": 1}, step=70)
+    logger.save()
+    result = diagnose_logs(tmp_path / "clip")
+    assert [(s.format, s.host) for s in result.sources] == [("lightning_csv", "lightning")]
+    top = result.findings[0]
+    assert top.code == "lr_zero"
+    assert top.evidence["max_lr_after_warmup"] == 0.0 and top.evidence["records"] == 8
+    assert "configure_optimizers" in top.fix_note
+
+
+def test_jsonl_nan_loss_is_loss_nan(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    losses = [2.0, 1.9, 1.8, float("nan"), float("nan")]
+    path.write_text(
+        "".join(json.dumps({"step": 5 * i, "loss": v}) + "\n" for i, v in enumerate(losses))
+    )
+    result = diagnose_logs(path)
+    top = result.findings[0]
+    assert top.code == "loss_nan" and top.evidence["first_step"] == 15
+    assert top.evidence["records"] == 2
+    # no lr in the log: the lr fix is relative to the default 1e-3, and a note says so
+    assert top.evidence["contrastkit_fix"] == {"train.lr": 1e-4, "train.grad_clip": 1.0}
+    assert any("learning rate is not in the logs" in n for n in result.notes)
+
+
+def test_csv_caption_loss_dominating_is_aux_dominates_loss(tmp_path):
+    contrastive = linear(4.0, 3.0, 10)
+    caption = linear(9.0, 8.5, 10)
+    path = tmp_path / "log.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss", "contrastive_loss", "caption_loss"])
+        for i, (c, t) in enumerate(zip(contrastive, caption, strict=True)):
+            w.writerow([i * 20, c + t, c, t])
+    result = diagnose_logs(path, batch_size=64)
+    dom = [f for f in result.findings if f.code == "aux_dominates_loss"]
+    assert len(dom) == 1 and dom[0].evidence["term"] == "captioning"
+    shares = [t / (c + t) for c, t in zip(contrastive, caption, strict=True)]
+    assert dom[0].evidence["share"] == pytest.approx(first_last_fifth(shares)[1], rel=1e-3)
+    assert dom[0].evidence["contrastive_share"] == pytest.approx(
+        1 - first_last_fifth(shares)[1], rel=1e-3
+    )
+
+
+def test_map_names_other_columns(tmp_path):
+    """Columns the doctor does not know are ignored until --map names them."""
+    path = tmp_path / "run.jsonl"
+    rows = [{"step": 10 * i, "total": math.log(128) - 0.001 * i, "inv_tau": 14.3} for i in range(8)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(Exception, match="no scalar the doctor reads"):
+        diagnose_logs(path, batch_size=128)
+    result = diagnose_logs(path, batch_size=128, maps=["loss=total", "logit_scale=inv_tau"])
+    chance = [f for f in result.findings if f.code == "loss_at_chance"]
+    assert len(chance) == 1 and chance[0].evidence["chance"] == pytest.approx(
+        math.log(128), rel=1e-3
+    )
+    # a fixed scale of 14.3 is read as a fixed temperature 1/14.3: in range, nothing said
+    assert "temperature_out_of_range" not in {f.code for f in result.findings}
+    assert "temperature_out_of_range" not in {n.rule for n in result.not_run}
