@@ -68,6 +68,8 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "worse_than_start": (3, "the trained model scores below the untrained one"),
     "temperature_frozen": (20, "a learnable temperature never moved"),
     "init_worse_than_random": (3, "model.init_from scores below random weights"),
+    "not_generalising": (5, "training pairs learned, validation at chance"),
+    "metric_at_baseline": (26, "a metric is not clearly above its trivial baseline"),
 }
 
 

@@ -74,12 +74,19 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     "zero_gradient": _STALLED,
     "frozen_backbone": _STALLED,
     "rigidity": _STALLED,
-    "collapse": (*_STALLED, *_UNALIGNED),
+    "collapse": (*_STALLED, *_UNALIGNED, "metric_at_baseline"),
     "aux_dominates_loss": _UNALIGNED,
     "aux_dominates_gradient": _UNALIGNED,
     "gradient_interference": _UNALIGNED,
     # An init that scores below random weights is why training from it ends below its start.
     "init_worse_than_random": ("worse_than_start",),
+    # Training pairs learned, validation at chance (rules/generalisation.py): that is why
+    # validation sits at its baseline and ends below its start, and memorised pairs drive
+    # the logit scale to its clamp.
+    "not_generalising": ("metric_at_baseline", "worse_than_start", "logit_scale_at_clamp"),
+    # A loss that separates nothing (or embeddings that collapsed) leaves every metric at
+    # its trivial baseline; through them the root cause (temperature, lr, data) explains it.
+    "loss_at_chance": ("metric_at_baseline",),
 }
 
 _BY_RANK: tuple[Severity, ...] = ("error", "warning", "info")

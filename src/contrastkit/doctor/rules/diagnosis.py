@@ -9,8 +9,10 @@ from typing import Any
 
 from contrastkit.config import Config
 from contrastkit.doctor.findings import Finding, sort_findings
+from contrastkit.doctor.rules.baselines import rule_metric_at_baseline
 from contrastkit.doctor.rules.causes import explain
 from contrastkit.doctor.rules.context import Context
+from contrastkit.doctor.rules.generalisation import rule_not_generalising
 from contrastkit.doctor.rules.lr_scale import rule_lr_scale
 from contrastkit.doctor.rules.negatives import rule_negatives
 from contrastkit.doctor.rules.objectives import rule_alignment, rule_balance, rule_interference
@@ -44,6 +46,8 @@ RULES: tuple[Callable[[Context], list[Finding]], ...] = (
     rule_temperature_frozen,
     rule_worse_than_start,
     rule_init_worse_than_random,
+    rule_not_generalising,
+    rule_metric_at_baseline,
     rule_loss_progress,
     rule_alignment,
     rule_balance,
