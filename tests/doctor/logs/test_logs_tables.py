@@ -80,3 +80,36 @@ def test_map_names_other_columns(tmp_path):
     # a fixed scale of 14.3 is read as a fixed temperature 1/14.3: in range, nothing said
     assert "temperature_out_of_range" not in {f.code for f in result.findings}
     assert "temperature_out_of_range" not in {n.rule for n in result.not_run}
+
+
+def _loss_only(tmp_path, n=8):
+    path = tmp_path / "loss.jsonl"
+    path.write_text(
+        "".join(json.dumps({"step": i, "loss": 1.0 - 0.05 * i}) + "\n" for i in range(n))
+    )
+    return path
+
+
+def test_batch_of_4_is_too_few_negatives(tmp_path):
+    path = _loss_only(tmp_path)
+    result = diagnose_logs(path, batch_size=4)
+    few = [f for f in result.findings if f.code == "too_few_negatives"]
+    assert len(few) == 1
+    assert few[0].evidence["negatives_per_query"] == 3 and few[0].evidence["contrastive_batch"] == 4
+    # without a batch size the rule has no input: listed, with what it needs
+    result = diagnose_logs(path)
+    assert "too_few_negatives" not in {f.code for f in result.findings}
+    assert "--batch-size" in {n.rule: n.needs for n in result.not_run}["too_few_negatives"]
+
+
+def test_every_rule_runs_or_is_listed_as_not_run(tmp_path):
+    """A loss-only log feeds loss_nan and loss_not_decreasing; every other run-level code
+    of the catalogue is listed in not_run (the data codes under one data-checks entry)."""
+    from contrastkit.doctor.findings import CATALOGUE
+    from contrastkit.doctor.logs.coverage import DATA_CHECKS, DATA_CODES
+
+    result = diagnose_logs(_loss_only(tmp_path))
+    listed = [n.rule for n in result.not_run]
+    assert len(listed) == len(set(listed))
+    expected = set(CATALOGUE) - DATA_CODES - {"loss_nan", "loss_not_decreasing"}
+    assert set(listed) == expected | {DATA_CHECKS}

@@ -95,3 +95,23 @@ def test_val_at_epochs_placed_at_steps_and_worse_than_start(tmp_path):
     assert worse[0].evidence["at_start"] == 0.6 and worse[0].evidence["final"] == 0.48
     assert worse[0].evidence["step"] == 200
     assert any("50 (steps per epoch)" in n for n in result.notes)
+
+
+def test_open_clip_siglip_fixed_bias_far_from_log_1_over_b(tmp_path):
+    """A SigLIP run (train/logit_bias logged) whose bias stays at -10 with a batch of 4:
+    the prior log-odds of a positive is log 1/4 = -1.39, 8.6 nats away."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    for i, step in enumerate(STEPS):
+        writer.add_scalar("train/logit_scale", 10.0, step)
+        writer.add_scalar("train/logit_bias", -10.0, step)
+        writer.add_scalar("train/lr", 1e-4, step)
+        writer.add_scalar("train/contrastive_loss", 0.69 - 0.0001 * i, step)
+        writer.add_scalar("train/loss", 0.69 - 0.0001 * i, step)
+    writer.close()
+    result = diagnose_logs(tmp_path / "tb", batch_size=4)
+    bias = [f for f in result.findings if f.code == "siglip_bias_off"]
+    assert len(bias) == 1
+    assert bias[0].evidence["logit_bias"] == -10.0
+    assert bias[0].evidence["log_1_over_B"] == pytest.approx(-math.log(4), rel=1e-3)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contrastkit.doctor.findings import CATALOGUE
 from contrastkit.doctor.logs.records import LogSignals
 from contrastkit.doctor.rules.thresholds import MIN_RECORDS
 
 ATTACH = "contrastkit.doctor.attach(model, optimizer, ...) in the training loop"
+DATA_CHECKS = "data checks (duplicate_groups, split_leakage, ...)"
 MAP_SCALE = "the logit scale: --map logit_scale=TAG (or temperature=TAG, log_logit_scale=TAG)"
 
 # Rules that no scalar log can feed: what they read, and where it comes from.
@@ -29,10 +31,55 @@ NEEDS_TRAINING: dict[str, str] = {
     "frozen_param_gets_grad": f"the model's gradients: {ATTACH}",
     "weight_decay_on_temperature": f"the optimizer's groups: {ATTACH}",
     "temperature_frozen": f"the temperature's own learning rate: {ATTACH}",
+    "lr_too_small": f"update-to-weight ratios per module: {ATTACH}",
+    "lr_too_large": f"update-to-weight ratios per module: {ATTACH}",
+    "frozen_at_random_init": f"which modules are frozen and which were pretrained: {ATTACH}",
+    "naive_accumulation_no_negatives": f"the accumulation mode and micro-batches: {ATTACH}",
+    "not_generalising": "a train-sample retrieval evaluation beside validation: "
+    "watcher.evaluate(...) of contrastkit.doctor.attach",
+    "metric_at_baseline": "validation metrics with their chance baselines: "
+    "watcher.evaluate(...) of contrastkit.doctor.attach",
     "init_worse_than_random": f"an evaluation of random weights before training: {ATTACH}, evaluate(...)",
     "run_stopped": f"why the run ended (a log does not say): {ATTACH}",
-    "data checks (duplicate_groups, split_leakage, ...)": "the dataset: contrastkit doctor data FILE",
+    DATA_CHECKS: "the dataset: contrastkit doctor data FILE",
 }
+# Findings of the data doctor (before training): one `not_run` entry stands for them all.
+DATA_CODES = frozenset(
+    {
+        "duplicate_groups",
+        "group_id_formats",
+        "split_leakage",
+        "input_nonfinite",
+        "input_scaling",
+        "input_low_signal",
+        "inputs_identical",
+        "text_truncated",
+        "rows_skipped",
+        "labels_missing",
+        "small_groups",
+        "retrieval_no_positives",
+        "false_negatives",
+        "hard_negatives_above_positive",
+        "hard_negatives_mined",
+    }
+)
+# Rules a log can feed (`not_run` checks their inputs one by one).
+SCALAR_RULES = frozenset(
+    {
+        "loss_nan",
+        "loss_not_decreasing",
+        "loss_at_chance",
+        "temperature_out_of_range",
+        "logit_scale_toward_one",
+        "logit_scale_at_clamp",
+        "siglip_bias_off",
+        "aux_dominates_loss",
+        "lr_zero",
+        "worse_than_start",
+        "zero_gradient",
+        "too_few_negatives",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +112,9 @@ def not_run(logs: LogSignals, *, batch_size: int | None, siglip: bool) -> list[N
     if not logs.has("logit_scale"):
         for rule in ("temperature_out_of_range", "logit_scale_toward_one", "logit_scale_at_clamp"):
             out.append(NotRun(rule, MAP_SCALE))
-    if siglip and batch_size is None:
+    if not siglip:
+        out.append(NotRun("siglip_bias_off", "a SigLIP run's bias: --map logit_bias=TAG"))
+    elif batch_size is None:
         out.append(NotRun("siglip_bias_off", "--batch-size B (the bias is judged against log 1/B)"))
     if not (logs.has("contrastive_loss") and logs.terms()):
         out.append(
@@ -86,5 +135,14 @@ def not_run(logs: LogSignals, *, batch_size: int | None, siglip: bool) -> list[N
         )
     if not logs.has("grad_norm"):
         out.append(NotRun("zero_gradient", f"gradient norms: --map grad_norm=TAG, or {ATTACH}"))
+    if batch_size is None:
+        out.append(NotRun("too_few_negatives", "--batch-size B (B - 1 negatives per query)"))
     out += [NotRun(rule, needs) for rule, needs in NEEDS_TRAINING.items()]
+    # A rule added to the catalogue later is not silently taken for "ran".
+    listed = SCALAR_RULES | DATA_CODES | set(NEEDS_TRAINING)
+    out += [
+        NotRun(code, f"inputs a log does not hold: {ATTACH}")
+        for code in CATALOGUE
+        if code not in listed
+    ]
     return out

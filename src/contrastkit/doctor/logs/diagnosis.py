@@ -25,7 +25,12 @@ from contrastkit.doctor.hosts import host_config
 from contrastkit.doctor.hosts.fixes import translate_findings
 from contrastkit.doctor.logs.coverage import NotRun, not_run
 from contrastkit.doctor.logs.discover import find_logs
-from contrastkit.doctor.logs.records import LogSignals, collect, signal_records
+from contrastkit.doctor.logs.records import (
+    LogSignals,
+    collect,
+    negatives_record,
+    signal_records,
+)
 from contrastkit.doctor.logs.source import HF_TRAINER, LIGHTNING, OPEN_CLIP, PLAIN, LogSource
 from contrastkit.doctor.logs.tags import parse_maps
 from contrastkit.doctor.report import plot_curves
@@ -180,6 +185,9 @@ def diagnose_logs(
     chosen = _select_metric(logs, metric)
     cfg = _config(logs, batch_size, chosen, siglip)
     signals = signal_records(logs, OBJECTIVE, objective_loss=batch_size is not None)
+    if batch_size is not None:
+        first = min((r["step"] for r in signals), default=0)
+        signals.insert(0, negatives_record(first, batch_size))
     host = next((s.host for s in found.sources if s.host != PLAIN), PLAIN)
     findings = diagnose(signals, cfg, batch_size=batch_size or UNKNOWN_BATCH)
     return LogsDiagnosis(

@@ -108,6 +108,20 @@ def collect(sources: list[LogSource], maps: dict[str, str]) -> LogSignals:
     return out
 
 
+def negatives_record(step: int, batch_size: int) -> dict[str, Any]:
+    """The negatives monitor's record for a host whose loss treats every row of a batch
+    of `batch_size` as its own class (open_clip, MNRL, HF CLIP): B - 1 negatives per
+    query. Duplicates in the data lower that; `contrastkit doctor data` counts them."""
+    return {
+        "step": step,
+        "monitor": "negatives",
+        "negatives/mean": float(batch_size - 1),
+        "negatives/min": float(batch_size - 1),
+        "negatives/contrastive_batch": batch_size,
+        "negatives/loss_floor": math.log(batch_size),
+    }
+
+
 def signal_records(
     logs: LogSignals, objective: str, *, objective_loss: bool, at_start_metrics: bool = True
 ) -> list[dict[str, Any]]:
