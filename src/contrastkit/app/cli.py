@@ -18,6 +18,7 @@ from rich.console import Console
 from contrastkit import __version__
 from contrastkit.app.commands import checkpoints, console, doctor_logs, inputs, reports, training
 from contrastkit.errors import ContrastkitError
+from contrastkit.train.preemption import Preempted
 
 app = typer.Typer(
     name="contrastkit",
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except typer.Exit as ex:
         return ex.exit_code
+    except Preempted as stop:
+        # Not an error: the checkpoint holds the run; the code tells schedulers which signal.
+        Console(stderr=True).print(f"{stop}", style="bold yellow", markup=False, highlight=False)
+        return stop.exit_code
     except KeyboardInterrupt:
         return 130
     except OSError as err:

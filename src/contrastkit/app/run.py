@@ -46,6 +46,7 @@ from contrastkit.train.lora import apply_train_lora
 from contrastkit.train.nonfinite import NonFiniteError
 from contrastkit.train.parts import EngineParts
 from contrastkit.train.phases import make_weights_fn
+from contrastkit.train.preemption import Preempted, PreemptionWatch
 from contrastkit.train.snapshot import check_resume
 
 
@@ -92,6 +93,8 @@ def train(
     status = "failed"
     engine: Engine | None = None
     lock = RunLock(run_dir)
+    # SIGTERM / SIGUSR1 from here on end the run at a step boundary with a checkpoint.
+    watch = PreemptionWatch().install()
     try:
         if info.is_main:
             check_run_dir(run_dir, resume=resume, overwrite=overwrite)
@@ -159,7 +162,10 @@ def train(
             ema=ema,
         )
         engine = Engine(cfg.train, parts, run_dir, dist=info)
-        fit = engine.fit(resume)
+        fit = engine.fit(resume, preemption=watch)
+        signum = watch.agreed(info.device)  # arrived after the last step: before final eval
+        if signum:
+            raise Preempted(signum, engine.state.step, None)
         if not info.is_main:
             return fit
         record_mining(miner, run_dir / DATA_FINDINGS_FILE)
@@ -174,6 +180,9 @@ def train(
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
         status = "finished"
         return summary
+    except Preempted:
+        status = "preempted"  # not a failure: `--resume auto` continues it
+        raise
     except BaseException as exc:
         status = f"failed: {type(exc).__name__}: {exc}"[:500]
         if lock.held and (run_dir / "config.yaml").is_file():
@@ -191,4 +200,5 @@ def train(
                     write_run_report(run_dir, model, bundle)
         finally:
             lock.release()
+            watch.close()
             cleanup()

@@ -11,7 +11,6 @@ from contrastkit.config import Config
 from contrastkit.errors import ContrastkitError
 from contrastkit.train.distributed import DistInfo
 
-
 # One positive needs at least one in-batch negative: with a single row, softmax over one
 # logit is 1 and the sigmoid loss has no negative pair, so nothing is learned.
 MIN_CONTRASTIVE_ROWS = 2

@@ -42,8 +42,13 @@ class CheckpointConfig(Section):
 
     every_steps: int | None = Field(None, ge=1, description="also checkpoint every N steps")
     keep_last: int = Field(2, ge=1, description="checkpoints kept besides the best")
+    # 15 minutes bounds what a kill without warning (SIGKILL, node failure) loses in a long
+    # epoch at about one checkpoint-write per quarter hour: seconds of I/O for most models,
+    # under 1% of the time. SIGTERM/SIGUSR1 lose nothing (train/preemption.py).
     every_minutes: float | None = Field(
-        None, gt=0.0, description="also checkpoint when this many minutes passed since the last"
+        15.0,
+        gt=0.0,
+        description="also checkpoint when this many minutes passed since the last (null: off)",
     )
 
 

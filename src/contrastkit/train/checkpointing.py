@@ -16,23 +16,36 @@ import torch
 from contrastkit.config import CheckpointConfig
 from contrastkit.errors import RunDirError
 from contrastkit.train import checkpoint_dir as ckpt_dir
-from contrastkit.train.distributed import DistInfo, broadcast_flag
+from contrastkit.train.distributed import DistInfo
+from contrastkit.train.preemption import agree
 
 log = logging.getLogger(__name__)
 
 
 def checkpoint_due(
-    cfg: CheckpointConfig, step: int, last_save: float, dist: DistInfo, device: torch.device
-) -> bool:
-    """`checkpoint.every_steps` reached, or `every_minutes` passed since `last_save`."""
+    cfg: CheckpointConfig,
+    step: int,
+    last_save: float,
+    dist: DistInfo,
+    device: torch.device,
+    signum: int | None = None,
+) -> tuple[bool, int | None]:
+    """At the end of a step: is a checkpoint due, and did a preemption signal arrive?
+
+    Returns (save, signal): `save` when `checkpoint.every_steps` is reached or
+    `every_minutes` passed since `last_save`; `signal` is the preemption signal any rank
+    received (`signum` is this rank's), None without one.
+    """
     every = cfg.every_steps
     due = bool(every and step % every == 0)
     minutes = cfg.every_minutes
-    if minutes and not due:
-        due = time.monotonic() - last_save >= minutes * 60.0
-        # Clocks differ per rank; rank 0's decision keeps the save barrier in step.
-        due = broadcast_flag(due, device) if dist.enabled else due
-    return due
+    late = bool(minutes and time.monotonic() - last_save >= minutes * 60.0)
+    if not dist.enabled:
+        return due or late, signum
+    # Clocks differ per rank, so rank 0's clock decides; a signal may reach one rank only.
+    # One collective agrees on both, so every rank saves and stops after the same step.
+    late, signum = agree(late, signum, device)
+    return due or late, signum
 
 
 def resume_path(run_dir: Path, root: Path, which: str) -> Path | None:

@@ -31,6 +31,7 @@ from contrastkit.train.evaluation import agree_stop, eval_due, point_best
 from contrastkit.train.nonfinite import batch_ids, gather_ids
 from contrastkit.train.outputs import close_outputs, open_outputs, step_metrics, truncate_outputs
 from contrastkit.train.phases import phase_index, phase_label
+from contrastkit.train.preemption import Preempted, PreemptionWatch
 from contrastkit.train.step_context import StepContext, batch_size_of
 
 log = logging.getLogger(__name__)
@@ -45,16 +46,27 @@ class Engine(EngineSetup):
 
     # ------------------------------------------------------------------ the run
 
-    def fit(self, resume: str | None = None) -> dict[str, float]:
+    def fit(
+        self, resume: str | None = None, preemption: PreemptionWatch | None = None
+    ) -> dict[str, float]:
         """Train to the end (or early stop), returning the final scalars.
+
+        Args:
+            resume: see `resume`.
+            preemption: the caller's installed watch (so it also sees signals that arrive
+                before and after the loop); without one the engine installs its own.
 
         Raises:
             NonFiniteError: `train.max_bad_steps` consecutive non-finite steps.
+            Preempted: SIGTERM / SIGUSR1 arrived; a checkpoint after the step holds the run.
         """
         start = time.perf_counter()
+        self.seconds_before = 0.0  # training time of earlier segments (resumed from meta)
         if resume:
             self.resume(resume)
+        self.segment_start = start
         self._open_outputs()
+        self.preemption = preemption or PreemptionWatch().install()
         try:
             self._enter_phase(
                 phase_index(self.cfg.phases, self.state.epoch, self.state.step), announce=False
@@ -68,9 +80,12 @@ class Engine(EngineSetup):
             fire(self.callbacks, Event.FIT_END, self.state)
         finally:
             self._close_outputs()
+            if preemption is None:
+                self.preemption.close()
         summary = {
             "train/steps": float(self.state.step),
-            "train/seconds": time.perf_counter() - start,
+            # Over every segment of a preempted or resumed run, not only this process's.
+            "train/seconds": self._train_seconds(),
             "train/bad_steps": float(self.guard.total),
         }
         if self.tracker.best is not None and self.tracker.metric:
@@ -164,8 +179,13 @@ class Engine(EngineSetup):
         fire(self.callbacks, Event.BATCH_END, state)
         # Phases switch after BATCH_END so monitors see the step under the phase it ran in.
         self._sync_phase()
-        if self._checkpoint_due():
-            self.save_checkpoint()
+        save, signum = self._checkpoint_due()
+        # Preempted on the run's last step: the epoch's own checkpoint and evaluation come
+        # next, as in an uninterrupted run; the caller sees the signal after `fit`.
+        signum = None if self._done() else signum
+        path = self.save_checkpoint() if save or signum else None
+        if signum:
+            raise Preempted(signum, state.step, path)
 
     def _step_context(self) -> StepContext:
         def on_forward(output, batch):
@@ -242,16 +262,27 @@ class Engine(EngineSetup):
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _checkpoint_due(self) -> bool:
+    def _checkpoint_due(self) -> tuple[bool, int | None]:
+        """(checkpoint due, preemption signal), agreed by every rank."""
         return checkpoint_due(
-            self.cfg.checkpoint, self.state.step, self.last_save, self.dist, self.device
+            self.cfg.checkpoint,
+            self.state.step,
+            self.last_save,
+            self.dist,
+            self.device,
+            self.preemption.signum,
         )
+
+    def _train_seconds(self) -> float:
+        """Training seconds of this segment plus those of the segments before a resume."""
+        return self.seconds_before + time.perf_counter() - self.segment_start
 
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint of the whole training state (rank 0), then sync ranks."""
         path = None
         if self.dist.is_main:
-            tensors, meta = snapshot.capture(self.trainables, self._counters())
+            counters = {**self._counters(), "train_seconds": self._train_seconds()}
+            tensors, meta = snapshot.capture(self.trainables, counters)
             path = ckpt_files.save_checkpoint(self.checkpoint_root, self.state.step, tensors, meta)
             ckpt_dir.prune(self.checkpoint_root, self.cfg.checkpoint.keep_last)
         self.last_save = time.monotonic()
@@ -272,6 +303,7 @@ class Engine(EngineSetup):
         tensors, meta = ckpt_files.load_checkpoint(path)
         snapshot.restore(self.trainables, tensors, meta, self.config_json)
         self._load_counters(meta)
+        self.seconds_before = float(meta.get("train_seconds", 0.0))
         self.resumed_from, self.truncate_at = path, self.state.step
         log.info("resumed from %s (step %d, epoch %d)", path, self.state.step, self.state.epoch)
         return True
