@@ -23,7 +23,8 @@ def _page(result: LogsDiagnosis, out: Path) -> Path:
     from contrastkit.app.report.plots import doctor_panels_uri
 
     not_run = "".join(
-        f"<tr><td><b>{html.escape(n.rule)}</b></td><td>{html.escape(n.needs)}</td></tr>"
+        f"<tr><td><b>{html.escape(n.rule)}</b></td><td>{html.escape(n.needs)}</td>"
+        f"<td>{n.source}</td></tr>"
         for n in result.not_run
     )
     logs = "".join(
@@ -40,7 +41,7 @@ def _page(result: LogsDiagnosis, out: Path) -> Path:
         ("findings", findings_section(result.findings)),
         (
             "rules not run, and what each needs",
-            f"<table><tr><th>rule</th><th>needs</th></tr>{not_run}</table>",
+            f"<table><tr><th>rule</th><th>needs</th><th>from</th></tr>{not_run}</table>",
         ),
         ("doctor panels (from the logs)", figure(doctor_panels_uri(result.signals, out), "panels")),
         (
@@ -52,6 +53,23 @@ def _page(result: LogsDiagnosis, out: Path) -> Path:
     path = out / "report.html"
     path.write_text(page("doctor logs", sections, head), encoding="utf-8")
     return path
+
+
+def _print_not_run(result: LogsDiagnosis) -> None:
+    """The rules not run: each one the log could feed with what it needs; those that need
+    the training loop or the dataset on one line each (findings.json has every need)."""
+    console.print("not run (what each needs):", markup=False)
+    for n in result.not_run:
+        if n.source == "log":
+            console.print(f"  {n.rule}: {n.needs}", markup=False, highlight=False)
+    where = {
+        "training": "contrastkit.doctor.attach(model, optimizer, ...) in the training loop",
+        "data": "contrastkit doctor data FILE",
+    }
+    for source, how in where.items():
+        rules = [n.rule for n in result.not_run if n.source == source]
+        if rules:
+            console.print(f"  {', '.join(rules)}: {how}", markup=False, highlight=False)
 
 
 def doctor_logs_cmd(
@@ -87,10 +105,5 @@ def doctor_logs_cmd(
     for note in result.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
     print_findings(result.findings, console)
-    by_need: dict[str, list[str]] = {}
-    for n in result.not_run:
-        by_need.setdefault(n.needs, []).append(n.rule)
-    console.print("not run, and what each needs:", markup=False)
-    for needs, rules in by_need.items():
-        console.print(f"  {', '.join(rules)}: {needs}", markup=False, highlight=False)
+    _print_not_run(result)
     console.print(f"wrote {findings} and {_page(result, out)}", markup=False, highlight=False)

@@ -88,10 +88,13 @@ class NotRun:
 
     rule: str
     needs: str
+    # Where the input comes from: "log" (a tag, --map, --batch-size), "training"
+    # (contrastkit.doctor.attach in the loop) or "data" (contrastkit doctor data).
+    source: str = "log"
 
     def to_dict(self) -> dict[str, str]:
-        """`{"rule", "needs"}` as findings.json's `not_run` lists it."""
-        return {"rule": self.rule, "needs": self.needs}
+        """`{"rule", "needs", "source"}` as findings.json's `not_run` lists it."""
+        return {"rule": self.rule, "needs": self.needs, "source": self.source}
 
 
 def not_run(logs: LogSignals, *, batch_size: int | None, siglip: bool) -> list[NotRun]:
@@ -137,11 +140,14 @@ def not_run(logs: LogSignals, *, batch_size: int | None, siglip: bool) -> list[N
         out.append(NotRun("zero_gradient", f"gradient norms: --map grad_norm=TAG, or {ATTACH}"))
     if batch_size is None:
         out.append(NotRun("too_few_negatives", "--batch-size B (B - 1 negatives per query)"))
-    out += [NotRun(rule, needs) for rule, needs in NEEDS_TRAINING.items()]
+    out += [
+        NotRun(rule, needs, "data" if rule == DATA_CHECKS else "training")
+        for rule, needs in NEEDS_TRAINING.items()
+    ]
     # A rule added to the catalogue later is not silently taken for "ran".
     listed = SCALAR_RULES | DATA_CODES | set(NEEDS_TRAINING)
     out += [
-        NotRun(code, f"inputs a log does not hold: {ATTACH}")
+        NotRun(code, f"inputs a log does not hold: {ATTACH}", "training")
         for code in CATALOGUE
         if code not in listed
     ]
