@@ -71,21 +71,24 @@ def train_plain(
     temperature: float = 0.07,
     learnable: bool = True,
     aux_weight: float = 0.0,
+    weight_decay: float = 0.0,
     width: int = 64,
     every: int = 5,
     seed: int = 0,
+    write: bool = True,
 ) -> list[Any]:
     """Train `TwoTower` with a plain loop; with `run_dir`, the watcher attached.
 
     `aux_weight > 0` adds an auxiliary term (`recon`: the image tower's embedding
     regressed on the pixel mean, a stand-in for a captioning loss) at that weight.
-    Returns the watcher's findings as dicts ([] without `run_dir`).
+    Returns the watcher's findings as dicts ([] without `run_dir`); `write=False`
+    diagnoses without closing (no files, no plot: the fast path for tests).
     """
     torch.manual_seed(seed)
     x, noisy, _ = digits_views(seed)
     model = TwoTower(width, temperature=temperature)
     model.logit_scale.requires_grad_(learnable)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     weights = {"contrastive": 1.0, "recon": aux_weight}
     watcher = None
     if run_dir is not None:
@@ -108,7 +111,9 @@ def train_plain(
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return [f.to_dict() for f in watcher.close()] if watcher is not None else []
+    if watcher is None:
+        return []
+    return [f.to_dict() for f in (watcher.close() if write else watcher.diagnose())]
 
 
 def _arm(width: int, watched: bool, run_dir: Path, args: argparse.Namespace) -> Any:

@@ -136,6 +136,7 @@ class Watcher:
         select_metric: str | None = None,
         select_mode: str = "max",
         max_steps: int | None = None,
+        amp: str = "none",
         warmup_steps: int = 0,
         every: int = 25,
         criterion: nn.Module | None = None,
@@ -158,6 +159,7 @@ class Watcher:
             "learnable_temperature": learnable_temperature,
             "pretrained": pretrained,
             "select_mode": select_mode,
+            "amp": amp,
             "max_steps": max_steps,
             "warmup_steps": warmup_steps,
             "every": every,
@@ -205,6 +207,14 @@ class Watcher:
         if self.select_metric is not None:
             facts["select_metric"] = self.select_metric
         return host_config(**facts)
+
+    def select(self, metric: str, mode: str = "max") -> None:
+        """The evaluation metric the at-start comparison reads; `mode` is `max` when
+        higher is better."""
+        if mode not in ("max", "min"):
+            raise ValueError(f"select(mode={mode!r}): must be 'max' or 'min'")
+        self.select_metric = metric
+        self._facts["select_mode"] = mode
 
     def observe(
         self,
