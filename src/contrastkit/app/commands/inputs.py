@@ -68,13 +68,68 @@ def config_reference(
 
 
 def doctor_data_cmd(
-    config: Annotated[Path, typer.Argument(help="YAML config file")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="a YAML config, or a dataset of another tool: open_clip .csv/.tsv, COCO "
+            "captions .json, .parquet, a datasets.save_to_disk folder (one file per split, or one)"
+        ),
+    ],
     override: Overrides = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="dataset: folder for data_findings.json (default .)"),
+    ] = None,
+    image_col: Annotated[
+        str | None, typer.Option("--image-col", help="dataset: image column")
+    ] = None,
+    text_col: Annotated[str | None, typer.Option("--text-col", help="dataset: text column")] = None,
+    split_col: Annotated[str, typer.Option("--split-col", help="dataset: split column")] = "split",
+    sep: Annotated[str | None, typer.Option("--sep", help="dataset: CSV separator")] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="dataset: folder of relative image paths")
+    ] = None,
+    groups: Annotated[
+        str, typer.Option("--groups", help="dataset: row (every row its own class) or media")
+    ] = "row",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=2, help="dataset: the host's batch size")
+    ] = 256,
+    tokenizer: Annotated[
+        str | None, typer.Option("--tokenizer", help="dataset: local HF tokenizer folder")
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option("--max-length", min=2, help="dataset: tokens kept per text")
+    ] = None,
+    image_size: Annotated[
+        int, typer.Option("--image-size", min=1, help="dataset: image side after resize")
+    ] = 224,
 ) -> None:
-    """Check a config's data (match groups, duplicates, leakage) before training."""
-    from contrastkit.config import load_config
+    """Check data before training: a config's manifest, or a dataset another tool trains on."""
     from contrastkit.doctor.report import print_findings
-    from contrastkit.doctor.run import doctor_data
 
-    findings = doctor_data(load_config(config, override or []))
+    if len(files) == 1 and files[0].suffix.lower() in (".yaml", ".yml"):
+        from contrastkit.config import load_config
+        from contrastkit.doctor.run import doctor_data
+
+        print_findings(doctor_data(load_config(files[0], override or [])), console)
+        return
+    from contrastkit.doctor.data_checks.foreign import Columns, ForeignOptions, doctor_foreign_data
+
+    if override:
+        raise ContrastkitError("-o applies to a YAML config, not to a dataset file")
+    if groups not in ("row", "media"):
+        raise ContrastkitError(f"--groups must be row or media, got {groups!r}")
+    sep = {"\\t": "\t", "tab": "\t"}.get(sep, sep) if sep else None
+    opts = ForeignOptions(
+        Columns(image_col, text_col, split_col, sep),
+        root,
+        groups,  # type: ignore[arg-type]
+        batch_size,
+        tokenizer,
+        max_length,
+        image_size,
+    )
+    findings, path = doctor_foreign_data(files, opts, out)
     print_findings(findings, console)
+    console.print(f"wrote {path}")

@@ -58,8 +58,13 @@ def _split_cut(rows: list[Any], cut: TextCut) -> dict[str, Any]:
         first.setdefault(r.values[cut.column], r)
     texts = list(first)
     full = _token_rows(cut, texts, UNCUT_LENGTH)
-    kept = _token_rows(cut, texts, cut.max_length)
-    long_text = {t for t, f in zip(texts, full, strict=True) if len(f) > cut.max_length}
+    long_idx = [i for i, f in enumerate(full) if len(f) > cut.max_length]
+    kept = list(full)  # a text within the length is kept whole: only long ones are re-cut
+    for i, k in zip(
+        long_idx, _token_rows(cut, [texts[i] for i in long_idx], cut.max_length), strict=True
+    ):
+        kept[i] = k
+    long_text = {texts[i] for i in long_idx}
     by_kept: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for i, k in enumerate(kept):
         by_kept[k].append(i)
