@@ -71,19 +71,21 @@ def test_sigterm_mid_epoch_then_resume_is_bit_identical(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_an_outside_sigusr1_ends_the_run_with_a_checkpoint(tmp_path) -> None:
-    """The signal from another process (as SLURM's `--signal=USR1` sends it), at a step
-    that is not known in advance: the checkpoint is the last logged step."""
+def test_an_outside_sigusr1_to_every_process_ends_the_run_with_a_checkpoint(tmp_path) -> None:
+    """The signal from another process to the whole process group, loader workers included
+    (as SLURM signals a job step), at a step not known in advance: the workers survive it
+    and the checkpoint is the last logged step."""
     (tmp_path / "tiny.yaml").write_text(TINY)
     run = tmp_path / "run"
     args = ["train", str(tmp_path / "tiny.yaml"), "--run-dir", str(run)]
-    cmd = [sys.executable, "-m", "contrastkit", *args, "-o", "data.batch_size=4"]
-    proc = subprocess.Popen(cmd, env=ENV, stderr=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", "contrastkit", *args, "-o", "data.batch_size=4",
+           "-o", "data.num_workers=2", "-o", "data.persistent_workers=true"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=ENV, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 240
     while not (run / "metrics.jsonl").is_file() or not _losses(run):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
-    proc.send_signal(signal.SIGUSR1)
+    os.killpg(proc.pid, signal.SIGUSR1)
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 138, err
     assert json.loads((run / "run.json").read_text())["status"] == "preempted"

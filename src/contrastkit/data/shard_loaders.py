@@ -6,6 +6,7 @@ Like `loaders.py`, these are the only shard functions that read config objects.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +33,18 @@ def resolve_workers(num_workers: int | str) -> int:
     return max(0, min((cores or 1) - 1, MAX_AUTO_WORKERS))
 
 
+def leave_signals_to_the_trainer(worker_id: int) -> None:
+    """A loader worker ignores SIGTERM / SIGUSR1 (its `worker_init_fn`).
+
+    Schedulers signal every process of a job; a worker that died on that SIGTERM would fail
+    the trainer's next fetch before it could finish its step and checkpoint (the trainer
+    handles the signal: train/preemption.py). The trainer still ends its workers when it
+    exits: they stop on its shutdown message, or on their own once it is gone.
+    """
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def worker_options(cfg: DataConfig) -> dict[str, Any]:
     """DataLoader keywords shared by manifest and shard loaders: workers decode and
     collate; pinned host memory lets `to_device(non_blocking=True)` overlap the copy."""
@@ -40,6 +53,7 @@ def worker_options(cfg: DataConfig) -> dict[str, Any]:
     options: dict[str, Any] = {"num_workers": workers, "pin_memory": pin}
     if workers > 0:
         options["persistent_workers"] = cfg.persistent_workers
+        options["worker_init_fn"] = leave_signals_to_the_trainer
     return options
 
 
