@@ -118,8 +118,9 @@ def numeric_baseline_keys(
 
     Returns:
         `numeric_fidelity_baseline`, `numeric_error_baseline` (the constant report scored
-        against `references`) and `numeric_mode_share`: the share of generated captions
-        stating a headline percentage whose value is `mode` (NaN when none states one).
+        against `references`), `numeric_mode` (the value) and `numeric_mode_share`: the
+        share of generated captions stating a headline percentage whose value is `mode`
+        (NaN when none states one).
     """
     constant = [headline_text(mode)] * len(references)
     stated = [h for h in (first_percentage(x) for x in hypotheses) if h is not None]
@@ -127,5 +128,6 @@ def numeric_baseline_keys(
     return {
         "numeric_fidelity_baseline": numeric_fidelity(constant, references),
         "numeric_error_baseline": numeric_error(constant, references),
+        "numeric_mode": float(mode),
         "numeric_mode_share": share,
     }

@@ -141,9 +141,12 @@ def _caption_causes(ctx: Context, numbers: dict[str, Any]) -> tuple[str, dict[st
     fix: dict[str, Any] = {"train.epochs": epochs * 2}
     weight = getattr(ctx.cfg.loss.heads.get("captioning"), "weight", None)
     if writes_mode:
+        mode = numbers.get("numeric_mode")
+        value = f" ({mode:g}%)" if mode is not None else ""
         cause = (
-            f"the decoder writes the train split's most frequent value: {_r(100 * share, 3)}% of "
-            "its stated percentages are that mode, so its numbers do not come from the input"
+            f"the decoder writes the train split's most frequent value{value}: "
+            f"{100 * share:.0f}% of its stated percentages are that mode, so its numbers do "
+            "not come from the input"
         )
     else:
         cause = (
