@@ -125,3 +125,75 @@ def test_a_damaged_lock_is_stale_not_a_traceback(tmp_path, lock) -> None:
     run.mkdir()
     (run / ".lock").write_text(lock.replace("%s", socket.gethostname()))
     check_run_dir(run, resume=None, overwrite=False)  # no live owner; a lock alone is no run
+
+
+# ---------------------------------------------------------------- group 2: files read back
+
+
+@pytest.mark.slow
+def test_resume_with_metrics_jsonl_a_directory_names_it(finished, run, capsys) -> None:
+    """Case 4: IsADirectoryError once training had started writing."""
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").mkdir()
+    before = _hashes(run)
+    assert main(["train", str(finished[0]), "--run-dir", str(run), "--resume", "auto"]) == 2
+    assert "metrics.jsonl is not a file" in _err(capsys)
+    assert _hashes(run) == before and (run / "metrics.jsonl").is_dir()
+
+
+@pytest.mark.slow
+def test_non_utf8_bytes_in_metrics_jsonl_cost_that_line_only(run, tmp_path, capsys, caplog) -> None:
+    """Case 5: UnicodeDecodeError in report, doctor run and compare."""
+    with (run / "metrics.jsonl").open("ab") as f:
+        f.write(b'{"step": 99, "train/loss": 1.0, "x": "\xff\xfe"}\n')
+    other = Path(shutil.copytree(run, tmp_path / "other"))
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 0
+    assert main(["doctor", "run", str(run)]) == 0
+    assert main(["compare", str(run), str(other), "--out", str(tmp_path / "c.html")]) == 0
+    _err(capsys)  # no traceback
+    assert "skipped 1 damaged line(s)" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_state_json_that_is_a_list_is_a_damaged_checkpoint(run, capsys) -> None:
+    """Case 6: AttributeError in eval (`.get` outside the guarded read)."""
+    for state in (run / "checkpoints").glob("step_*/state.json"):
+        state.write_text("[1, 2]")
+    assert main(["eval", str(run), "--split", "val"]) == 2
+    assert "holds no complete checkpoint" in _err(capsys)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [('{"val/text_to_image/R@1": 0.', "is not valid JSON"), ("[1, 2]", "holds list, not a JSON object"),
+     ('{"val/text_to_image/R@1": "high"}', "not a number")],
+    ids=["truncated", "list", "string-value"],
+)  # fmt: skip
+def test_a_damaged_summary_json_is_named_by_report_and_compare(
+    run, tmp_path, capsys, content, message
+) -> None:
+    """Case 7: JSONDecodeError / TypeError in compare, AttributeError in report."""
+    other = Path(shutil.copytree(run, tmp_path / "other"))
+    (run / "summary.json").write_text(content)
+    assert main(["compare", str(other), str(run), "--out", str(tmp_path / "c.html")]) == 2
+    err = _err(capsys)
+    assert "summary.json" in err and message in err
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html")]) == 2
+    assert message in _err(capsys)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["report", "doctor", "compare"])
+def test_metrics_jsonl_a_directory_is_said_not_skipped(run, tmp_path, capsys, command) -> None:
+    """Case 8: report, doctor run and compare succeeded silently with no curves."""
+    other = Path(shutil.copytree(run, tmp_path / "other"))
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").mkdir()
+    args = {
+        "report": ["report", str(run), "--out", str(tmp_path / "r.html")],
+        "doctor": ["doctor", "run", str(run)],
+        "compare": ["compare", str(other), str(run), "--out", str(tmp_path / "c.html")],
+    }[command]
+    assert main(args) == 2
+    assert "metrics.jsonl is a directory, not a file" in _err(capsys)

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
+from contrastkit.app.report.facts import read_summary
 from contrastkit.app.report.html import fmt, page
 from contrastkit.app.report.plots import CURVE_DPI, figure_uri, loss_series, val_series
 from contrastkit.doctor.run import read_jsonl
@@ -71,8 +72,7 @@ def load_view(run_dir: str | Path, label: str | None = None) -> RunView:
     if not (run_dir / "config.yaml").is_file():
         raise RunDirError(f"{run_dir} is not a run directory: config.yaml is missing")
     cfg = load_config(run_dir / "config.yaml")
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = read_summary(run_dir)
     return RunView(
         label=label or run_dir.name,
         run_dir=run_dir,

@@ -103,6 +103,49 @@ def check_run_dir(run_dir: Path, *, resume: str | None, overwrite: bool) -> None
             "pass --resume auto to continue it, --overwrite to move it aside and start again, "
             "or choose another --run-dir"
         )
+    if entries and resume:
+        check_run_files(run_dir)
+
+
+# Files a resumed run reads back or rewrites, and folders it writes into; each must be of
+# its kind and readable and writable before anything is written (see `check_run_files`).
+RUN_FILES = (
+    "config.yaml",
+    "run.json",
+    "metrics.jsonl",
+    "signals.jsonl",
+    "summary.json",
+    "findings.json",
+    "data_findings.json",
+    "at_start.json",
+    "model_spec.json",
+)
+RUN_FOLDERS = ("checkpoints", "tokenizer")
+
+
+def check_run_files(run_dir: Path) -> None:
+    """Refuse to resume a run whose files are not files (or folders not folders), or that
+    this user cannot read and write: resuming would fail halfway, after the first write.
+
+    Raises:
+        RunDirError: naming the first such path.
+    """
+    for name in (*RUN_FILES, *RUN_FOLDERS):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        kind_ok = path.is_dir() if name in RUN_FOLDERS else path.is_file()
+        if not kind_ok:
+            want = "a folder" if name in RUN_FOLDERS else "a file"
+            raise RunDirError(
+                f"--resume: {path} is not {want}; the run folder is damaged. Restore it, or "
+                "train into a new --run-dir"
+            )
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise RunDirError(
+                f"--resume: {path} cannot be read and written by this user; fix its "
+                "permissions, or train into a new --run-dir"
+            )
 
 
 def move_aside(run_dir: Path) -> Path | None:

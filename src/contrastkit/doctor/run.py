@@ -18,24 +18,19 @@ from contrastkit.doctor.report import plot_curves
 from contrastkit.doctor.rules import diagnose
 from contrastkit.doctor.rules.start import eval_records
 from contrastkit.errors import RunDirError
+from contrastkit.run_io import read_jsonl as read_run_jsonl
 
 DATA_FINDINGS_FILE = "data_findings.json"
 RUN_INFO_FILE = "run.json"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSONL file; a torn last line (a run still writing) is ignored."""
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
+    """Records of a JSONL file (`run_io.read_jsonl`: damaged lines skipped with a warning).
+
+    Raises:
+        RunDirError: the path is a directory or unreadable.
+    """
+    return read_run_jsonl(path)
 
 
 def read_signals(run_dir: Path) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from contrastkit.errors import RunDirError
+from contrastkit.run_io import read_json
 from contrastkit.train.checkpoint_files import PREFIX, read_meta
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,8 @@ def set_best(root: Path, path: Path, metric: str, value: float, step: int) -> No
 def best_checkpoint(root: Path) -> Path | None:
     """The checkpoint `best.json` points at, if `best.json` and that checkpoint are valid."""
     try:
-        path = root / json.loads((root / BEST).read_text())["checkpoint"]
-    except (OSError, ValueError, KeyError, TypeError):
+        path = root / read_json(root / BEST)["checkpoint"]
+    except (RunDirError, KeyError, TypeError):
         return None
     return path if read_meta(path) is not None else None
 

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from contrastkit.errors import RunDirError
+from contrastkit.run_io import read_json
 
 TENSORS = "tensors.safetensors"
 META = "state.json"
@@ -90,7 +91,7 @@ def save_checkpoint(
 def read_meta(path: Path) -> dict[str, Any] | None:
     """The checkpoint's JSON if the checkpoint is complete and its tensor file opens, else None."""
     try:
-        meta = json.loads((path / META).read_text())
+        meta = read_json(path / META)  # an object, or RunDirError
         with safe_open(str(path / TENSORS), framework="pt") as f:
             f.keys()
     except (OSError, ValueError, RuntimeError, Exception):  # noqa: BLE001 - any damage = invalid

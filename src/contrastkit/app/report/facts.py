@@ -20,6 +20,7 @@ from contrastkit.config import Config, load_config
 from contrastkit.doctor.findings import Finding, read_findings
 from contrastkit.doctor.run import read_jsonl, read_run_info, read_signals
 from contrastkit.errors import RunDirError
+from contrastkit.run_io import read_json, read_text
 
 # A run whose metrics / signals changed this recently, without a summary.json, is taken
 # to be training still; older than that it stopped (crashed or killed) before the end.
@@ -52,6 +53,26 @@ class RunFacts:
     def name(self) -> str:
         """The run's `name` from its config."""
         return self.config.name
+
+
+SUMMARY_FILE = "summary.json"
+
+
+def read_summary(run_dir: Path) -> dict[str, float]:
+    """summary.json (flat `<split>/<q>_to_<g>/<metric>` -> number); {} before the run ends.
+
+    Raises:
+        RunDirError: the file is damaged (`run_io`), or a value is not a number.
+    """
+    path = Path(run_dir) / SUMMARY_FILE
+    summary = read_json(path, default={})
+    for key, value in summary.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RunDirError(
+                f"{path} is damaged: {key!r} is {type(value).__name__}, not a number; "
+                "`contrastkit eval RUN_DIR` recomputes the metrics"
+            )
+    return summary
 
 
 def config_hash(text: str) -> str:
@@ -90,15 +111,9 @@ def read_facts(run_dir: str | Path, findings: list[Finding] | None = None) -> Ru
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise RunDirError(f"{run_dir} is not a run directory: config.yaml is missing")
-    text = (run_dir / "config.yaml").read_text()
+    text = read_text(run_dir / "config.yaml")
     cfg = load_config(run_dir / "config.yaml")
-    summary_path = run_dir / "summary.json"
-    summary: dict[str, float] = {}
-    if summary_path.is_file():
-        try:
-            summary = json.loads(summary_path.read_text())
-        except json.JSONDecodeError:
-            summary = {}  # being written right now
+    summary = read_summary(run_dir)
     info = read_run_info(run_dir)
     status, wall = _status(run_dir, info.get("status"), bool(summary))
     if summary.get("train/seconds") is not None:
