@@ -11,9 +11,11 @@ import hashlib
 import json
 import shutil
 import socket
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from contrastkit.app.cli import main
 from contrastkit.app.rundir import check_run_dir
@@ -197,3 +199,114 @@ def test_metrics_jsonl_a_directory_is_said_not_skipped(run, tmp_path, capsys, co
     }[command]
     assert main(args) == 2
     assert "metrics.jsonl is a directory, not a file" in _err(capsys)
+
+
+# ---------------------------------------------------------------- group 3: other subcommands
+
+
+@pytest.mark.slow
+def test_eval_with_another_models_checkpoint_names_shapes_and_runs(run, tmp_path, capsys) -> None:
+    """Case 9: a state_dict size-mismatch traceback."""
+    from safetensors.torch import load_file, save_file
+
+    other = Path(shutil.copytree(run, tmp_path / "other"))
+    ckpt = next((other / "checkpoints").glob("step_*"))
+    tensors = load_file(ckpt / "tensors.safetensors")
+    key = next(k for k in tensors if k.startswith("model.") and tensors[k].dim() == 2)
+    tensors[key] = torch.zeros(tensors[key].shape[0] + 8, tensors[key].shape[1])
+    save_file(tensors, ckpt / "tensors.safetensors")
+    assert main(["eval", str(run), "--split", "val", "--checkpoint", str(ckpt)]) == 2
+    err = _err(capsys)
+    shape = tuple(tensors[key].shape)
+    assert f"{key.removeprefix('model.')}: checkpoint {shape}" in err
+    assert str(other) in err and str(run) in err
+
+
+def test_eval_of_a_config_with_a_checkpoint_is_refused(tmp_path, capsys) -> None:
+    """Case 10: the untrained model was evaluated silently in the checkpoint's place."""
+    config = _text_run(tmp_path, ["train"] * 3 + ["test"] * 2)
+    assert main(["eval", str(config), "--checkpoint", "/nonexistent"]) == 2
+    assert "--checkpoint /nonexistent" in _err(capsys)
+
+
+@pytest.mark.slow
+def test_report_split_and_checkpoint_are_checked(run, tmp_path, capsys) -> None:
+    """Case 11: exit 0 with the error only inside the page; `--split VAL` found nothing."""
+    out = tmp_path / "r.html"
+    assert main(["report", str(run), "--out", str(out), "--split", "nosuch"]) == 2
+    assert "--split nosuch" in _err(capsys) and not out.exists()
+    assert main(["report", str(run), "--out", str(out), "--checkpoint", "/nonexistent"]) == 2
+    assert "/nonexistent" in _err(capsys) and not out.exists()
+    assert main(["report", str(run), "--out", str(out), "--split", "VAL"]) == 0
+    assert "Retrieval examples: val," in out.read_text()
+
+
+@pytest.mark.slow
+def test_report_and_compare_out_paths_are_checked_first(run, tmp_path, capsys) -> None:
+    """Case 12: tracebacks, and a 209 KB .tmp left behind."""
+    other = Path(shutil.copytree(run, tmp_path / "other"))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    missing = tmp_path / "missing" / "parent" / "r.html"
+    assert main(["report", str(run), "--out", str(folder)]) == 2
+    assert "is a folder" in _err(capsys)
+    assert main(["report", str(run), "--out", str(missing)]) == 2
+    assert "does not exist" in _err(capsys)
+    assert main(["compare", str(run), str(other), "--out", str(folder)]) == 2
+    assert "is a folder" in _err(capsys)
+    assert list(folder.iterdir()) == [] and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_shard_out_an_existing_file(tmp_path, capsys) -> None:
+    """Case 13: FileExistsError."""
+    _text_run(tmp_path, ["train"] * 3)
+    (tmp_path / "f").write_text("x")
+    assert main(["shard", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "f")]) == 2
+    assert "is a file" in _err(capsys)
+    assert (tmp_path / "f").read_text() == "x"
+
+
+SPACE = "train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
+
+
+@pytest.mark.parametrize(
+    ("space", "extra", "message"),
+    [(SPACE, ["--trials", "0"], "--trials must be at least 1"),
+     ("train.lr: {type: float, low: 0.1, high: 0.01}\n", [], "low (0.1) is above high (0.01)"),
+     ("train.lr: {type: categorical, choices: []}\n", [], "choices must be a non-empty list"),
+     ("train.lr: {type: float, low: abc, high: 0.1}\n", [], "low must be a number, got 'abc'"),
+     ("train.epochs: {type: int, low: 1.5, high: 3}\n", [], "low must be an int"),
+     (SPACE, ["--storage", "sqlite:////no/such/dir/s.db"], "the folder /no/such/dir does not exist")],
+    ids=["trials-0", "low-above-high", "no-choices", "low-abc", "int-float", "storage-dir"],
+)  # fmt: skip
+def test_sweep_arguments_and_space_are_checked(tmp_path, capsys, space, extra, message) -> None:
+    """Case 14: tracebacks for each of these, before any trial ran."""
+    config = _text_run(tmp_path, ["train"] * 4 + ["val"] * 2)
+    (tmp_path / "space.yaml").write_text(space)
+    args = ["sweep", str(config), "--space", str(tmp_path / "space.yaml"), *extra]
+    assert main([*args, "--run-root", str(tmp_path / "sweep")]) == 2
+    assert message in _err(capsys)
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_sweep_and_compare_study_without_optuna_say_how_to_install(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """Case 14: ModuleNotFoundError; faiss and transformers already had a hint."""
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` raises ImportError
+    config = _text_run(tmp_path, ["train"] * 4 + ["val"] * 2)
+    (tmp_path / "space.yaml").write_text(SPACE)
+    assert main(["sweep", str(config), "--space", str(tmp_path / "space.yaml")]) == 2
+    assert "pip install contrastkit[sweep]" in _err(capsys)
+    assert main(["compare", "--study", "sqlite:///s.db", "--out", str(tmp_path / "c.html")]) == 2
+    assert "pip install contrastkit[sweep]" in _err(capsys)
+
+
+@pytest.mark.slow
+def test_search_with_only_unknown_tokens_warns(run, capsys) -> None:
+    """Case 15: confident scores for a query the model cannot read."""
+    assert main(["search", str(run), "🐱🐶 ｒｅｄ 猫", "--split", "val"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "none of the" in out and "is in the run's vocabulary" in out
+    assert main(["search", str(run), "a 3", "--split", "val"]) == 0
+    assert "vocabulary" not in capsys.readouterr().out

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from contrastkit.app.report.facts import read_summary
 from contrastkit.app.report.html import fmt, page
+from contrastkit.app.report.output import write_atomic
 from contrastkit.app.report.plots import CURVE_DPI, figure_uri, loss_series, val_series
 from contrastkit.doctor.run import read_jsonl
 from contrastkit.errors import ConfigError, RunDirError
@@ -99,12 +100,9 @@ def study_run_dirs(storage: str, study_name: str | None, run_root: Path) -> list
     Raises:
         ConfigError: the study cannot be opened, or a trial's run directory is missing.
     """
-    import optuna
+    from contrastkit.app.sweep import import_optuna, open_study
 
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except (KeyError, ValueError) as err:
-        raise ConfigError(f"--study {storage}: cannot open the study: {err}") from None
+    study = open_study(import_optuna(), storage, False, study_name=study_name)
     out = []
     for trial in study.trials:
         if trial.state.name not in ("COMPLETE", "PRUNED"):
@@ -235,5 +233,5 @@ def write_compare_html(views: list[RunView], out: str | Path) -> Path:
         ("Curves", f"<img class=fig alt='overlaid curves' src='{overlay_uri(views)}'>"),
     ]  # fmt: skip
     path = Path(out)
-    path.write_text(page("contrastkit compare", sections), encoding="utf-8")
+    write_atomic(path, page("contrastkit compare", sections))
     return path

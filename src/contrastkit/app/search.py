@@ -80,6 +80,20 @@ def _show(
     return hit
 
 
+def unknown_tokens(tokenizer: Any, text: str) -> tuple[int, int]:
+    """(unknown, all) tokens of `text` under `tokenizer`, BOS/EOS/padding left out; (0, 0)
+    when the tokenizer has no unknown token (byte-level BPE reads every text)."""
+    unk = getattr(tokenizer, "unk_id", None)
+    if unk is None:
+        unk = getattr(getattr(tokenizer, "tokenizer", None), "unk_token_id", None)
+    if unk is None:
+        return 0, 0
+    ids, _ = tokenizer.encode([text])
+    specials = {tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id}
+    body = [int(i) for i in ids[0] if int(i) not in specials]
+    return sum(i == unk for i in body), len(body)
+
+
 def run_search(
     run: Any,
     dataset: SplitDataset,
@@ -99,6 +113,18 @@ def run_search(
     if query is not None and not query.strip():
         # An empty text embeds to a fixed vector, so it would rank the gallery by nothing.
         raise ContrastkitError("the query text is empty; give some words, or --query-id ID")
+    if query is not None:
+        unknown, total = unknown_tokens(run.tokenizer, query)
+        if total and unknown == total:
+            # Every token maps to the one unknown id: the scores rank the gallery by the
+            # embedding of "<unk> <unk> ...", which says nothing about the query.
+            console.print(
+                f"warning: none of the {total} tokens of the query {query[:80]!r} is in the "
+                "run's vocabulary (all are <unk>); the scores below do not reflect its meaning",
+                style="bold yellow",
+                markup=False,
+                highlight=False,
+            )
     model: EmbeddingModel = run.model
     q_tower, g_tower = _pick_pair(model, pairs, gallery, text_query=query is not None)
     g = embed_tower(model, dataset, g_tower, batch_size=run.config.data.eval_batch_size)

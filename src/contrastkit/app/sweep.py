@@ -27,6 +27,46 @@ from contrastkit.pairing import select_metric
 
 TrainFn = Callable[..., dict]
 _MISSING = object()
+_INSTALL_HINT = "pip install contrastkit[sweep]"
+
+
+def import_optuna() -> Any:
+    """The optuna module (an optional extra).
+
+    Raises:
+        ConfigError: optuna is not installed; says how to install it.
+    """
+    try:
+        import optuna
+    except ImportError as err:
+        raise ConfigError(
+            f"sweeps use Optuna, which is not installed ({err}): {_INSTALL_HINT}"
+        ) from None
+    return optuna
+
+
+def open_study(optuna: Any, storage: str | None, create: bool, **kw: Any) -> Any:
+    """`optuna.create_study(load_if_exists=True)` or `load_study`, with storage errors
+    (a folder that does not exist, a bad URL, a missing study) as one ConfigError.
+
+    Raises:
+        ConfigError: the storage or study cannot be opened.
+    """
+    if storage and storage.startswith("sqlite:///"):
+        folder = Path(storage[len("sqlite:///") :]).parent
+        if not folder.is_dir():
+            raise ConfigError(f"--storage {storage}: the folder {folder} does not exist")
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # optuna's RDB storage needs it; without it only in-memory studies
+        SQLAlchemyError = OSError  # noqa: N806 - stands in for the class
+    try:
+        if create:
+            return optuna.create_study(storage=storage, load_if_exists=True, **kw)
+        return optuna.load_study(storage=storage, **kw)
+    except (ValueError, KeyError, OSError, ImportError, SQLAlchemyError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"--storage {storage}: cannot open the study: {first}") from None
 
 
 def _lookup(data: Any, keys: list[str]) -> Any:
@@ -65,12 +105,36 @@ def load_space(path: str | Path, cfg: Config) -> dict[str, dict[str, Any]]:
             "float": ("low", "high"),
             "int": ("low", "high"),
             "categorical": ("choices",),
-        }.get(kind or "")
+        }.get(kind if isinstance(kind, str) else "")
         if needed is None or any(k not in spec for k in needed):
             raise ConfigError(
                 f"search space {path}: {key}: needs type float|int (with low, high) or categorical (with choices)"
             )
+        _check_distribution(path, key, spec)
     return space
+
+
+def _check_distribution(path: Path, key: str, spec: dict[str, Any]) -> None:
+    """Values Optuna would fail on mid-sweep, refused before the first trial."""
+    where = f"search space {path}: {key}"
+    if spec["type"] == "categorical":
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{where}: choices must be a non-empty list, got {choices!r}"[:300])
+        return
+    number = int if spec["type"] == "int" else (int, float)
+    low, high = spec["low"], spec["high"]
+    for name, value in (("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, number):
+            raise ConfigError(
+                f"{where}: {name} must be a{'n int' if number is int else ' number'}, got {value!r}"[
+                    :300
+                ]
+            )
+    if low > high:
+        raise ConfigError(f"{where}: low ({low}) is above high ({high})")
+    if spec.get("log") and low <= 0:
+        raise ConfigError(f"{where}: log: true needs low > 0, got {low}")
 
 
 def suggest(trial: Any, key: str, spec: dict[str, Any]) -> Any:
@@ -121,8 +185,9 @@ def sweep(
     Returns:
         {"value", "params", "trial", "config"} of the study's best trial so far.
     """
-    import optuna
-
+    optuna = import_optuna()
+    if trials < 1:
+        raise ConfigError(f"--trials must be at least 1, got {trials}")
     if train_fn is None:
         from contrastkit.app.run import train as default_train
 
@@ -135,15 +200,16 @@ def sweep(
         raise ConfigError(
             "sweep needs train.select_metric (or a val split and an objective) to compare trials"
         )
-    run_root = Path(run_root)
-    run_root.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(
+    study = open_study(
+        optuna,
+        storage,
+        True,
         study_name=study_name,
-        storage=storage,
         direction=direction,
-        load_if_exists=True,
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )
+    run_root = Path(run_root)
+    run_root.mkdir(parents=True, exist_ok=True)
 
     def objective(trial: Any) -> float:
         params = {key: suggest(trial, key, spec) for key, spec in space.items()}

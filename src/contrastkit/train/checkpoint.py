@@ -89,12 +89,38 @@ def load_run(
     criterion = build_loss(cfg.loss)
     tensors, meta = load_checkpoint(path)
     check_base(meta.get("base_weights"), model, str(path))
-    model.load_state_dict(sub_state(tensors, "model"))
+    _load_weights(model, sub_state(tensors, "model"), run_dir, path)
     criterion.load_state_dict(sub_state(tensors, "criterion"))
     model.eval()
     return LoadedRun(
         cfg, model, criterion, tokenizer, bundle, path, picked_label(run_dir, checkpoint, path)
     )
+
+
+def _load_weights(model: Any, state: dict, run_dir: Path, path: Path) -> None:
+    """`model.load_state_dict(state)`; a checkpoint of another model (often another run's,
+    given by `--checkpoint`) is a RunDirError naming both runs and the tensors that differ.
+
+    Raises:
+        RunDirError: shapes or names differ.
+    """
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        saved = {k: tuple(v.shape) for k, v in state.items()}
+        diffs = [
+            f"{k}: checkpoint {saved.get(k, 'absent')}, model {wanted.get(k, 'absent')}"
+            for k in sorted(set(wanted) | set(saved))
+            if saved.get(k) != wanted.get(k)
+        ]
+        more = f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else ""
+        detail = "; ".join(diffs[:3]) + more if diffs else str(err).splitlines()[0]
+        raise RunDirError(
+            f"checkpoint {path} (of the run in {path.parent.parent}) does not fit the model of "
+            f"the run in {run_dir}: {detail}. Pass a checkpoint of that run (best, last or "
+            "one of its checkpoints/ folders)"
+        ) from None
 
 
 def picked_label(run_dir: Path, which: str | Path, path: Path) -> str:

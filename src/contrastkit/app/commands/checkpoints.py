@@ -18,7 +18,9 @@ def eval_cmd(
         Path, typer.Argument(help="a training run directory, or a config file (untrained model)")
     ],
     split: Annotated[str, typer.Option("--split", help="split to evaluate")] = "test",
-    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best | last | a path")] = "best",
+    checkpoint: Annotated[
+        str | None, typer.Option("--checkpoint", help="best (default) | last | a path")
+    ] = None,
     override: Overrides = None,
 ) -> None:
     """Evaluate a run's checkpoint on a split; prints a table and writes eval.json.
@@ -35,10 +37,17 @@ def eval_cmd(
         from contrastkit.app.zero_shot import evaluate_config
         from contrastkit.config import load_config
 
+        if checkpoint is not None:  # else the untrained model would be scored in its place
+            raise ContrastkitError(
+                f"--checkpoint {checkpoint}: {run_dir} is a config file, whose untrained model "
+                "eval scores; to evaluate a checkpoint pass its run directory: "
+                f"contrastkit eval RUN_DIR --checkpoint {checkpoint}"
+            )
+
         metrics = evaluate_config(load_config(run_dir, override or []), split)
         print_summary(metrics, title=f"{run_dir} ({split}, untrained)")
         return
-    run = load_run(run_dir, checkpoint=checkpoint)
+    run = load_run(run_dir, checkpoint=checkpoint or "best")
     dataset = _split(run, split)
     metrics = evaluate(
         run.model,

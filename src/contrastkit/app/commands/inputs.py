@@ -25,6 +25,12 @@ def shard_cmd(
 
     if on_error not in ("raise", "skip"):
         raise ContrastkitError(f"--on-error must be raise or skip, got {on_error!r}")
+    if out.exists() and not out.is_dir():
+        raise ContrastkitError(
+            f"--out {out} is a file; shards go into a folder, give a folder path"
+        )
+    if shard_size < 1:
+        raise ContrastkitError(f"--shard-size must be at least 1 row, got {shard_size}")
     path = (
         builtin_manifest(manifest[len(BUILTIN_PREFIX) :])
         if manifest.startswith(BUILTIN_PREFIX)

@@ -28,7 +28,9 @@ def report_cmd(
         str | None, typer.Option("--split", help="split of the examples (default test)")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="seed of the random examples")] = 0,
-    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best | last | a path")] = "best",
+    checkpoint: Annotated[
+        str | None, typer.Option("--checkpoint", help="best (default) | last | a path")
+    ] = None,
 ) -> None:
     """Write report.html: metrics, curves, findings, retrieval examples, config (one file)."""
     from contrastkit.app.report import write_report
@@ -56,7 +58,9 @@ def compare_cmd(
         study_run_dirs,
         write_compare_html,
     )
+    from contrastkit.app.report.output import check_out
 
+    check_out(out)  # before the runs are read
     runs: list[tuple[str | None, Path]] = [(None, Path(p)) for p in run_dirs or []]
     if study is not None:
         runs += study_run_dirs(study, study_name, run_root)

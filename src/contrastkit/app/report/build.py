@@ -30,6 +30,7 @@ from contrastkit.app.report.html import (
     metrics_table,
     page,
 )
+from contrastkit.app.report.output import check_out, write_atomic
 from contrastkit.app.report.plots import curves_uri, doctor_panels_uri
 from contrastkit.app.report.thumbnails import render_inputs
 from contrastkit.data import collate, to_device
@@ -106,6 +107,18 @@ def _split_of(cfg: Any, bundle: Any, wanted: str | None) -> str | None:
     return next((s for s in names if s in bundle.splits and len(bundle.splits[s])), None)
 
 
+def _check_split(bundle: Any, split: str) -> None:
+    """An asked-for split must hold rows (like `eval --split`).
+
+    Raises:
+        ContrastkitError: it does not; the message lists the splits and their sizes.
+    """
+    if split in bundle.splits and len(bundle.splits[split]):
+        return
+    sizes = ", ".join(f"{k} ({len(v)} rows)" for k, v in bundle.splits.items())
+    raise ContrastkitError(f"--split {split}: the run's data has no rows in it; splits: {sizes}")
+
+
 def _captions(model: CaptioningModel, dataset: SplitDataset, cfg: Any, seed: int) -> str:
     column = model.text_column
     rows = sorted(random.Random(seed).sample(range(len(dataset)), min(CAPTIONS, len(dataset))))
@@ -162,12 +175,16 @@ def _model_sections(
     return out
 
 
-def _load(run_dir: Path, checkpoint: str) -> tuple[EmbeddingModel | None, Any, str]:
+def _load(run_dir: Path, checkpoint: str | None) -> tuple[EmbeddingModel | None, Any, str]:
+    """The run's model and data; without an asked-for `checkpoint` a run with none yet
+    (still training) gets a page without examples, an asked-for one must load."""
     from contrastkit.train.checkpoint import load_run
 
     try:
-        run = load_run(run_dir, checkpoint)
+        run = load_run(run_dir, checkpoint or "best")
     except ContrastkitError as err:
+        if checkpoint is not None:
+            raise
         return None, None, f"no retrieval examples: {err}"
     return run.model, run.bundle, ""
 
@@ -180,7 +197,7 @@ def write_report(
     out: str | Path | None = None,
     split: str | None = None,
     seed: int = 0,
-    checkpoint: str = "best",
+    checkpoint: str | None = None,
     embeddings: Mapping[str, TowerEmbeddings] | None = None,
 ) -> Path:
     """Write `report.html` for a run directory (finished or still training).
@@ -189,14 +206,21 @@ def write_report(
         model, bundle: the trained model and data bundle when the caller holds them (train
             does); otherwise the `checkpoint` is loaded and the data built from config.yaml.
         out: output path (default RUN_DIR/report.html).
-        split: split the examples come from (default test, else val, else train).
+        split: split the examples come from (default test, else val, else train); names
+            are case-insensitive.
+        checkpoint: best | last | a path; without one, the best (a run without any
+            checkpoint gets a page without examples).
         embeddings: tower -> embeddings of that split already computed by the caller.
 
     Raises:
-        RunDirError: RUN_DIR has no config.yaml.
+        RunDirError: RUN_DIR has no config.yaml, or its files are damaged.
+        ContrastkitError: `out` cannot take the page, `split` has no rows, or an asked-for
+            `checkpoint` does not load.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
+    path = check_out(out if out is not None else run_dir / REPORT_FILE)  # before the work
+    split = split.lower() if split else None  # split names are case-insensitive everywhere
     findings = None
     if not (run_dir / "summary.json").is_file() and (run_dir / "config.yaml").is_file():
         from contrastkit.doctor.run import diagnose_run
@@ -206,6 +230,8 @@ def write_report(
     note = ""
     if model is None:
         model, bundle, note = _load(run_dir, checkpoint)
+    if split and bundle is not None:
+        _check_split(bundle, split)
     if bundle is not None and not facts.data_rows:
         facts.data_rows = data_summary(bundle)
     metrics = dict(facts.summary)
@@ -225,10 +251,7 @@ def write_report(
     if note:
         sections.append(("Retrieval examples", f"<p class=dim>{note.strip()}</p>"))
     sections.append(("Config", config_section(facts.config_text)))
-    path = Path(out) if out is not None else run_dir / REPORT_FILE
     text = page(f"{facts.name} report", sections, head=header(facts))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)  # atomic: a browser never opens half a report
+    write_atomic(path, text)  # a browser never opens half a report
     log.info("wrote %s (%.0f KB, %.1f s)", path, len(text) / 1024, time.perf_counter() - started)
     return path
