@@ -101,3 +101,24 @@ def test_eval_at_step_0_then_below_is_worse_than_start(tmp_path):
     assert worse[0].evidence["step"] == 100
     assert worse[0].evidence["contrastkit_fix"] == {"train.lr": 5e-5}
     assert "TrainingArguments(learning_rate=5e-05)" in worse[0].fix_note
+
+
+def test_trainer_event_file_and_state_merge_into_the_same_diagnosis(tmp_path):
+    """An HF output folder holds the TensorBoardCallback's event file (tags rewritten as
+    train/loss, train/learning_rate, train/grad_norm) and checkpoint-N/trainer_state.json
+    with the same numbers: read together they give what the state alone gives."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    history = flat_at_chance()
+    write_state(tmp_path / "out" / "checkpoint-100", history)
+    writer = SummaryWriter(str(tmp_path / "out" / "runs" / "Dec06_20-00-00_host"))
+    for entry in history[:-1]:
+        for key in ("loss", "learning_rate", "grad_norm"):
+            writer.add_scalar(f"train/{key}", entry[key], entry["step"])
+    writer.close()
+    both = diagnose_logs(tmp_path / "out", batch_size=B)
+    alone = diagnose_logs(tmp_path / "out" / "checkpoint-100" / "trainer_state.json", batch_size=B)
+    assert sorted(s.format for s in both.sources) == ["tensorboard", "trainer_state"]
+    assert {s.host for s in both.sources} == {"hf_trainer"}
+    assert [f.to_dict() for f in both.findings] == [f.to_dict() for f in alone.findings]
+    assert "loss_at_chance" in {f.code for f in both.findings}

@@ -121,6 +121,8 @@ def _config(logs: LogSignals, batch: int | None, metric: str | None, siglip: boo
         "batch_size": batch or UNKNOWN_BATCH,
         "objective": "siglip" if siglip else "clip",
         "objective_name": OBJECTIVE,
+        # A scale that moves is learned. A fixed SigLIP bias is judged against log 1/B, so
+        # with B unknown the SigLIP terms count as learnable and that rule has no input.
         "learnable_temperature": len(set(scales)) > 1 or (siglip and batch is None),
         "max_steps": max(steps) if steps else None,
         "select_metric": metric,
