@@ -227,3 +227,39 @@ def test_data_findings_reach_the_run_diagnosis(tmp_path):
     (collapse,) = [f for f in found if f.code == "collapse"]
     assert collapse.fix_note.startswith("caused by input_scaling")
     assert collapse.evidence["own_fix"] and collapse.fix == {}
+
+
+# ----------------------------------------------------------------- end to end, a real run
+
+
+@pytest.mark.slow
+def test_double_normalised_images_rank_above_collapse_in_a_run(tmp_path):
+    """The issue's run: digits whose pixels were divided by 255 twice before being saved as
+    uint8 (values 0 and 1). The run collapses and stays at chance; findings.json must name
+    the images first, and collapse's "lower the lr" must not be the fix."""
+    import yaml
+    from bench.recipes import BASE
+
+    from contrastkit.app.cli import main
+    from contrastkit.data.builtin import builtin_manifest
+
+    src = builtin_manifest("digits-captions")
+    manifest = tmp_path / "double.jsonl"
+    lines = []
+    for line in src.read_text().splitlines():
+        row = json.loads(line)
+        path = tmp_path / Path(row["image"]).name
+        if not path.exists():
+            np.save(path, np.round(np.load(src.parent / row["image"])).astype(np.uint8))
+        lines.append(json.dumps({**row, "image": str(path)}))
+    manifest.write_text("\n".join(lines) + "\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**BASE, "data": {**BASE["data"], "manifest": str(manifest)}}))
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "run")]) == 0
+    found = json.loads((tmp_path / "run" / "findings.json").read_text())["findings"]
+    assert found[0]["code"] == "input_scaling"
+    symptoms = [f for f in found if f["code"] in ("collapse", "loss_at_chance")]
+    assert symptoms
+    for f in symptoms:
+        assert "input_scaling" in f["evidence"]["explained_by"]
+        assert "train.lr" not in f["fix"]
