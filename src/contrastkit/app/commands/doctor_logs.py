@@ -35,7 +35,7 @@ def _page(result: LogsDiagnosis, out: Path) -> Path:
     batch = "unknown (--batch-size)" if result.batch_size is None else str(result.batch_size)
     head = (
         f"<h1>doctor logs</h1><p>host <b>{result.host}</b>, batch size {batch}, "
-        f"at-start metric {html.escape(str(result.select_metric))}</p>"
+        f"at-start metric {html.escape(result.select_metric or 'none (no evaluation at step 0)')}</p>"
     )
     sections = [
         ("findings", findings_section(result.findings)),
