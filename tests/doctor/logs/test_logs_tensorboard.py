@@ -115,3 +115,21 @@ def test_open_clip_siglip_fixed_bias_far_from_log_1_over_b(tmp_path):
     assert len(bias) == 1
     assert bias[0].evidence["logit_bias"] == -10.0
     assert bias[0].evidence["log_1_over_B"] == pytest.approx(-math.log(4), rel=1e-3)
+
+
+def test_open_clip_params_txt_gives_the_contrastive_batch(tmp_path):
+    """open_clip writes its arguments to <logs>/<name>/params.txt (`name: value`, sorted);
+    its loss gathers all GPUs' features, so B = batch_size x world_size x accum_freq."""
+    run = tmp_path / "logs" / "2026_12_06-run"
+    params = {"accum_freq": 1, "batch_size": 128, "lr": 0.0005, "warmup": 10000, "world_size": 2}
+    run.mkdir(parents=True)
+    (run / "params.txt").write_text("".join(f"{k}: {v}\n" for k, v in sorted(params.items())))
+    loss = [math.log(256) - 0.001 * i for i in range(len(STEPS))]  # flat at ln 256
+    write_open_clip_tb(run / "tensorboard", STEPS, linear(14.3, 15.0, len(STEPS)), loss)
+    result = diagnose_logs(run)
+    assert result.batch_size == 256
+    assert any("batch_size 128 x world_size 2 x accum_freq 1" in n for n in result.notes)
+    chance = [f for f in result.findings if f.code == "loss_at_chance"]
+    assert len(chance) == 1 and chance[0].evidence["chance"] == pytest.approx(
+        math.log(256), rel=1e-3
+    )

@@ -5,7 +5,8 @@ The logs become signal records (`records.py`), the run becomes a `Config` throug
 metric), and `diagnose` judges them with the same rules as a contrastkit run. Fixes
 are then written in the host's words (`doctor.hosts.fixes.translate_findings`).
 
-Without a batch size (`--batch-size`, or HF's `train_batch_size`) chance level is
+Without a batch size (`--batch-size`, HF's `train_batch_size`, open_clip's params.txt)
+chance level is
 unknown: the contrastive term's own loss is then withheld from the records, so
 `loss_at_chance` (and a fixed SigLIP bias, judged against log 1/B) have no input and
 say so in `not_run`, while the total loss is still judged for progress and NaN.
@@ -112,8 +113,11 @@ def _finite(points: list[tuple[int, float]]) -> list[float]:
     return [v for _, v in points if math.isfinite(v)]
 
 
-def _config(logs: LogSignals, batch: int | None, metric: str | None, siglip: bool) -> Config:
-    """The run as a Config: objective and its starting temperature, peak lr, last step."""
+def _config(
+    logs: LogSignals, batch: int | None, metric: str | None, siglip: bool, warmup: int
+) -> Config:
+    """The run as a Config: objective and its starting temperature, peak lr, warm-up,
+    last step."""
     scales = [v for v in _finite(logs.train.get("logit_scale", [])) if v > 0]
     lrs = _finite(logs.train.get("lr", []))
     steps = [s for pts in logs.train.values() for s, _ in pts]
@@ -121,6 +125,7 @@ def _config(logs: LogSignals, batch: int | None, metric: str | None, siglip: boo
         "batch_size": batch or UNKNOWN_BATCH,
         "objective": "siglip" if siglip else "clip",
         "objective_name": OBJECTIVE,
+        "warmup_steps": warmup,
         # A scale that moves is learned. A fixed SigLIP bias is judged against log 1/B, so
         # with B unknown the SigLIP terms count as learnable and that rule has no input.
         "learnable_temperature": len(set(scales)) > 1 or (siglip and batch is None),
@@ -154,7 +159,8 @@ def diagnose_logs(
     Args:
         path: a log file, an event folder, or a run's folder (see `discover`).
         batch_size: rows per contrastive batch (B, chance level ln B); default: the
-            log's own record (HF `train_batch_size`), else unknown.
+            log's own record (HF `train_batch_size`, open_clip's params.txt), else
+            unknown.
         maps: `name=tag` items mapping other tag names onto the doctor's signals.
         metric: the evaluation metric to compare with its step-0 value.
 
@@ -171,7 +177,7 @@ def diagnose_logs(
         recorded = [s for s in found.sources if s.batch_size]
         if recorded:
             batch_size = recorded[0].batch_size
-            notes.append(f"batch size {batch_size}: train_batch_size of {recorded[0].path}")
+            notes.append(recorded[0].batch_note)
     if not logs.train and not logs.val:
         raise ContrastkitError(
             f"{path}: the logs hold no scalar the doctor reads (tags: "
@@ -185,7 +191,8 @@ def diagnose_logs(
         )
     siglip = logs.has("logit_bias")
     chosen = _select_metric(logs, metric)
-    cfg = _config(logs, batch_size, chosen, siglip)
+    warmup = max((s.warmup_steps or 0 for s in found.sources), default=0)
+    cfg = _config(logs, batch_size, chosen, siglip, warmup)
     signals = signal_records(logs, OBJECTIVE, objective_loss=batch_size is not None)
     if batch_size is not None:
         first = min((r["step"] for r in signals), default=0)

@@ -27,8 +27,10 @@ class LogSource:
         host: the tool whose tag names apply (OPEN_CLIP, HF_TRAINER, LIGHTNING, PLAIN).
         scalars: tag -> (step, value) points, sorted by step; NaN / Inf kept (the NaN rule
             needs them).
-        batch_size: the per-device train batch size when the log records it (HF's
-            trainer_state.json `train_batch_size`), else None.
+        batch_size: the rows per contrastive batch when the log records it (HF's
+            trainer_state.json `train_batch_size`, open_clip's params.txt), else None.
+        batch_note: where `batch_size` comes from, for the output's notes.
+        warmup_steps: the host's warm-up when recorded (open_clip's `--warmup`).
         val_on_epochs: validation tags whose x axis is the epoch, not the step
             (open_clip logs `val/*` at the epoch number).
     """
@@ -38,6 +40,8 @@ class LogSource:
     host: str
     scalars: dict[str, Series] = field(default_factory=dict)
     batch_size: int | None = None
+    batch_note: str = ""
+    warmup_steps: int | None = None
     val_on_epochs: bool = False
 
     def add(self, tag: str, step: int, value: float) -> None:

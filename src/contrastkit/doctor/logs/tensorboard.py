@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from contrastkit.doctor.logs.open_clip_params import apply_params
 from contrastkit.doctor.logs.source import HF_TRAINER, OPEN_CLIP, PLAIN, LogSource
 from contrastkit.errors import DataError
 
@@ -52,6 +53,7 @@ def read_tensorboard(folder: Path) -> LogSource:
                 source.add(tag, event.step, float(value))
     if any(t in source.scalars for t in OPEN_CLIP_MARKS):
         source.host, source.val_on_epochs = OPEN_CLIP, True
+        apply_params(source, folder)
     elif any(t in source.scalars for t in HF_MARKS):
         source.host = HF_TRAINER
     return source.finish()

@@ -37,7 +37,9 @@ def read_trainer_state(path: Path) -> LogSource:
         )
     source = LogSource(path, "trainer_state", HF_TRAINER)
     batch = as_step(state.get("train_batch_size"))
-    source.batch_size = batch if batch and batch > 0 else None
+    if batch and batch > 0:
+        source.batch_size = batch
+        source.batch_note = f"batch size {batch}: train_batch_size of {path}"
     for i, entry in enumerate(history):
         step = as_step(entry.get("step")) if isinstance(entry, dict) else None
         if step is None:
