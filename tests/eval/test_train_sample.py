@@ -102,14 +102,13 @@ def test_evaluate_records_chance_beside_every_direction():
     assert out["val/image_to_text/chance"] == pytest.approx(3 / 12)
 
 
-def test_sample_size_is_a_tenth_of_validation_forward_passes():
-    # val of 4000 captions over 800 images embeds 4800 inputs; the sample embeds 2 per
-    # group, so 240 groups is a tenth.
-    assert sample_size(512, 4000, 800, 10_000) == 240
-    assert sample_size(512, 100, 20, 10_000) == SAMPLE_MIN  # floor on small val splits
-    assert sample_size(100, 40_000, 8000, 10_000) == 100  # eval.train_sample caps it
-    assert sample_size(512, 4000, 800, 50) == 50  # no more groups than train has
-    assert sample_size(0, 4000, 800, 10_000) == 0  # off
+def test_sample_size_is_a_tenth_of_the_validation_groups():
+    # val of 4000 captions over 800 images: the image tower embeds 800, the sample 80
+    assert sample_size(512, 800, 10_000) == 80
+    assert sample_size(512, 180, 10_000) == SAMPLE_MIN  # floor on small val splits
+    assert sample_size(100, 8000, 10_000) == 100  # eval.train_sample caps it
+    assert sample_size(512, 800, 50) == 50  # no more groups than train has
+    assert sample_size(0, 800, 10_000) == 0  # off
 
 
 def test_sample_is_one_row_per_group_seeded_and_leaves_global_rng_alone():

@@ -69,8 +69,7 @@ class EvalConfig(Section):
         512,
         ge=0,
         description="most train groups (one row each, seeded) scored like val at every "
-        "evaluation (train_sample/ keys; sized at a tenth of val's forward passes, at least "
-        "32 groups); 0: off",
+        "evaluation (train_sample/ keys; a tenth of val's groups, at least 32); 0: off",
     )
     linear_probe: bool = Field(
         False, description="fit a logistic-regression probe on frozen train embeddings"

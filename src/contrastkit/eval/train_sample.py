@@ -15,9 +15,10 @@ the prefix `train_sample/`, with its own chance level, because its gallery is sm
 validation's and R@1 is only comparable through chance. Leave-one-out pairs (one tower)
 need two rows of a group and are not scored on the sample.
 
-Cost: validation embeds about `rows + groups` inputs (every caption, each image once); the
-sample embeds two per group, so `SAMPLE_SHARE` of `(rows + groups) / 2` groups keeps its
-forward passes at about a tenth of validation's (`sample_size`).
+Cost: one row per group costs one forward pass per tower per sampled group. Validation
+costs at least one per tower per validation group (the media tower embeds each group's
+media once; the text tower every caption), so `SAMPLE_SHARE` of the validation groups
+keeps every tower's extra passes within a tenth of validation's (`sample_size`).
 """
 
 from __future__ import annotations
@@ -35,23 +36,25 @@ from contrastkit.eval.tower_embeddings import embed_tower
 from contrastkit.protocols import EmbeddingModel, SplitDataset
 
 PREFIX = "train_sample"
-# The budget is 10% more evaluation time, and forward passes are most of an evaluation:
-# validation embeds about `rows + groups` inputs on a two-tower pair (each row's text,
-# each group's media once), the sample two per group (`sample_size`).
+# The budget is 10% more evaluation time, and forward passes are most of an evaluation.
+# Per tower, validation embeds at least one input per validation group and the sample one
+# per sampled group, so a tenth of validation's groups is at most a tenth of any tower's
+# passes. (Sizing on rows instead gave 19% on examples/digits.yaml, whose val has 5
+# captions per image: the image tower's passes, the costly ones, follow the groups.)
 SAMPLE_SHARE = 0.1
 # Below 32 gallery items chance is above 3% and one query is 3% of R@1: too coarse to
-# tell "learned" from luck. Small validation splits take the floor (their evaluation is
-# cheap anyway), so the share above is not kept there.
+# tell "learned" from luck. Validation splits under 320 groups take this floor, so the
+# share above is not kept there (measured in docs/doctor.md).
 SAMPLE_MIN = 32
 
 
-def sample_size(limit: int, val_rows: int, val_groups: int, train_groups: int) -> int:
-    """Groups in the sample: `SAMPLE_SHARE` of validation's forward passes, at least
+def sample_size(limit: int, val_groups: int, train_groups: int) -> int:
+    """Groups in the sample: `SAMPLE_SHARE` of the validation groups, at least
     `SAMPLE_MIN`, at most `limit` (`eval.train_sample`) and the train split's groups;
     0 when `limit` is 0 (off)."""
     if limit <= 0:
         return 0
-    wanted = max(SAMPLE_MIN, math.ceil(SAMPLE_SHARE * (val_rows + val_groups) / 2))
+    wanted = max(SAMPLE_MIN, math.ceil(SAMPLE_SHARE * val_groups))
     return min(wanted, limit, train_groups)
 
 
@@ -93,9 +96,8 @@ def train_sample(
     off, or the train split is streamed)."""
     if train is None or getattr(train, "streaming", False) or len(train) == 0:
         return None
-    val_rows = len(val) if val is not None else 0
-    val_groups = len(np.unique(val.group_ids)) if val is not None and val_rows else 0
-    n = sample_size(cfg.train_sample, val_rows, val_groups, len(np.unique(train.group_ids)))
+    val_groups = len(np.unique(val.group_ids)) if val is not None and len(val) else 0
+    n = sample_size(cfg.train_sample, val_groups, len(np.unique(train.group_ids)))
     rows = sample_rows(np.asarray(train.group_ids), n, seed)
     return RowSample(train, rows) if rows else None
 
