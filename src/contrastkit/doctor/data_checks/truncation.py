@@ -144,14 +144,14 @@ def _check_cut(splits: dict[str, list[Any]], cut: TextCut) -> list[Finding]:
     }
     if identical:
         cause = (
-            f"Cut at {cut.max_length} tokens, {identical} of {distinct} distinct "
-            f"{cut.column!r} texts become the same token sequence as a text of another "
+            f"Cut at {cut.max_length} tokens, {identical} of {distinct} distinct texts of "
+            f"column {cut.column!r} become the same token sequence as a text of another "
             "group: the words that tell them apart come after the cut, so the model sees "
             "identical inputs for different items."
         )
     else:
         cause = (
-            f"{truncated} of {rows} {cut.column!r} rows are longer than {cut.max_length} "
+            f"{truncated} of {rows} rows of column {cut.column!r} are longer than {cut.max_length} "
             "tokens and lose their ends (no two become identical)."
         )
     return [
