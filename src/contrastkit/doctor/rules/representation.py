@@ -4,14 +4,18 @@ for the objective to be learned through it, and a tower module frozen at its ran
 
 from __future__ import annotations
 
+from typing import Any
+
 from contrastkit.doctor.findings import Finding
 from contrastkit.doctor.rules.context import Context, _flat_terms, _r, start_end
+from contrastkit.doctor.rules.lr_scale import lr_fix, typical_update
 from contrastkit.doctor.rules.thresholds import (
     COLLAPSE_RANK_SHARE,
     COLLAPSE_STD_RATIO,
     RIGID_EMBED_DRIFT,
     RIGID_LOSS_DECREASE,
     RIGID_PARAM_DRIFT,
+    UPDATE_RATIO_HEALTHY,
 )
 from contrastkit.doctor.signals import is_backbone
 
@@ -163,6 +167,23 @@ def rule_backbone(ctx: Context) -> list[Finding]:
             },
             {"name": "finetune"},
         ]
+        fix: dict[str, Any] = {
+            "train.phases": phases,
+            "train.lr_scale": {g: 10.0 for g in sorted(drift)},
+        }
+        note = (
+            "first align the new heads with the backbone frozen and competing terms at weight 0, "
+            "then fine-tune everything with a larger backbone lr (LP-FT, Kumar et al. 2022)."
+        )
+        update = typical_update(ctx)
+        if update and update["max_ratio"] < UPDATE_RATIO_HEALTHY[0]:
+            # Every step is tiny (not just the backbone's share of it): the lr itself is the
+            # reason nothing moves, whatever the schedule of phases.
+            fix = lr_fix(ctx, update["max_ratio"])
+            note = (
+                f"each step moves the weights by {update['max_ratio']:.2g} of their norm, under "
+                f"the healthy {UPDATE_RATIO_HEALTHY[0]:g}: raise the lr before any phase schedule."
+            )
         out.append(
             Finding(
                 "rigidity",
@@ -171,14 +192,14 @@ def rule_backbone(ctx: Context) -> list[Finding]:
                     "param_drift": {g: _r(v) for g, v in drift.items()},
                     "embedding_drift": {t: _r(v) for t, v in embed.items()},
                     "backbone_head_grad_ratio": _r(start_end(ratio)[1]) if ratio else None,
+                    "update_ratio_max": _r(update["max_ratio"]) if update else None,
                     "flat_terms": flat,
                     "thresholds": [RIGID_PARAM_DRIFT, RIGID_EMBED_DRIFT],
                 },
-                "The pretrained backbone barely moves (weights < 0.1%, embeddings < 1%) while the "
-                "new objective's loss stays flat: the heads cannot reach the objective through features that do not change.",
-                {"train.phases": phases, "train.lr_scale": {g: 10.0 for g in sorted(drift)}},
-                "first align the new heads with the backbone frozen and competing terms at weight 0, "
-                "then fine-tune everything with a larger backbone lr (LP-FT, Kumar et al. 2022).",
+                "The backbone barely moves (weights < 0.1%, embeddings < 1%) while the "
+                "objective's loss stays flat: the heads cannot reach the objective through features that do not change.",
+                fix,
+                note,
             )
         )
     return out
