@@ -31,6 +31,10 @@ from contrastkit.errors import RunDirError
 log = logging.getLogger(__name__)
 
 _MISSING = object()
+
+
+class NotYamlError(RunDirError):
+    """The text does not parse as YAML (a caller may take such a text as a plain string)."""
 _TYPE_NAMES = {dict: "a JSON object", list: "a list"}
 
 
@@ -100,6 +104,70 @@ def read_json(path: Path, *, expect: type = dict, default: Any = _MISSING) -> An
     return _check_type(Path(path), value, expect)
 
 
+# A config or sweep space is a few hundred YAML nodes (the largest shipped example: ~200).
+# Aliases let a few hundred bytes stand for 10^9 nodes ("billion laughs": 258 bytes took
+# 14 s and an 8 MB error message before this cap), so the document's size *with every alias
+# expanded* is counted before anything is built from it. 100,000 is 500 times the largest
+# real config and takes ~0.1 s to walk.
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], stack: set[int], source: str) -> int:
+    """Nodes under `node` with every alias expanded; raises on a node that contains itself."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in stack:
+        line = node.start_mark.line + 1
+        raise RunDirError(f"{source}: an alias at line {line} refers to the node that holds it")
+    stack.add(key)
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            size += _expanded_size(child, memo, stack, source)
+            if size > MAX_YAML_NODES:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, memo, stack, source) + _expanded_size(v, memo, stack, source)
+            if size > MAX_YAML_NODES:
+                break
+    stack.discard(key)
+    memo[key] = size
+    return size
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """`yaml.safe_load(text)` for configs, sweep spaces and run files, with aliases bounded.
+
+    Raises:
+        RunDirError: not YAML (line and column), nested too deeply, an alias that refers to
+            itself, or more than `MAX_YAML_NODES` nodes once aliases are expanded. Callers
+            that read user configs re-raise it as their own error type.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {}, set(), source)
+        if size > MAX_YAML_NODES:
+            raise RunDirError(
+                f"{source}: more than {MAX_YAML_NODES:,} values once its aliases (*name) are "
+                "expanded; a config never needs that many (an alias bomb?)"
+            )
+        return loader.construct_document(node)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise NotYamlError(f"{source} is not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise RunDirError(f"{source}: YAML nested too deeply to read") from None
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: Path, *, default: Any = _MISSING) -> Any:
     """A YAML file whose top level is a mapping (safe loader).
 
@@ -109,13 +177,7 @@ def read_yaml(path: Path, *, default: Any = _MISSING) -> Any:
     text = read_text(path, default=default)
     if text is default and default is not _MISSING:
         return default
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise _fault(Path(path), f"is not valid YAML{where}") from None
-    return _check_type(Path(path), value, dict)
+    return _check_type(Path(path), load_yaml(text, str(path)), dict)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ import json
 import shutil
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -310,3 +311,101 @@ def test_search_with_only_unknown_tokens_warns(run, capsys) -> None:
     assert "none of the" in out and "is in the run's vocabulary" in out
     assert main(["search", str(run), "a 3", "--split", "val"]) == 0
     assert "vocabulary" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- group 4: config values, YAML
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("eval.ks=[0,-5,1,1]", "every k must be 1 or more, got [0, -5]"),
+     ("eval.ks=[1,5,5]", "each k once"),
+     ("loss.objectives.0.towers.0.x=1", "loss.objectives.0.towers.0 is a value, not a section"),
+     ("loss.objectives.0.towers=[doc,doc]", "[doc, doc] pairs a tower with itself")],
+    ids=["ks-not-positive", "ks-repeated", "path-into-a-string", "same-tower-twice"],
+)  # fmt: skip
+def test_nonsense_config_values_are_refused(tmp_path, capsys, override, message) -> None:
+    """Cases 16, 18 and 20 (towers [a, a]): trained and reported R@0 / R@-5; TypeError."""
+    config = _text_run(tmp_path, ["train"] * 4 + ["val"] * 2)
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--run-dir", str(run), "-o", override]) == 2
+    assert message in _err(capsys) and not run.exists()
+
+
+BOMB = "".join(
+    f"{a}: &{a} [{', '.join([f'*{b}'] * 9) if b else ', '.join(['lol'] * 9)}]\n"
+    for a, b in zip("abcdefghi", ["", *"abcdefgh"], strict=True)
+)
+
+
+@pytest.mark.parametrize("text", [BOMB, "train: &t {lr: *t}\n"], ids=["alias-bomb", "self-alias"])
+def test_yaml_aliases_are_bounded(tmp_path, capsys, text) -> None:
+    """Case 17: 14 s and an 8 MB message for a 258-byte bomb; RecursionError for a self-alias."""
+    (tmp_path / "c.yaml").write_text(text)
+    start = time.perf_counter()
+    assert main(["config", "show", str(tmp_path / "c.yaml")]) == 2
+    err = _err(capsys)
+    assert time.perf_counter() - start < 2.0 and len(err) < 600
+    assert ("once its aliases" in err) if text == BOMB else ("refers to the node" in err)
+
+
+def test_an_alias_bomb_in_an_override_is_refused(tmp_path, capsys) -> None:
+    config = _text_run(tmp_path, ["train"] * 4)
+    value = "[" + ", ".join(["&x [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]"] + ["*x"] * 3) + "]"
+    assert main(["config", "show", str(config), "-o", f"eval.ks={value}"]) == 2
+    assert "eval.ks" in _err(capsys)  # a small alias list is fine YAML, the value is checked
+    bomb = BOMB.replace("\n", ", ").rstrip(", ")
+    assert main(["config", "show", str(config), "-o", f"name={{{bomb}}}"]) == 2
+    err = _err(capsys)
+    assert "once its aliases" in err and len(err) < 800
+
+
+def test_a_one_row_val_split_never_picks_the_checkpoint(tmp_path, caplog) -> None:
+    """Case 19: val R@1 = 1.0 by construction, and best.json picked that step."""
+    config = _text_run(tmp_path, ["train"] * 4 + ["val"] + ["test"] * 3)
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--run-dir", str(run), "-o", "train.epochs=2"]) == 0
+    assert "R@1 is 1.0 by construction" in caplog.text
+    assert "R@k for k in [5, 10, 50] is 1.0" in caplog.text  # the 3-group test split
+    assert not (run / "checkpoints" / "best.json").exists()
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert not any(k.startswith("val/") for r in map(json.loads, lines) for k in r)
+
+
+def test_an_unreadable_config_is_not_blamed_on_the_disk(tmp_path, capsys, monkeypatch) -> None:
+    """Case 20: exit 2, but the message blamed a full or read-only disk (run as root, so
+    the permission error is raised where the file is read)."""
+    config = _text_run(tmp_path, ["train"] * 4)
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self.name == "c.yaml":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    assert main(["config", "show", str(config)]) == 2
+    err = _err(capsys)
+    assert "c.yaml cannot be read (Permission denied)" in err and "disk" not in err
+
+
+def test_a_vocab_size_below_the_character_set_warns(tmp_path, caplog) -> None:
+    """Case 20: `tokenizer.vocab_size` 60 learned no words and said nothing."""
+    config = _text_run(tmp_path, ["train"] * 4)
+    run = tmp_path / "run"
+    args = ["train", str(config), "--run-dir", str(run), "-o", "model.tokenizer.vocab_size=60"]
+    assert main([*args, "-o", "train.max_steps=1"]) == 0
+    assert "model.tokenizer.vocab_size 60 is not above the" in caplog.text
+    caplog.clear()
+    assert main([*args[:3], str(tmp_path / "run2"), "-o", "train.max_steps=1"]) == 0
+    assert "learned no words" not in caplog.text  # vocab_size 200: words fit
+
+
+@pytest.mark.slow
+def test_a_no_op_resume_keeps_the_training_time(finished, run) -> None:
+    """Case 20: summary train/seconds became the 0.05 s of the no-op resume."""
+    meta = json.loads((run / "checkpoints" / "step_000006" / "state.json").read_text())
+    assert main(["train", str(finished[0]), "--run-dir", str(run), "--resume", "auto"]) == 0
+    seconds = json.loads((run / "summary.json").read_text())["train/seconds"]
+    assert meta["train_seconds"] <= seconds < meta["train_seconds"] + 5.0
+    assert meta["train_seconds"] > 0.1

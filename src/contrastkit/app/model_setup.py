@@ -33,7 +33,30 @@ def run_tokenizer(cfg: Config, train_set: Any, run_dir: Path, resume: str | None
     folder = run_dir / "tokenizer"
     if resume and folder.is_dir():
         return load_tokenizer(folder)
-    return build_tokenizer(cfg.model.tokenizer, tokenizer_texts(train_set))
+    tokenizer = build_tokenizer(cfg.model.tokenizer, tokenizer_texts(train_set))
+    _warn_no_words(tokenizer, cfg.model.tokenizer.vocab_size)
+    return tokenizer
+
+
+def _warn_no_words(tokenizer: Any, asked: int) -> None:
+    """The built-in tokenizer first takes every character (twice: word start and glued);
+    a `vocab_size` at or below that leaves no room for a single word, silently."""
+    from contrastkit.models.tokenizer import GLUE, SPECIALS
+
+    vocab = getattr(tokenizer, "vocab", None)  # None: a Hugging Face tokenizer brings its own
+    if vocab is None or asked > len(vocab):  # room was left: the texts had no longer words
+        return
+    if any(len(t.removeprefix(GLUE)) > 1 for t in vocab[len(SPECIALS) :]):
+        return
+    log.warning(
+        "model.tokenizer.vocab_size %d is not above the %d character tokens the built-in "
+        "tokenizer always holds, so it learned no words and reads text letter by letter; "
+        "raise it above %d plus the words you want (e.g. %d)",
+        asked,
+        len(vocab),
+        len(vocab),
+        len(vocab) + 2000,
+    )
 
 
 def run_input_specs(bundle: Any, train_split: str) -> dict[str, tuple[int, ...]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from contrastkit.app.eval_splits import val_can_select, warn_small_galleries
 from contrastkit.app.evaluation import final_eval, split_evaluator
 from contrastkit.app.lit import FlushFeatureCaches, attach_feature_caches
 from contrastkit.app.mining import build_miner, record_mining
@@ -119,6 +120,7 @@ def train(
         resume_from = check_resume(run_dir, resume, model, cfg) if resume else None
         # Checks that depend on the data: a batch larger than the split, a data doctor stop.
         check_batch_fits(train_set, cfg, info)
+        warn_small_galleries(bundle, cfg)
         data_findings = check_run_data(bundle, cfg) if info.is_main else []
         # Validated: from here on this command writes into run_dir.
         if info.is_main:
@@ -152,7 +154,7 @@ def train(
             steps_per_epoch=steps,
             weights=make_weights_fn(cfg.loss, cfg.train.phases),
             evaluate=split_evaluator(bundle, cfg, val, final=False)
-            if val in bundle.splits and len(bundle.splits[val])
+            if val_can_select(bundle, cfg)
             else None,
             select_metric=select_metric(cfg),
             callbacks=[*_monitors(cfg), *callbacks, FlushFeatureCaches(caches)],

@@ -43,6 +43,20 @@ class EvalConfig(Section):
     ks: list[int] = Field(
         default_factory=lambda: [1, 5, 10, 50], description="k values of R@k and NDCG@k"
     )
+
+    @field_validator("ks")
+    @classmethod
+    def _ks_positive_distinct(cls, v: list[int]) -> list[int]:
+        """R@0 and R@-5 mean nothing, and a repeated k would be one key written twice."""
+        if not v:
+            raise ValueError("give at least one k, e.g. [1, 5, 10]")
+        bad = [k for k in v if k < 1]
+        if bad:
+            raise ValueError(f"every k must be 1 or more, got {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"each k once, got {v}")
+        return v
+
     chunk_size: int = Field(1024, ge=1, description="query rows per similarity chunk")
     pairs: list[tuple[str, str]] | None = Field(
         None, description="(query tower, gallery tower); default: both directions of each objective"

@@ -9,14 +9,27 @@ import yaml
 from pydantic import ValidationError
 
 from contrastkit.config.root import Config
-from contrastkit.errors import ConfigError
+from contrastkit.errors import ConfigError, RunDirError
+from contrastkit.run_io import NotYamlError, load_yaml
+
+# Longest quoted value in an error message: a message is one paragraph, even for a value
+# of megabytes (an alias bomb expanded to 8 MB of text before this cap).
+MAX_QUOTED = 200
+
+
+def quoted(value: Any) -> str:
+    """`repr(value)`, cut to `MAX_QUOTED` characters for an error message."""
+    text = repr(value)
+    return text if len(text) <= MAX_QUOTED else f"{text[:MAX_QUOTED]}... ({len(text):,} characters)"
 
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        return load_yaml(text, f"override value {quoted(text)}")
+    except NotYamlError:
+        return text  # not YAML: the text itself (e.g. a path with a colon)
+    except RunDirError as err:  # an alias bomb or a self-reference
+        raise ConfigError(str(err)) from None
 
 
 def apply_override(data: dict, override: str) -> None:
@@ -38,8 +51,9 @@ def apply_override(data: dict, override: str) -> None:
             if node.get(key) is None:
                 node[key] = {}
             node = node[key]
-            if not isinstance(node, dict | list):
-                raise ConfigError(f"override {override!r}: {where} is a value, not a section")
+        # A list item can be a value too (`towers: [a, b]`): `towers.0.x` goes into a string.
+        if not isinstance(node, dict | list):
+            raise ConfigError(f"override {override!r}: {where} is a value, not a section")
     last = keys[-1]
     if isinstance(node, list):
         if not last.isdigit() or int(last) >= len(node):
@@ -60,7 +74,7 @@ def _format_error(err: ValidationError, source: str) -> str:
             msg = "required key is missing"
         value = e.get("input")
         shown = (
-            f" (got {value!r})"
+            f" (got {quoted(value)})"
             if e["type"] not in ("missing",) and not isinstance(value, dict)
             else ""
         )
@@ -114,7 +128,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as err:  # not the disk's fault: say which file and why
+        raise ConfigError(
+            f"config file {path} cannot be read ({err.strerror or err}); check its permissions"
+        ) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -124,9 +143,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
             f"offset {err.start}, line {line}); save it as UTF-8"
         ) from None
     try:
-        data = yaml.safe_load(text) or {}
-    except (yaml.YAMLError, RecursionError) as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        data = load_yaml(text, f"config file {path}") or {}
+    except RunDirError as err:  # not YAML, nested too deeply, an alias bomb or self-reference
+        raise ConfigError(str(err)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     cfg = config_from_dict(data, source=str(path), overrides=overrides)

@@ -59,6 +59,13 @@ class Config(Section):
                     raise ValueError(
                         f"loss.objectives.{i}.towers names no tower {t!r}; towers: {sorted(towers)}"
                     )
+            if len(obj.towers) == 2 and obj.towers[0] == obj.towers[1]:
+                # One tower on both sides embeds each row twice alike: every positive pair
+                # is a vector with itself, so the loss is met without learning anything.
+                raise ValueError(
+                    f"loss.objectives.{i}.towers: [{obj.towers[0]}, {obj.towers[1]}] pairs a "
+                    "tower with itself; name two different towers"
+                )
         for term in self.loss.heads:
             if term not in self.model.heads:
                 raise ValueError(f"loss.{term} is set but model.{term} is not configured")
