@@ -70,3 +70,56 @@ def write_json(path: Path, data: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
     return path
+
+
+def write_open_clip_out_log(
+    path: Path,
+    rows_per_step: int,
+    steps_per_epoch: int,
+    epochs: int,
+    scale: list[float],
+    loss: list[float],
+    *,
+    lr: float = 5e-4,
+    log_every: int = 10,
+    evals: dict[int, dict[str, float]] | None = None,
+) -> list[int]:
+    """An open_clip `out.log`: its logging format and train_one_epoch's / evaluate's
+    f-strings, one value of `scale` / `loss` per logged line; returns the global steps
+    of the lines (what the event file would have used)."""
+    import logging
+
+    logger = logging.getLogger(f"open_clip_test_{path}")
+    handler = logging.FileHandler(path)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s | %(levelname)s | %(message)s", datefmt="%Y-%m-%d,%H:%M:%S")
+    )
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    per_epoch = rows_per_step * steps_per_epoch
+    digits = len(str(per_epoch))
+    steps = []
+    for epoch in range(epochs):
+        for i in range(steps_per_epoch):
+            if i % log_every and i != steps_per_epoch - 1:
+                continue
+            k = len(steps)
+            seen = (i + 1) * rows_per_step
+            percent = 100.0 * (i + 1) / steps_per_epoch
+            losses = f"Contrastive_loss: {loss[k]:#.5g} ({loss[k]:#.5g}) Loss: {loss[k]:#.5g} ({loss[k]:#.5g})"
+            logger.info(
+                f"Train Epoch: {epoch} [{seen:>{digits}}/{per_epoch} ({percent:.0f}%)] "
+                f"Data (t): 0.012 Batch (t): 0.250, {rows_per_step / 0.25:#g}/s, {rows_per_step / 0.5:#g}/s/gpu "
+                f"LR: {lr:5f} Logit Scale: {scale[k]:.3f} " + losses
+            )
+            steps.append(steps_per_epoch * epoch + i)
+        for e, metrics in (evals or {}).items():
+            if e == epoch + 1 or (e == 0 and epoch == 0):
+                logger.info(f"Eval Epoch: {e} [{rows_per_step} / 10000]\tClip Loss: 2.000000\t")
+                logger.info(
+                    f"Eval Epoch: {e} "
+                    + "\t".join(f"{k}: {round(v, 4):.4f}" for k, v in metrics.items())
+                )
+    logger.removeHandler(handler)
+    handler.close()
+    return steps

@@ -1,8 +1,9 @@
 """Find and read the logs under PATH: a file, an event folder, or a run's folder.
 
-A file is read by its kind (`trainer_state.json`, `*.csv`, `*.jsonl`, an event file);
-a folder is searched (hidden folders skipped) for event folders, `trainer_state.json`,
-`metrics.csv` and other `*.csv` / `*.jsonl` tables. PATH is one run: its logs are merged
+A file is read by its kind (`trainer_state.json`, open_clip's `out.log`, `*.csv`,
+`*.jsonl`, an event file); a folder is searched (hidden folders skipped) for event
+folders, `out.log`, `trainer_state.json`, `metrics.csv` and other `*.csv` / `*.jsonl`
+tables. PATH is one run: its logs are merged
 into one set of signals, so two event folders, two Lightning versions or two training
 runs' `trainer_state.json` in one folder are refused (they would mix runs). A Hugging
 Face output folder keeps one `trainer_state.json` per `checkpoint-N`; each holds the
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contrastkit.doctor.logs.open_clip_text import FILE_NAME as OUT_LOG
+from contrastkit.doctor.logs.open_clip_text import read_out_log
 from contrastkit.doctor.logs.source import LogSource
 from contrastkit.doctor.logs.tables import LIGHTNING_FILE, read_csv_table, read_jsonl_table
 from contrastkit.doctor.logs.tensorboard import EVENTS_GLOB, is_event_folder, read_tensorboard
@@ -29,7 +32,7 @@ _TABLES: dict[str, Callable[[Path], LogSource]] = {
     ".jsonl": read_jsonl_table,
 }
 LOOKED_FOR = (
-    "TensorBoard event files (events.out.tfevents.*), trainer_state.json, "
+    "TensorBoard event files (events.out.tfevents.*), open_clip's out.log, trainer_state.json, "
     "Lightning metrics.csv, or *.csv / *.jsonl tables with a step column"
 )
 
@@ -50,6 +53,8 @@ def read_file(path: Path) -> LogSource:
     """
     if path.name == FILE_NAME:
         return read_trainer_state(path)
+    if path.name == OUT_LOG:
+        return read_out_log(path)
     if path.match(EVENTS_GLOB):
         return read_tensorboard(path.parent)
     reader = _TABLES.get(path.suffix.lower())
@@ -98,8 +103,17 @@ def read_folder(root: Path) -> Found:
     events = [d for d in events if is_event_folder(d)]
     states = _latest_states([p for p in files if p.name == FILE_NAME])
     lightning = [p for p in files if p.name == LIGHTNING_FILE]
-    for kind, paths in (("TensorBoard", events), (FILE_NAME, states), ("Lightning", lightning)):
+    texts = [p for p in files if p.name == OUT_LOG]
+    for kind, paths in (
+        ("TensorBoard", events),
+        (FILE_NAME, states),
+        ("Lightning", lightning),
+        ("open_clip out.log", texts),
+    ):
         _one_run(kind, paths)
+    # The text log first: it is rounded for printing, so the event file's values win
+    # where both hold a step (sources read later win, see records.py).
+    found.sources += [read_out_log(p) for p in texts]
     found.sources += [read_tensorboard(d) for d in events]
     found.sources += [read_trainer_state(p) for p in states]
     for p in files:

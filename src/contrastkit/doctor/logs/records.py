@@ -77,6 +77,7 @@ def collect(sources: list[LogSource], maps: dict[str, str]) -> LogSignals:
     out = LogSignals()
     train: dict[str, dict[int, float]] = defaultdict(dict)
     for source in sources:
+        out.notes += source.notes
         val: dict[str, Series] = {}
         for tag, points in source.scalars.items():
             target = target_of(tag, source.host, maps)

@@ -23,7 +23,7 @@ class LogSource:
 
     Attributes:
         path: the event folder or file that was read.
-        format: tensorboard | trainer_state | lightning_csv | jsonl | csv.
+        format: tensorboard | open_clip_log | trainer_state | lightning_csv | jsonl | csv.
         host: the tool whose tag names apply (OPEN_CLIP, HF_TRAINER, LIGHTNING, PLAIN).
         scalars: tag -> (step, value) points, sorted by step; NaN / Inf kept (the NaN rule
             needs them).
@@ -31,6 +31,7 @@ class LogSource:
             trainer_state.json `train_batch_size`, open_clip's params.txt), else None.
         batch_note: where `batch_size` comes from, for the output's notes.
         warmup_steps: the host's warm-up when recorded (open_clip's `--warmup`).
+        notes: what the reader assumed or dropped, for the output's notes.
         val_on_epochs: validation tags whose x axis is the epoch, not the step
             (open_clip logs `val/*` at the epoch number).
     """
@@ -42,6 +43,7 @@ class LogSource:
     batch_size: int | None = None
     batch_note: str = ""
     warmup_steps: int | None = None
+    notes: list[str] = field(default_factory=list)
     val_on_epochs: bool = False
 
     def add(self, tag: str, step: int, value: float) -> None:
