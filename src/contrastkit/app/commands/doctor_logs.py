@@ -75,7 +75,9 @@ def _print_not_run(result: LogsDiagnosis) -> None:
 def doctor_logs_cmd(
     path: Annotated[
         Path,
-        typer.Argument(help="a log file or folder: TensorBoard, trainer_state.json, CSV, JSONL"),
+        typer.Argument(
+            help="a log file or folder: TensorBoard, open_clip out.log, trainer_state.json, CSV, JSONL"
+        ),
     ],
     batch_size: Annotated[
         int | None,
