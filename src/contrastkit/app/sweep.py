@@ -17,13 +17,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from typing_extensions import override
 
 from contrastkit.config import Config, dump_config, load_config
-from contrastkit.errors import ConfigError
+from contrastkit.errors import ConfigError, RunDirError
 from contrastkit.events import Callback, State
 from contrastkit.pairing import select_metric
+from contrastkit.run_io import load_yaml, read_text
 
 TrainFn = Callable[..., dict]
 _MISSING = object()
@@ -88,9 +88,9 @@ def load_space(path: str | Path, cfg: Config) -> dict[str, dict[str, Any]]:
     """
     path = Path(path)
     try:
-        space = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"search space {path}: cannot read: {err}") from None
+        space = load_yaml(read_text(path), f"search space {path}") or {}
+    except RunDirError as err:  # missing, unreadable, not UTF-8 or YAML, an alias bomb
+        raise ConfigError(str(err)) from None
     if not isinstance(space, dict) or not space:
         raise ConfigError(f"search space {path} must map dotted config keys to distributions")
     dumped = cfg.model_dump(mode="json")
