@@ -65,6 +65,12 @@ def _map_unknown_name(tmp_path):
     return [str(path), "--map", "scale=train/s"], "'scale' is not a signal name"
 
 
+def _map_tag_not_logged(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"step": 0, "loss": 2.0}\n')
+    return [str(path), "--map", "lr=train/lr"], "no tag 'train/lr' in the logs"
+
+
 def _unknown_metric(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text('{"step": 0, "loss": 2.0, "val/R@1": 0.1}\n')
@@ -86,6 +92,7 @@ def _two_runs(tmp_path):
         _missing,
         _map_without_equals,
         _map_unknown_name,
+        _map_tag_not_logged,
         _unknown_metric,
         _two_runs,
     ],

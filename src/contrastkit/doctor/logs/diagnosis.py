@@ -171,6 +171,13 @@ def diagnose_logs(
         raise ContrastkitError(f"--batch-size must be >= 1, got {batch_size}")
     tags = parse_maps(maps)
     found = find_logs(path)
+    logged = {t for s in found.sources for t in s.scalars}
+    for tag, name in tags.items():
+        if tag not in logged:
+            raise ContrastkitError(
+                f"--map {name}={tag}: no tag {tag!r} in the logs under {path} (tags: "
+                f"{', '.join(sorted(logged)[:20]) or 'none'})"
+            )
     logs = collect(found.sources, tags)
     notes = list(logs.notes)
     if batch_size is None:
@@ -181,7 +188,7 @@ def diagnose_logs(
     if not logs.train and not logs.val:
         raise ContrastkitError(
             f"{path}: the logs hold no scalar the doctor reads (tags: "
-            f"{', '.join(sorted({t for s in found.sources for t in s.scalars})[:15])}); "
+            f"{', '.join(sorted(logged)[:15])}); "
             "name them with --map, e.g. --map loss=TAG"
         )
     if not logs.has("lr"):
