@@ -113,3 +113,27 @@ def test_every_rule_runs_or_is_listed_as_not_run(tmp_path):
     assert len(listed) == len(set(listed))
     expected = set(CATALOGUE) - DATA_CODES - {"loss_nan", "loss_not_decreasing"}
     assert set(listed) == expected | {DATA_CHECKS}
+
+
+def test_wandb_history_of_an_open_clip_run(tmp_path):
+    """open_clip's wandb.log rows as a W&B history export gives them (`_step`,
+    `_runtime`, `_timestamp`; train rows also carry open_clip's own `step`, val rows do
+    not): read as open_clip, its val at the real step, step 0 as the start."""
+    scale, loss = [14.3 * (1.02 / 14.3) ** (i / 19) for i in range(20)], linear(5.0, 3.0, 20)
+    rows = [
+        {"_step": 10 * i, "_runtime": 3.0 * i, "_timestamp": 1.7e9 + i, "step": 10 * i,
+         "train/loss": v, "train/contrastive_loss": v, "train/scale": s, "train/lr": 5e-4}
+        for i, (s, v) in enumerate(zip(scale, loss, strict=True))
+    ]  # fmt: skip
+    rows.insert(0, {"_step": 0, "val/image_to_text_R@1": 0.40, "epoch": 0})
+    rows.append({"_step": 190, "val/image_to_text_R@1": 0.31, "epoch": 1})
+    path = tmp_path / "wandb-history.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = diagnose_logs(path, batch_size=256)
+    assert result.host == "open_clip"
+    codes = [f.code for f in result.findings]
+    assert codes == ["worse_than_start", "logit_scale_toward_one"]
+    assert result.findings[0].evidence["step"] == 190
+    assert result.findings[1].evidence["start"] == pytest.approx(
+        first_last_fifth(scale)[0], rel=1e-3
+    )

@@ -8,6 +8,7 @@ readers do not interpret tags; `tags.py` decides which tag feeds which doctor si
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,19 @@ Series = list[tuple[int, float]]
 
 # The hosts whose tag names and config words the doctor knows (tags.py, fixes.py).
 OPEN_CLIP, HF_TRAINER, LIGHTNING, PLAIN = "open_clip", "hf_trainer", "lightning", "plain"
+# Tags only open_clip's training script writes (train.py's log_data, to TensorBoard and
+# W&B alike): its temperature and its per-term losses. One of them identifies the host.
+OPEN_CLIP_MARKS = ("train/scale", "train/logit_scale", "train/contrastive_loss")
+# The Hugging Face Trainer's TensorBoard / W&B callbacks rewrite `learning_rate` as this.
+HF_MARKS = ("train/learning_rate",)
+
+
+def host_by_tags(tags: Iterable[str]) -> str:
+    """The host whose own tags are among `tags` (PLAIN when none is)."""
+    tags = set(tags)
+    if tags & set(OPEN_CLIP_MARKS):
+        return OPEN_CLIP
+    return HF_TRAINER if tags & set(HF_MARKS) else PLAIN
 
 
 @dataclass

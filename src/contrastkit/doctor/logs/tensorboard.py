@@ -10,15 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from contrastkit.doctor.logs.open_clip_params import apply_params
-from contrastkit.doctor.logs.source import HF_TRAINER, OPEN_CLIP, PLAIN, LogSource
+from contrastkit.doctor.logs.source import OPEN_CLIP, PLAIN, LogSource, host_by_tags
 from contrastkit.errors import DataError
 
 EVENTS_GLOB = "events.out.tfevents.*"
-# Tags only open_clip's training script writes (train.py's log_data): its temperature
-# and its per-term losses. One of them identifies the host.
-OPEN_CLIP_MARKS = ("train/scale", "train/logit_scale", "train/contrastive_loss")
-# The Hugging Face Trainer's TensorBoardCallback rewrites `learning_rate` as this tag.
-HF_MARKS = ("train/learning_rate",)
 
 
 def is_event_folder(path: Path) -> bool:
@@ -51,9 +46,8 @@ def read_tensorboard(folder: Path) -> LogSource:
             value = tensor_util.make_ndarray(event.tensor_proto)
             if value.ndim == 0 and value.dtype.kind in "fiu":
                 source.add(tag, event.step, float(value))
-    if any(t in source.scalars for t in OPEN_CLIP_MARKS):
-        source.host, source.val_on_epochs = OPEN_CLIP, True
+    source.host = host_by_tags(source.scalars)
+    if source.host == OPEN_CLIP:  # its val/* go to TensorBoard at the epoch number
+        source.val_on_epochs = True
         apply_params(source, folder)
-    elif any(t in source.scalars for t in HF_MARKS):
-        source.host = HF_TRAINER
     return source.finish()
