@@ -182,3 +182,28 @@ def test_unreadable_parquet_exits_2(tmp_path, capsys):
     (tmp_path / "x.parquet").write_bytes(b"not parquet at all")
     assert main(["doctor", "data", str(tmp_path / "x.parquet")]) == 2
     assert "is not a readable Parquet file" in capsys.readouterr().err
+
+
+def test_false_negatives_per_batch_count_only_pairs_of_different_groups(tmp_path):
+    from contrastkit.data.manifest import Row
+    from contrastkit.doctor.data_checks import check_data
+    from contrastkit.doctor.data_checks.content import content_keys
+    from contrastkit.doctor.data_checks.host_batches import false_negative_evidence
+    from helpers.doctor_toys import bundle, make_config
+
+    img = tmp_path / "a.png"
+    img.write_bytes(b"one image")
+    # four rows of one image: two in group A, two in group B; six unrelated rows
+    shared = [Row(f"s{i}", "AB"[i // 2], "train", {"image": "a.png"}, i + 2, {"image": img})
+              for i in range(4)]  # fmt: skip
+    rows = shared + [Row(f"u{i}", f"u{i}", "train", {"text": f"t{i}"}, 10 + i) for i in range(6)]
+    keys = {r.id: content_keys(r, {}) for r in rows}
+    ev = false_negative_evidence(rows, keys, batch_size=5)
+    # ordered pairs in the cluster: 4*3 = 12, minus same-group pairs 2*1 + 2*1 -> 8;
+    # E = B(B-1) * 8 / (N(N-1)) = 20 * 8 / 90
+    assert (ev["false_negative_pairs"], ev["rows_sharing_media"]) == (8, 4)
+    assert ev["expected_false_negatives_per_batch"] == round(160 / 90, 4)
+    # a contrastkit run's duplicate_groups carries the same number for its train batches
+    (f,) = [f for f in check_data(bundle(rows), make_config(["data.batch_size=5"]))
+            if f.code == "duplicate_groups"]  # fmt: skip
+    assert f.evidence["train_batches"]["expected_false_negatives_per_batch"] == round(160 / 90, 4)

@@ -4,6 +4,7 @@ measure the input signal and the text truncation on a seeded sample of every spl
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from contrastkit.doctor.data_checks.groups import (
     check_groups,
     check_retrieval_groups,
 )
+from contrastkit.doctor.data_checks.host_batches import false_negative_evidence
 from contrastkit.doctor.data_checks.leakage import check_leakage
 from contrastkit.doctor.data_checks.missing import check_labels, check_skipped
 from contrastkit.doctor.data_checks.signal import check_input_signal
@@ -36,6 +38,18 @@ def _all_rows(bundle: Any) -> list[Any]:
                 seen.add(r.id)
                 rows.append(r)
     return rows
+
+
+def _per_batch(f: Finding, rows: list[Any], keys: dict[str, Any], cfg: Config) -> Finding:
+    """`duplicate_groups` with the false negatives random training batches hold
+    (`host_batches`); the groups sampler draws whole groups, so it gets no estimate."""
+    if cfg.data.sampler.type != "random":
+        return f
+    train = [r for r in rows if r.split == cfg.data.train_split]
+    if not train:
+        return f
+    found = false_negative_evidence(train, keys, cfg.data.batch_size)
+    return replace(f, evidence={**f.evidence, "train_batches": found})
 
 
 def check_data(
@@ -61,7 +75,7 @@ def check_data(
     rows = _all_rows(bundle)
     cache: dict[Path, str] = {}  # each file is hashed once
     keys = {r.id: content_keys(r, cache) for r in rows}
-    findings = check_duplicates(rows, keys)
+    findings = [_per_batch(f, rows, keys, cfg) for f in check_duplicates(rows, keys)]
     findings += check_group_formats(rows)
     findings += check_leakage(rows, cfg, keys)
     findings += check_groups(rows, cfg)
