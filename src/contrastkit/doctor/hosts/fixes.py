@@ -202,7 +202,8 @@ def translate_findings(
             out.append(f)
             continue
         fix = _scaled_weights(f.fix, f.evidence, weights or {})
-        words = "; ".join(host_fix(k, v, host) for k, v in fix.items())
+        # Several keys can share one host remedy (accumulate and its mode): say it once.
+        words = "; ".join(dict.fromkeys(host_fix(k, v, host) for k, v in fix.items()))
         note = f"In your code: {words}." + (f" {f.fix_note}" if f.fix_note else "")
         evidence = {**f.evidence, "contrastkit_fix": fix}
         out.append(dataclasses.replace(f, fix={}, fix_note=note, evidence=evidence))

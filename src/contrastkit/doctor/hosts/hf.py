@@ -51,6 +51,16 @@ def pick_metric(metrics: Mapping[str, float]) -> tuple[str, str] | None:
     return (keys[0], "min" if "loss" in keys[0].lower() else "max") if keys else None
 
 
+def warmup_steps(args: Any, max_steps: int) -> int:
+    """The Trainer's warm-up in steps: `warmup_steps` (a float below 1 is a ratio in
+    transformers 5) or `warmup_ratio` of the planned steps."""
+    steps = float(getattr(args, "warmup_steps", 0) or 0)
+    if 0 < steps < 1:
+        return math.ceil(steps * max_steps)
+    ratio = float(getattr(args, "warmup_ratio", 0.0) or 0.0)
+    return int(steps) if steps >= 1 else math.ceil(ratio * max_steps)
+
+
 def _field(output: Any, name: str) -> Any:
     if isinstance(output, Mapping):
         return output.get(name)
@@ -102,9 +112,7 @@ class DoctorCallback(transformers.TrainerCallback):
 
     def watcher_options(self, args: Any, state: Any, model: nn.Module) -> dict[str, Any]:
         """`attach` keyword arguments for this Trainer run (subclasses add their own)."""
-        warmup = args.warmup_steps or math.ceil(
-            getattr(args, "warmup_ratio", 0.0) * state.max_steps
-        )
+        warmup = warmup_steps(args, state.max_steps)
         objective = "siglip" if isinstance(getattr(model, "logit_bias", None), Tensor) else "clip"
         amp = "fp16" if args.fp16 else "bf16" if args.bf16 else "none"
         return {
@@ -116,7 +124,7 @@ class DoctorCallback(transformers.TrainerCallback):
             "pretrained": self.pretrained,
             "select_metric": self.select_metric,
             "max_steps": state.max_steps,
-            "warmup_steps": int(warmup),
+            "warmup_steps": warmup,
             "every": self.every,
             "step_hooks": False,  # the Trainer's own optimizer-step callbacks instead
             "amp": amp,

@@ -49,6 +49,8 @@ def host_config(
     select_metric: str | None = None,
     select_mode: Literal["max", "min"] = "max",
     amp: Literal["none", "fp16", "bf16"] = "none",
+    accumulate: int = 1,
+    accumulation: Literal["naive", "cached"] = "naive",
     every: int = 25,
     name: str = "host",
 ) -> Config:
@@ -76,6 +78,11 @@ def host_config(
             comparison reads (e.g. `val/R@1`); None: the default name of the towers' pair.
         select_mode: `max` when higher values of `select_metric` are better.
         amp: the host's mixed precision (`fp16` adds the bf16 fix to `loss_nan`).
+        accumulate: micro-batches per optimizer step (HF `gradient_accumulation_steps`,
+            Lightning `accumulate_grad_batches`).
+        accumulation: `naive` (summed gradients: what those hosts do; adds no negatives)
+            or `cached` (cached features, GradCache / open_clip `--accum-freq` /
+            CachedMNRL: the negatives span the whole step).
         every: steps between signal records.
         name: the run's name (report title).
 
@@ -120,6 +127,8 @@ def host_config(
         # warmup_steps 0 would fall back to the fraction's default; the host's warm-up is known
         "warmup_fraction": 0.0,
         "amp": amp,
+        "accumulate": accumulate,
+        "accumulation": accumulation,
         "select_mode": select_mode,
     }
     if max_steps is not None:

@@ -418,9 +418,11 @@ def attach(
         optimizer: its optimizer; hooks on its `step` record gradients, learning rates
             and the step count.
         run_dir: where `close()` writes signals.jsonl, findings.json, training_curves.png.
-        batch_size: how many candidates each query is scored against in your loss (the
-            rows of the other side of the similarity matrix: per device when the loss does
-            not gather across processes, global when it does); chance level is its log.
+        batch_size: how many candidates each query is scored against in one call of
+            your loss (the rows of the other side of the similarity matrix: per device
+            when the loss does not gather across processes, global when it does; with
+            gradient accumulation, one micro-batch, since summed gradients add no
+            negatives); chance level is its log, too_few_negatives reads it.
         **options: the rest of `Watcher`'s keyword arguments (towers, objective,
             weights, temperature, pretrained, select_metric, every, host, ...).
 
