@@ -251,3 +251,122 @@ def test_config_file_loads_or_raises_contrastkit_error(
     path.write_bytes(prefix + body)
     with contextlib.suppress(ContrastkitError):
         load_config(path)
+
+
+# --------------------------------------------------------------------------- the CLI
+# Random argument vectors for every subcommand against a finished run: each exits 0 or 2
+# without a traceback, and a command that fails leaves the run folder byte-identical.
+
+CLI_CONFIG = """
+name: fuzz
+data: {manifest: m.jsonl, batch_size: 2}
+model:
+  embed_dim: 8
+  tokenizer: {type: builtin, vocab_size: 200, max_length: 12}
+  towers:
+    doc: {streams: {text: {type: builtin_text, width: 8, depth: 1, heads: 1}}}
+    code: {streams: {text_code: {type: builtin_text, width: 8, depth: 1, heads: 1}}}
+loss: {objectives: [{name: c, type: clip, towers: [doc, code]}]}
+train: {epochs: 1, progress: none, device: cpu, loggers: {tensorboard: false}}
+eval: {ks: [1, 2]}
+doctor: {enabled: false}
+"""
+CLI_EXAMPLES = LONG_RUN or 40
+CLI_CASES: list[int] = []  # one entry per generated case, for the count in the report
+
+# Placeholders, filled per example: the run, one of its checkpoints, a second run, paths.
+VALUES = ["{RUN}", "{CKPT}", "{OTHER}", "{CONFIG}", "{MANIFEST}", "{SPACE}", "{BADSPACE}",
+          "{OUT}", "{DIR}", "{FILE}", "{MISSING}/x.html", "/nonexistent", "", "0", "-1", "3",
+          "99999", "nan", "best", "last", "auto", "atuo", "val", "VAL", "test", "nosuch",
+          "doc", "code", "r1", "🐱 ｒｅｄ", "a=b", "--", "-k", "sqlite:////no/such/s.db"]  # fmt: skip
+OVERRIDES = ["data.batch_size=500", "eval.ks=[0]", "train.lr=abc", "model.embed_dim=3",
+             "nosuch.key=1", "loss.objectives.0.towers.0.x=1", "eval.ks=[1,2]", "x"]  # fmt: skip
+COMMANDS: dict[str, tuple[list[str], list[str]]] = {  # prefix, options taking a value
+    "train": (["train", "{CONFIG}", "--run-dir", "{RUN}"], ["--resume", "-o"]),
+    "eval": (["eval", "{RUN}"], ["--split", "--checkpoint", "-o"]),
+    "search": (["search", "{RUN}"], ["-k", "--split", "--query-id", "--gallery", "--examples",
+                                    "--checkpoint", "--seed"]),
+    "embed": (["embed", "{RUN}"], ["--out", "--split", "--checkpoint"]),
+    "export": (["export", "{RUN}"], ["--out", "--checkpoint"]),
+    "report": (["report", "{RUN}"], ["--out", "--split", "--checkpoint", "--seed"]),
+    "compare": (["compare", "{RUN}"], ["--out", "--study", "--run-root"]),
+    "doctor run": (["doctor", "run", "{RUN}"], []),
+    "doctor data": (["doctor", "data", "{CONFIG}"], ["-o"]),
+    "config show": (["config", "show", "{CONFIG}"], ["-o"]),
+    "shard": (["shard", "{MANIFEST}"], ["--out", "--shard-size", "--on-error"]),
+    "sweep": (["sweep", "{CONFIG}"], ["--space", "--trials", "--storage", "--run-root"]),
+}  # fmt: skip
+
+
+@st.composite
+def argv(draw: st.DrawFn) -> list[str]:
+    prefix, options = COMMANDS[draw(st.sampled_from(sorted(COMMANDS)))]
+    args = list(prefix)
+    for _ in range(draw(st.integers(0, 3))):
+        if options and draw(st.booleans()):
+            flag = draw(st.sampled_from(options))
+            args += [flag, draw(st.sampled_from(OVERRIDES if flag == "-o" else VALUES))]
+        else:
+            args.append(draw(st.sampled_from(VALUES)))  # a stray positional
+    if args[0] == "sweep" and "--trials" not in args:
+        args += ["--trials", draw(st.sampled_from(["0", "-1"]))]  # never a real training
+    return args
+
+
+def _folder_hash(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def cli_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from contrastkit.app.cli import main
+
+    root = tmp_path_factory.mktemp("cli")
+    splits = ["train"] * 6 + ["val"] * 3 + ["test"] * 3
+    rows = [{"id": f"r{i}", "split": s, "text": f"word{i} alpha", "text_code": f"code{i} beta"}
+            for i, s in enumerate(splits)]  # fmt: skip
+    (root / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "c.yaml").write_text(CLI_CONFIG)
+    (root / "space.yaml").write_text("train.lr: {type: float, low: 0.001, high: 0.01}\n")
+    (root / "bad_space.yaml").write_text("train.lr: {type: float, low: abc, high: 0.1}\n")
+    assert main(["train", str(root / "c.yaml"), "--run-dir", str(root / "base")]) == 0
+    return root
+
+
+@pytest.mark.slow
+@settings(FUZZ, max_examples=CLI_EXAMPLES)
+@given(args=argv())
+def test_cli_exits_0_or_2_and_a_failure_leaves_the_run_as_it_was(
+    cli_root: Path, tmp_path_factory: pytest.TempPathFactory, args: list[str]
+) -> None:
+    import shutil
+
+    from contrastkit.app.cli import main
+
+    work = tmp_path_factory.mktemp("case")
+    run = Path(shutil.copytree(cli_root / "base", work / "run"))
+    other = Path(shutil.copytree(cli_root / "base", work / "other"))
+    (work / "dir").mkdir()
+    (work / "file").write_text("x")
+    fill = {"{RUN}": run, "{CKPT}": next((run / "checkpoints").glob("step_*")),
+            "{OTHER}": other, "{CONFIG}": cli_root / "c.yaml", "{MANIFEST}": cli_root / "m.jsonl",
+            "{SPACE}": cli_root / "space.yaml", "{BADSPACE}": cli_root / "bad_space.yaml",
+            "{OUT}": work / "out.html", "{DIR}": work / "dir", "{FILE}": work / "file",
+            "{MISSING}": work / "missing"}  # fmt: skip
+    concrete = [fill.get(a, a) for a in args]
+    concrete = [str(a).replace("{MISSING}", str(work / "missing")) for a in concrete]
+    before = _folder_hash(run)
+    cwd = Path.cwd()
+    os.chdir(work)  # default outputs (compare.html, runs/) land in the case's folder
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            code = main(concrete)
+    finally:
+        os.chdir(cwd)
+    CLI_CASES.append(code)
+    assert code in (0, 2), f"exit {code} for {args}"
+    if code != 0:
+        assert _folder_hash(run) == before, f"{args} failed and changed the run"
