@@ -31,6 +31,20 @@ def test_lightning_csv_with_lr_zero_is_lr_zero(tmp_path):
     assert "configure_optimizers" in top.fix_note
 
 
+@pytest.mark.slow  # importing lightning takes ~5-15 s
+def test_lightning_tensorboard_logger_is_read_with_lightnings_names(tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    logger = TensorBoardLogger(str(tmp_path), name="clip")
+    logger.log_hyperparams({"lr": 0.0})
+    for i, loss in enumerate(linear(3.0, 2.9, 8)):
+        logger.log_metrics({"train_loss": loss, "lr-AdamW": 0.0, "epoch": 0}, step=10 * i)
+    logger.finalize("success")
+    result = diagnose_logs(tmp_path / "clip")
+    assert [(s.format, s.host) for s in result.sources] == [("tensorboard", "lightning")]
+    assert [f.code for f in result.findings][:1] == ["lr_zero"]
+
+
 def test_jsonl_nan_loss_is_loss_nan(tmp_path):
     path = tmp_path / "metrics.jsonl"
     losses = [2.0, 1.9, 1.8, float("nan"), float("nan")]

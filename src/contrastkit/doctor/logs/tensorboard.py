@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from contrastkit.doctor.logs.open_clip_params import apply_params
-from contrastkit.doctor.logs.source import OPEN_CLIP, PLAIN, LogSource, host_by_tags
+from contrastkit.doctor.logs.source import LIGHTNING, OPEN_CLIP, PLAIN, LogSource, host_by_tags
 from contrastkit.errors import DataError
 
 EVENTS_GLOB = "events.out.tfevents.*"
+LIGHTNING_HPARAMS = "hparams.yaml"
 
 
 def is_event_folder(path: Path) -> bool:
@@ -47,6 +48,8 @@ def read_tensorboard(folder: Path) -> LogSource:
             if value.ndim == 0 and value.dtype.kind in "fiu":
                 source.add(tag, event.step, float(value))
     source.host = host_by_tags(source.scalars)
+    if source.host == PLAIN and (folder / LIGHTNING_HPARAMS).is_file():
+        source.host = LIGHTNING  # TensorBoardLogger writes it beside its event file
     if source.host == OPEN_CLIP:  # its val/* go to TensorBoard at the epoch number
         source.val_on_epochs = True
         apply_params(source, folder)
