@@ -8,6 +8,7 @@ per-pair ratios is reported, so load from other processes hits both arms equally
 Falls back to a toy two-tower model if the demo cannot be built.
 
     python bench/doctor.py [--config examples/digits.yaml] [--steps 200] [--every 25]
+    python bench/doctor.py --quick   # toy model, batch 32, 10 steps per arm, every 5
 
 Last line: RESULT {"doctor_overhead": with / without, ...}.
 """
@@ -96,10 +97,10 @@ class ToyLoss(nn.Module):
         )
 
 
-def toy_parts() -> tuple[Config, nn.Module, nn.Module, list[dict]]:
+def toy_parts(batch: int = 128) -> tuple[Config, nn.Module, nn.Module, list[dict]]:
     cfg = config_from_dict(
         {
-            "data": {"manifest": "toy.jsonl", "batch_size": 128},
+            "data": {"manifest": "toy.jsonl", "batch_size": batch},
             "model": {
                 "towers": {
                     "image": {"streams": {"image": {"type": "mlp"}}},
@@ -111,9 +112,9 @@ def toy_parts() -> tuple[Config, nn.Module, nn.Module, list[dict]]:
     g = torch.Generator().manual_seed(0)
     batches = [
         {
-            "image": torch.randn(128, 256, generator=g),
-            "text": torch.randn(128, 256, generator=g),
-            "group_ids": torch.arange(128),
+            "image": torch.randn(batch, 256, generator=g),
+            "text": torch.randn(batch, 256, generator=g),
+            "group_ids": torch.arange(batch),
         }
         for _ in range(32)
     ]
@@ -145,7 +146,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200, help="steps per arm")
     ap.add_argument("--every", type=int, default=None, help="doctor.every (default: the config's)")
     ap.add_argument("--toy", action="store_true", help="use the toy model")
+    ap.add_argument("--quick", action="store_true", help="toy model, batch 32, 10 steps, every 5")
     args = ap.parse_args()
+    if args.quick:
+        args.toy, args.steps, args.every = True, 10, 5
     torch.manual_seed(0)
     try:
         if args.toy:
@@ -155,7 +159,7 @@ def main() -> None:
         source = args.config
     except Exception as err:  # the demo is optional: fall back to the toy
         print(f"demo unavailable ({err}); using the toy model")
-        cfg, model, criterion, batches = toy_parts()
+        cfg, model, criterion, batches = toy_parts(32 if args.quick else 128)
         source = "toy"
     if args.every is not None:
         cfg.doctor.every = args.every
@@ -163,7 +167,8 @@ def main() -> None:
     opt = torch.optim.AdamW(params, lr=1e-4)
     probe = batches[0]
     stream = cycle(batches)
-    block = max(cfg.doctor.every, 10)  # one cadence period per timed block
+    # One cadence period per timed block (at least 10 steps, except in a shorter run).
+    block = min(max(cfg.doctor.every, 10), args.steps)
     totals = {"with": 0.0, "without": 0.0}
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,7 +177,6 @@ def main() -> None:
             criterion=criterion,
             optimizer=opt,
             run_dir=Path(tmp),
-            config=cfg,
             probe_batch=probe,
             batch_size=cfg.data.batch_size,
             max_steps=10**6,

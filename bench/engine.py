@@ -1,8 +1,8 @@
 """Engine overheads: logging on vs off (speed) and cached accumulation vs full batch (memory).
 
 Each measurement runs in a fresh subprocess so peak memory and warm caches do not leak
-between them. Run: `python bench/engine.py` (about a minute on 2 CPU cores). The last line
-is `RESULT {"logging_overhead": t_on / t_off, "accum8_peak_mem_vs_full": mem_acc8 / mem_full}`.
+between them. Run: `python bench/engine.py` (about a minute on 2 CPU cores; `--quick`: one
+repeat of a few tiny steps, a smoke run of every code path). The last line is `RESULT {"logging_overhead": t_on / t_off, "accum8_peak_mem_vs_full": mem_acc8 / mem_full}`.
 
 The model is a token-level toy (an MLP over 64 tokens, mean-pooled) whose activations
 dominate its memory, like a real encoder's; the demo model can replace it once
@@ -12,6 +12,7 @@ CUDA, else the growth of peak RSS (`ru_maxrss`) during one forward/backward.
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
@@ -65,7 +66,7 @@ class BenchLoss(nn.Module):
         super().__init__()
         self.logit_scale = nn.Parameter(torch.tensor(1 / 0.07).log())
 
-    def contrastive(self, emb: dict, batch: dict):
+    def contrastive(self, emb: dict, batch: dict, teachers: dict | None = None):
         logits = self.logit_scale.exp() * emb["a"] @ emb["b"].T
         target = torch.arange(len(logits))
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
@@ -151,16 +152,33 @@ def _child(kind: str, arg: str) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (smoke run)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved speed repeats")
+    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per speed run")
+    parser.add_argument("--batch", type=int, default=32, help="rows per speed step")
+    parser.add_argument("--memory-batch", type=int, default=512, help="rows of the memory step")
+    args = parser.parse_args()
+    if args.quick:
+        # The memory step keeps its 512 rows: a smaller step's RSS growth stays under the
+        # peak the imports already reached, and reads as 0.
+        args.repeats, args.steps, args.batch = 1, 4, 8
     offs, ons = [], []
-    for _ in range(3):  # interleaved: the machine's load drifts
-        offs.append(_child("measure_speed", "False"))
-        ons.append(_child("measure_speed", "True"))
+    speed = f"steps={args.steps}, batch={args.batch}"
+    for _ in range(args.repeats):  # interleaved: the machine's load drifts
+        if args.quick:  # in-process: a smoke run of the code path, not a timing
+            offs.append(measure_speed(False, steps=args.steps, batch=args.batch))
+            ons.append(measure_speed(True, steps=args.steps, batch=args.batch))
+            continue
+        offs.append(_child("measure_speed", f"False, {speed}"))
+        ons.append(_child("measure_speed", f"True, {speed}"))
     t_off, t_on = min(offs), min(ons)
-    m_full = _child("measure_memory", "1")
-    m_acc = _child("measure_memory", "8")
+    m_full = _child("measure_memory", f"1, batch={args.memory_batch}")
+    m_acc = _child("measure_memory", f"8, batch={args.memory_batch}")
     print(f"step time: logging off {t_off * 1e3:.1f} ms, on {t_on * 1e3:.1f} ms")
     print(
-        f"peak memory of one step (batch 512): full {m_full / 2**20:.0f} MiB, accumulate 8 {m_acc / 2**20:.0f} MiB"
+        f"peak memory of one step (batch {args.memory_batch}): full {m_full / 2**20:.0f} MiB, "
+        f"accumulate 8 {m_acc / 2**20:.0f} MiB"
     )
     print(
         "RESULT "
@@ -168,6 +186,7 @@ def main() -> None:
             {
                 "logging_overhead": round(t_on / t_off, 3),
                 "accum8_peak_mem_vs_full": round(m_acc / m_full, 3),
+                "quick": args.quick,
             }
         )
     )

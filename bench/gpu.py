@@ -15,7 +15,9 @@ step ends, so checkpoint writing at the end of the engine's epoch is excluded. R
 `torch.compile` off and on (the model's towers compiled; the loss stays eager).
 
 `RESULT {"samples_per_s", "vs_bare_loop", "peak_mem_gb", "compiled": {...}}`; the target
-is vs_bare_loop >= 0.95. Needs a CUDA device (`--device cpu --tiny` is a smoke run).
+is vs_bare_loop >= 0.95. Needs a CUDA device (`--device cpu --tiny` is a smoke run;
+`--quick` a faster one: tiny towers on 32 px images and 16 tokens, two steps, and the
+`eager` compile backend, which traces the towers with torch.compile but generates no code).
 
     python bench/gpu.py --batch 256 --steps 50
 """
@@ -38,7 +40,7 @@ from contrastkit.train.distributed import DistInfo
 VOCAB, TEXT_LENGTH, IMAGE = 49408, 77, 224
 
 
-def make_config(device: str, tiny: bool, steps: int) -> object:
+def make_config(device: str, tiny: bool, steps: int, image: int = IMAGE) -> object:
     """ViT-B/16 + 12-layer text tower (or a tiny version for a CPU smoke run)."""
     vit = {"type": "vit", "width": 768, "depth": 12, "heads": 12, "options": {"patch_size": 16}}
     text = {"type": "builtin_text", "width": 512, "depth": 12, "heads": 8}
@@ -48,7 +50,7 @@ def make_config(device: str, tiny: bool, steps: int) -> object:
     return config_from_dict(
         {
             "name": "gpu-bench",
-            "data": {"manifest": "unused.jsonl", "image": {"size": IMAGE, "channels": 3}},
+            "data": {"manifest": "unused.jsonl", "image": {"size": image, "channels": 3}},
             "model": {
                 "embed_dim": 64 if tiny else 512,
                 "towers": {
@@ -71,30 +73,29 @@ def make_config(device: str, tiny: bool, steps: int) -> object:
     )
 
 
-def make_batch(n: int, device: torch.device) -> dict:
+def make_batch(n: int, device: torch.device, image: int = IMAGE, length: int = TEXT_LENGTH) -> dict:
     g = torch.Generator(device=device).manual_seed(0)
-    ids = torch.randint(4, VOCAB, (n, TEXT_LENGTH), device=device, generator=g)
+    ids = torch.randint(4, VOCAB, (n, length), device=device, generator=g)
     return {
-        "image": torch.randn(n, 3, IMAGE, IMAGE, device=device, generator=g),
+        "image": torch.randn(n, 3, image, image, device=device, generator=g),
         "text": ids,
-        "text_mask": torch.ones(n, TEXT_LENGTH, dtype=torch.bool, device=device),
+        "text_mask": torch.ones(n, length, dtype=torch.bool, device=device),
         "group_ids": torch.arange(n, device=device),
         "ids": [str(i) for i in range(n)],
     }
 
 
-def build(cfg, device: torch.device, compile_model: bool):
+def build(cfg, device: torch.device, args):
     from contrastkit.losses import build_loss
     from contrastkit.models import build_model
 
     torch.manual_seed(0)
-    tokenizer = SimpleNamespace(vocab_size=VOCAB, max_length=TEXT_LENGTH, pad_id=0)
-    model = build_model(
-        cfg.model, tokenizer=tokenizer, input_specs={"image": (3, IMAGE, IMAGE), "text": ()}
-    ).to(device)
-    if compile_model:
+    tokenizer = SimpleNamespace(vocab_size=VOCAB, max_length=args.text_length, pad_id=0)
+    specs = {"image": (3, args.image, args.image), "text": ()}
+    model = build_model(cfg.model, tokenizer=tokenizer, input_specs=specs).to(device)
+    if args.compile:
         for name, tower in model.towers.items():
-            model.towers[name] = torch.compile(tower)
+            model.towers[name] = torch.compile(tower, backend=args.compile_backend)
     return model, build_loss(cfg.loss).to(device)
 
 
@@ -120,7 +121,7 @@ def engine_rate(cfg, batch: dict, args, device: torch.device) -> float:
     from contrastkit.train.parts import EngineParts
     from contrastkit.train.phases import make_weights_fn
 
-    model, loss = build(cfg, device, args.compile)
+    model, loss = build(cfg, device, args)
     clock = StepClock(device)
     total = args.warmup + args.steps
     parts = EngineParts(
@@ -140,7 +141,7 @@ def engine_rate(cfg, batch: dict, args, device: torch.device) -> float:
 
 
 def bare_rate(cfg, batch: dict, args, device: torch.device) -> float:
-    model, loss = build(cfg, device, args.compile)
+    model, loss = build(cfg, device, args)
     params = [*model.parameters(), *loss.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     weights = {"clip": 1.0}
@@ -158,8 +159,8 @@ def bare_rate(cfg, batch: dict, args, device: torch.device) -> float:
 
 
 def measure(args, device: torch.device) -> dict:
-    cfg = make_config(str(device), args.tiny, args.warmup + args.steps)
-    batch = make_batch(args.batch, device)
+    cfg = make_config(str(device), args.tiny, args.warmup + args.steps, args.image)
+    batch = make_batch(args.batch, device, args.image, args.text_length)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     engine = engine_rate(cfg, batch, args, device)
@@ -183,7 +184,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="tiny towers (CPU smoke run)")
+    parser.add_argument("--image", type=int, default=IMAGE, help="image side in pixels")
+    parser.add_argument("--text-length", type=int, default=TEXT_LENGTH, help="text tokens")
+    parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend")
+    parser.add_argument(
+        "--quick", action="store_true", help="CPU smoke run of both passes in seconds"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.device, args.tiny, args.image, args.text_length = "cpu", True, 32, 16
+        args.batch, args.steps, args.warmup, args.compile_backend = 4, 1, 1, "eager"
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench/gpu.py needs a CUDA device (use --device cpu --tiny to smoke-test)")
@@ -194,7 +204,7 @@ def main() -> None:
     eager = measure(args, device)
     args.compile = True
     compiled = measure(args, device)
-    print("RESULT " + json.dumps({**eager, "compiled": compiled}))
+    print("RESULT " + json.dumps({**eager, "compiled": compiled, "device": str(device)}))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ contrastkit's real train path. Epoch time = from `epoch_start` to the last `batc
 so epoch 1 runs MiniLM on every train input and epoch 2 only reads the cache.
 
     python bench/lit_cache.py              # 512 train pairs, 2 epochs (~2 min on 2 cores)
+    python bench/lit_cache.py --quick      # 32 pairs, batch 16: a smoke run of the same path
 
 Last line: RESULT {"lit_epoch_speedup": epoch-1 time / epoch-2 time, ...}; target >= 5.
 """
@@ -51,7 +52,12 @@ class EpochTimer(Callback):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=512, help="train pairs (max_rows)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the example's")
+    parser.add_argument("--quick", action="store_true", help="32 pairs, batch 16 (smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.batch_size = 32, 16  # two steps per epoch
+    batch = [] if args.batch_size is None else [f"data.batch_size={args.batch_size}"]
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     run_dir = Path(tempfile.mkdtemp(prefix="ck-lit-"))
@@ -73,6 +79,7 @@ def main() -> None:
             "eval.at_start=false",
             "train.loggers.tensorboard=false",
             "doctor.enabled=false",
+            *batch,
         ],
     )
     timer = EpochTimer()
@@ -91,6 +98,7 @@ def main() -> None:
         "epoch1_s": round(e1, 2),
         "epoch2_s": round(e2, 3),
         "encoded_inputs": encoded,
+        "rows": args.rows,
     }
     print("RESULT " + json.dumps(result))
 

@@ -19,6 +19,7 @@ is printed beside the figures: on a shared machine scaling is capped by the idle
 
     python bench/loader.py                # N = 20000
     python bench/loader.py --n 4000       # quicker
+    python bench/loader.py --quick        # 128 JPEGs, 0 and 1 workers: a smoke run
 """
 
 from __future__ import annotations
@@ -90,7 +91,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20000, help="number of JPEGs")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--shard-size", type=int, default=500)
+    parser.add_argument("--quick", action="store_true", help="128 JPEGs, 0 and 1 workers")
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.workers, args.shard_size = 128, [0, 1], 64
     folder = Path(tempfile.gettempdir()) / f"contrastkit-bench-loader-{args.n}"
     folder.mkdir(exist_ok=True)
     manifest = make_jpegs(folder, args.n)

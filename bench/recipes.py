@@ -7,10 +7,15 @@ minutes on 2 CPU cores. The "after" run applies the top finding's `fix` as `-o k
 overrides, exactly as printed (or the manifest repair the finding's note asks for).
 
     python bench/recipes.py [KEEP_DIR]   # RESULT / FINDING / FIX lines; runs kept in KEEP_DIR
+    python bench/recipes.py --quick      # one recipe, before and after, 200 rows, one epoch
+
+The last line is `RESULT {"recipes": {recipe: {"finding", "fix", "after_finding", ...}},
+"variants": {variant: {"t2i_R@1", ...}}}`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -141,26 +146,43 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def main_bench() -> None:
+# --quick: one recipe (its broken run and the run with the printed fix), one epoch of
+# the first 200 rows each.
+QUICK_RECIPES = ("loss_does_not_go_down",)
+QUICK_OVERRIDES = ["train.epochs=1", "data.max_rows=200"]
+
+
+def main_bench(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("keep", nargs="?", type=Path, help="keep the run folders here")
+    parser.add_argument("--quick", action="store_true", help="one recipe, one epoch per run")
+    args = parser.parse_args(argv)
+    recipes = {r: BROKEN[r] for r in QUICK_RECIPES} if args.quick else BROKEN
+    variants = {} if args.quick else VARIANTS
+    extra = QUICK_OVERRIDES if args.quick else []
     rows = []
-    keep = Path(sys.argv[1]) if len(sys.argv) > 1 else None  # keep the run dirs there
+    table: dict[str, dict] = {"recipes": {}, "variants": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = keep or Path(tmp)
+        folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         own = str(own_id_manifest(folder))
-        for recipe, broken in BROKEN.items():
+
+        def measured(name: str, overrides: list[str]) -> dict:
+            return run(folder, name, [*overrides, *extra])
+
+        for recipe, broken in recipes.items():
             broken = [o.replace("OWN_IDS", own) for o in broken]
-            before = run(folder, f"{recipe}_before", broken)
+            before = measured(f"{recipe}_before", broken)
             top = before["top"]
             if recipe == "captions_with_unique_ids":
                 fix = []  # the fix is the manifest: one group per image (finding's fix_note)
-                after = run(folder, f"{recipe}_after", [])
+                after = measured(f"{recipe}_after", [])
             else:
                 fix = fix_overrides(top)
-                after = run(folder, f"{recipe}_after", broken + fix)
+                after = measured(f"{recipe}_after", broken + fix)
             code = top["code"] if top else "none"
             if recipe in SECOND_FIX:
-                other = run(folder, f"{recipe}_second", broken + SECOND_FIX[recipe])
+                other = measured(f"{recipe}_second", broken + SECOND_FIX[recipe])
                 print(
                     f"RESULT recipe={recipe} second_fix={' '.join(SECOND_FIX[recipe])} "
                     f"t2i_R@1={_fmt(other['t2i_R@1'])} t2i_R@5={_fmt(other['t2i_R@5'])} "
@@ -185,15 +207,25 @@ def main_bench() -> None:
                 print(f"FINDING {recipe}: {code} ({top['severity']}): {top['cause']}", flush=True)
                 print(f"FIX {recipe}: {fix_overrides(top)} {top.get('fix_note', '')}", flush=True)
             rows.append((recipe, code, fix, before, after, after_code))
-        for variant, overrides in VARIANTS.items():
-            res = run(folder, variant.split(" ")[0] + str(len(overrides)), overrides)
+            table["recipes"][recipe] = {
+                "finding": code,
+                "fix": fix,
+                "after_finding": after_code,
+                **{f"before_{k}": v for k, v in before.items() if k != "top"},
+                **{f"after_{k}": v for k, v in after.items() if k != "top"},
+            }
+        for variant, overrides in variants.items():
+            res = measured(variant.split(" ")[0] + str(len(overrides)), overrides)
             print(
                 f"RESULT variant={variant!r} t2i_R@1={_fmt(res['t2i_R@1'])} "
                 f"t2i_R@5={_fmt(res['t2i_R@5'])} class_R@1={_fmt(res['t2i_class_R@1'])} "
                 f"i2t_R@1={_fmt(res['i2t_R@1'])} last_loss={_fmt(res['last_loss'])}",
                 flush=True,
             )
+            table["variants"][variant] = {k: v for k, v in res.items() if k != "top"}
     print(json.dumps([(r[0], r[1], r[2]) for r in rows]))
+    print("RESULT " + json.dumps(table))
+    return 0
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ takes the embeddings a caller already holds. The run's files (metrics of 30 epoc
 at the end of a run; three findings) are synthetic. Dataset rows are built directly,
 without the per-row validation of `build_datasets`.
 
-    python bench/report.py     # prints RESULT rows=... seconds=... megabytes=...
+    python bench/report.py            # RESULT {"rows", "seconds", "cpu_seconds", "megabytes", ...}
+    python bench/report.py --quick    # 1,000 rows, once: a smoke run
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import tempfile
@@ -50,11 +52,11 @@ class PrecomputedModel:
         return [tower]
 
 
-def big_split(cfg) -> ManifestDataset:
+def big_split(cfg, n_rows: int = ROWS) -> ManifestDataset:
     src = builtin_manifest("digits-captions")
     images = [src.parent / json.loads(line)["image"] for line in src.read_text().splitlines()[::5]]
     rows = []
-    for i in range(ROWS):
+    for i in range(n_rows):
         g = i // CAPTIONS_PER_IMAGE
         image = images[g % len(images)]
         values = {"image": str(image), "text": f"caption {i} of image {g}: a handwritten digit"}
@@ -117,15 +119,22 @@ def run_files(run: Path, cfg) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=ROWS, help="caption rows of the split")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="best of this many")
+    parser.add_argument("--quick", action="store_true", help="1,000 rows, once (smoke run)")
+    args = parser.parse_args()
+    if args.quick:
+        args.rows, args.repeats = 1000, 1
     cfg = load_config(EXAMPLES)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         run_files(run, cfg)
-        dataset = big_split(cfg)
+        dataset = big_split(cfg, args.rows)
         bundle = DatasetBundle(splits={"test": dataset}, label_names=[], group_names=[])
         given = {t: embeddings(dataset, t) for t in ("image", "text")}
         times, cpu = [], []
-        for _ in range(REPEATS):
+        for _ in range(args.repeats):
             start, start_cpu = time.perf_counter(), time.process_time()
             path = write_report(run, model=PrecomputedModel(), bundle=bundle, embeddings=given)
             times.append(time.perf_counter() - start)
@@ -133,12 +142,17 @@ def main() -> None:
         seconds = min(times)
         size = path.stat().st_size / 1e6
         page = path.read_text()
-        print(
-            f"RESULT rows={ROWS} unique_queries={len(given['text'].rows)} "
-            f"gallery={len(given['image'].rows)} seconds={seconds:.2f} cpu_seconds={min(cpu):.2f} "
-            f"megabytes={size:.2f} "
-            f"images={page.count('data:image/png')} examples={page.count('class=' + chr(39) + 'tag ')}"
-        )
+        result = {
+            "rows": args.rows,
+            "unique_queries": len(given["text"].rows),
+            "gallery": len(given["image"].rows),
+            "seconds": round(seconds, 2),
+            "cpu_seconds": round(min(cpu), 2),
+            "megabytes": round(size, 2),
+            "images": page.count("data:image/png"),
+            "examples": page.count("class='tag "),
+        }
+        print("RESULT " + json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -15,11 +15,15 @@ random. Then, each in a fresh subprocess (so peak memory is its own):
 
     python bench/retrieval_1m.py                     # N = 1M, Q = 1000
     python bench/retrieval_1m.py --n 100000 --queries 1000
+    python bench/retrieval_1m.py --quick             # N = 20,000, Q = 100: a smoke run
+
+Without faiss installed, (b) is skipped with the reason printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -133,7 +137,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--skip-faiss", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="N = 20,000, Q = 100 (smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.n, args.queries = 20_000, 100
+    if not args.skip_faiss and importlib.util.find_spec("faiss") is None:
+        print("faiss skipped: faiss is not installed", flush=True)
+        args.skip_faiss = True
     folder = Path(tempfile.gettempdir()) / f"contrastkit-bench-1m-{args.n}-{args.queries}"
     folder.mkdir(exist_ok=True)
     start = time.perf_counter()

@@ -13,6 +13,15 @@ def test_version(capsys):
     assert __version__ in capsys.readouterr().out
 
 
+def test_help_shows_version_as_a_flag(capsys, monkeypatch):
+    """`--version` takes no value, so the help must not print a type beside it."""
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["--help"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "--version" in x)
+    assert "<bool>" not in line
+    assert "print the version" in line
+
+
 def test_config_show_resolves_defaults_and_overrides(capsys):
     assert main(["config", "show", str(EXAMPLE), "-o", "train.lr=0.5"]) == 0
     out = capsys.readouterr().out

@@ -77,6 +77,31 @@ def test_shared_tower_shares_parameters_not_copies() -> None:
     torch.testing.assert_close(out.towers["text"].pooled, out.towers["text2"].pooled)
 
 
+def test_compiled_towers_are_accepted_and_run_compiled() -> None:
+    """`torch.compile(tower)` (bench/gpu.py's compiled pass) registers an OptimizedModule:
+    the model unwraps it for the tower's attributes and calls it, so the compiled code runs
+    and the outputs equal the eager model's."""
+    model = _image_text()
+    batch = {"image": torch.randn(3, 1, 8, 8), "text": TEXTS}
+    with torch.no_grad():
+        eager = model(batch)
+    graphs: list[int] = []
+
+    def counting_backend(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        graphs.append(len(example_inputs))
+        return gm.forward
+
+    model.towers["image"] = torch.compile(model.towers["image"], backend=counting_backend)
+    with torch.no_grad():
+        out = model(batch)
+        encoded = model.encode("image", batch)
+    assert len(graphs) >= 1  # the compiled forward was traced and called
+    for name in ("image", "text", "text2"):
+        torch.testing.assert_close(out.towers[name].embedding, eager.towers[name].embedding)
+    torch.testing.assert_close(encoded.embedding, eager.towers["image"].embedding)
+    assert model.tower_inputs("image") == ["image"]
+
+
 def test_shared_tower_survives_deepcopy_and_state_dict_round_trip() -> None:
     model = _image_text().eval()
     twin = copy.deepcopy(model)  # what an EMA teacher does

@@ -46,7 +46,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version")
+        bool,
+        # metavar "": typer would print a flag's type (`<bool>`) beside it, as if it took one.
+        typer.Option(
+            "--version", callback=_version, is_eager=True, metavar="", help="print the version"
+        ),
     ] = False,
 ) -> None:
     """contrastkit: CLIP / SigLIP-style training with a doctor that says what is wrong."""

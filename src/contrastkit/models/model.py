@@ -98,11 +98,15 @@ class ContrastiveModel(nn.Module):
     def _tower(self, name: str) -> Tower:
         if name not in self.towers:
             raise KeyError(f"no tower {name!r}; towers: {self.tower_names}")
-        tower = self.towers[name]
+        # `torch.compile(tower)` registers an OptimizedModule that holds the Tower as
+        # `_orig_mod`; the Tower's attributes (inputs, owner, project) are read from it.
+        tower = getattr(self.towers[name], "_orig_mod", self.towers[name])
         assert isinstance(tower, Tower)
         return tower
 
-    def _features(self, name: str, batch: Mapping[str, Any]) -> EncoderOutput:
+    def _run_tower(self, name: str, batch: Mapping[str, Any]) -> TowerOutput:
+        """The tower's forward through its registered module, so a compiled tower runs its
+        compiled code (`Tower.forward` is `project(features(...))`)."""
         tower = self._tower(name)
         missing = [col for col in tower.inputs if col not in batch]
         if missing:
@@ -115,11 +119,12 @@ class ContrastiveModel(nn.Module):
             for col in tower.inputs
         }
         masks = {col: stream_mask(batch, col) for col in tower.inputs}
-        return tower.features(inputs, masks)
+        out: TowerOutput = self.towers[name](inputs, masks)
+        return out
 
     def encode(self, tower: str, batch: Mapping[str, Any]) -> TowerOutput:
         """One tower's output; only its input columns are needed in `batch`."""
-        return self._tower(tower).project(self._features(tower, batch))
+        return self._run_tower(tower, batch)
 
     def forward(self, batch: Mapping[str, Any]) -> ModelOutput:
         """Every tower whose inputs are in `batch`, then the heads whose tower ran."""
@@ -130,9 +135,14 @@ class ContrastiveModel(nn.Module):
             if not all(col in batch for col in tower.inputs):
                 continue
             owner = tower.owner or name
-            if owner not in shared:
-                shared[owner] = self._features(name, batch)
-            towers[name] = tower.project(shared[owner])
+            if owner in shared:
+                towers[name] = tower.project(shared[owner])
+                continue
+            # A sharing tower reads its owner's encoders and fusion, so whichever tower of
+            # the group runs first computes the group's features.
+            towers[name] = self._run_tower(name, batch)
+            out = towers[name]
+            shared[owner] = EncoderOutput(tokens=out.tokens, pooled=out.pooled, mask=out.mask)
         out = ModelOutput(towers=towers)
         self._heads(out, batch)
         return out
