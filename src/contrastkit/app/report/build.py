@@ -219,7 +219,8 @@ def write_report(
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    path = check_out(out if out is not None else run_dir / REPORT_FILE)  # before the work
+    if out is not None:
+        check_out(out)  # before the work
     split = split.lower() if split else None  # split names are case-insensitive everywhere
     findings = None
     if not (run_dir / "summary.json").is_file() and (run_dir / "config.yaml").is_file():
@@ -252,6 +253,6 @@ def write_report(
         sections.append(("Retrieval examples", f"<p class=dim>{note.strip()}</p>"))
     sections.append(("Config", config_section(facts.config_text)))
     text = page(f"{facts.name} report", sections, head=header(facts))
-    write_atomic(path, text)  # a browser never opens half a report
+    path = write_atomic(out if out is not None else run_dir / REPORT_FILE, text)  # never half
     log.info("wrote %s (%.0f KB, %.1f s)", path, len(text) / 1024, time.perf_counter() - started)
     return path
