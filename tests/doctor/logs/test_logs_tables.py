@@ -151,3 +151,19 @@ def test_wandb_history_of_an_open_clip_run(tmp_path):
     assert result.findings[1].evidence["start"] == pytest.approx(
         first_last_fifth(scale)[0], rel=1e-3
     )
+
+
+def test_fixed_temperature_10_is_out_of_range_and_explains_chance(tmp_path):
+    """A CSV whose `temperature` column (tau, converted to the scale 1/tau) stays at 10:
+    a softmax that cannot leave ln B, and the loss sits there."""
+    path = tmp_path / "log.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss", "temperature"])
+        for i in range(10):
+            w.writerow([10 * i, math.log(64) - 0.001 * i, 10.0])
+    result = diagnose_logs(path, batch_size=64)
+    top, chance = result.findings[0], [f for f in result.findings if f.code == "loss_at_chance"][0]
+    assert top.code == "temperature_out_of_range" and top.severity == "error"
+    assert top.evidence["temperature"] == pytest.approx(10.0)
+    assert chance.evidence["explained_by"] == ["temperature_out_of_range"]

@@ -133,3 +133,16 @@ def test_open_clip_params_txt_gives_the_contrastive_batch(tmp_path):
     assert len(chance) == 1 and chance[0].evidence["chance"] == pytest.approx(
         math.log(256), rel=1e-3
     )
+
+
+def test_scale_pinned_at_open_clips_clamp_is_logit_scale_at_clamp(tmp_path):
+    """open_clip clamps exp(t) at 100; a scale there for most of the records is pinned."""
+    scale = linear(14.3, 100.0, 6) + [100.0] * (len(STEPS) - 6)
+    write_open_clip_tb(tmp_path / "tb", STEPS, scale, geometric(5.4, 0.5, len(STEPS)))
+    result = diagnose_logs(tmp_path / "tb", batch_size=B)
+    clamp = [f for f in result.findings if f.code == "logit_scale_at_clamp"]
+    assert len(clamp) == 1 and clamp[0].severity == "info"
+    assert clamp[0].evidence["first_step_at_clamp"] == STEPS[5]
+    assert clamp[0].evidence["share_of_records"] == pytest.approx(
+        (len(STEPS) - 5) / len(STEPS), rel=1e-3
+    )
