@@ -285,3 +285,27 @@ def test_a_hugging_face_text_encoder_is_judged_with_its_own_tokenizer_and_key():
     # WordPiece: [CLS] one two three four five <colour> [SEP]; 6 shared -> 8
     assert f.fix == {key: 8}
     assert f.evidence["examples"][0]["tokens_kept"] == "one two three four"
+
+
+def test_doctor_data_config_writes_the_input_findings(tmp_path):
+    import yaml
+
+    from contrastkit.app.cli import main
+
+    lines = []
+    for i, a in enumerate(_digits_like(6)):
+        np.save(tmp_path / f"{i}.npy", np.round(a).astype(np.uint8))  # divided by 255 twice
+        lines.append(json.dumps({"id": f"r{i}", "image": f"{i}.npy", "text": TEXTS[i]}))
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
+    cfg = {
+        "data": {"manifest": str(tmp_path / "m.jsonl"), "batch_size": 4, "image": {"size": 8}},
+        "model": {"towers": {"image": {"streams": {"image": {"type": "cnn"}}},
+                             "text": {"streams": {"text": {"type": "builtin_text"}}}}},
+        "loss": {"objectives": [{"type": "clip", "towers": ["image", "text"]}]},
+    }  # fmt: skip
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    args = ["doctor", "data", str(tmp_path / "c.yaml"), "-o", "model.tokenizer.max_length=5"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    found = json.loads((tmp_path / "out" / "data_findings.json").read_text())["findings"]
+    assert [f["code"] for f in found] == ["input_scaling", "text_truncated"]
+    assert found[1]["evidence"]["examples"][0]["lines"] == [1, 2, 3, 4, 5]

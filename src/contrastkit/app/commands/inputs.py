@@ -21,7 +21,7 @@ def shard_cmd(
 ) -> None:
     """Write MANIFEST as WebDataset shards (one tar sample per match group) for `data.shards`."""
     from contrastkit.data.builtin import BUILTIN_PREFIX, builtin_manifest
-    from contrastkit.data.shard_writer import write_shards
+    from contrastkit.data.shards.writer import write_shards
 
     if on_error not in ("raise", "skip"):
         raise ContrastkitError(f"--on-error must be raise or skip, got {on_error!r}")
@@ -116,9 +116,14 @@ def doctor_data_cmd(
 
     if len(files) == 1 and files[0].suffix.lower() in (".yaml", ".yml"):
         from contrastkit.config import load_config
-        from contrastkit.doctor.run import doctor_data
+        from contrastkit.doctor.run import DATA_FINDINGS_FILE, doctor_data
 
-        print_findings(doctor_data(load_config(files[0], override or [])), console)
+        target = None if out is None else out / DATA_FINDINGS_FILE
+        if target is not None:
+            out.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+        print_findings(doctor_data(load_config(files[0], override or []), out=target), console)
+        if target is not None:
+            console.print(f"wrote {target}")
         return
     from contrastkit.doctor.data_checks.foreign import Columns, ForeignOptions, doctor_foreign_data
 
