@@ -90,10 +90,10 @@ def text_cuts(
                 length = int(enc.options.get("max_length") or _clip_length(enc.pretrained))
                 cuts[(column, key)] = hf_cut(column, enc.pretrained, length, key)
             else:  # the run's tokenizer; the encoder's own max_length option wins
-                length = enc.options.get("max_length")
+                length = int(enc.options.get("max_length") or 0)
                 if not length:
                     key, length = "model.tokenizer.max_length", cfg.model.tokenizer.max_length
                 if tokenizer is None:
                     tokenizer = build_tokenizer(cfg.model.tokenizer, train_texts)
-                cuts[(column, key)] = TextCut(column, tokenizer, int(length), key)
+                cuts[(column, key)] = TextCut(column, tokenizer, length, key)
     return list(cuts.values())
