@@ -207,3 +207,17 @@ def test_false_negatives_per_batch_count_only_pairs_of_different_groups(tmp_path
     (f,) = [f for f in check_data(bundle(rows), make_config(["data.batch_size=5"]))
             if f.code == "duplicate_groups"]  # fmt: skip
     assert f.evidence["train_batches"]["expected_false_negatives_per_batch"] == round(160 / 90, 4)
+
+
+def test_sentence_transformers_pairs_with_a_repeated_anchor(tmp_path):
+    lines = ["anchor\tpositive"]
+    lines += [f"what is a cat?\ta cat is animal number {k}" for k in range(3)]
+    lines += [f"question {i}\tanswer {i}" for i in range(7)]
+    (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
+    args = [str(tmp_path / "pairs.tsv"), "--pair-col", "anchor", "--text-col", "positive"]
+    f = _doctor(tmp_path, *args, "--batch-size", "4")["duplicate_groups"]
+    assert f["evidence"]["examples"][0]["column"] == "text_anchor"
+    assert f["evidence"]["examples"][0]["lines"] == [2, 3, 4]
+    # one cluster of 3 rows in N = 10, B = 4: 4*3 * 3*2 / (10*9)
+    assert f["evidence"]["expected_false_negatives_per_batch"] == round(72 / 90, 4)
+    assert "duplicate_groups" not in _doctor(tmp_path, *args, "--groups", "media")

@@ -90,6 +90,12 @@ def doctor_data_cmd(
         str | None, typer.Option("--image-col", help="dataset: image column")
     ] = None,
     text_col: Annotated[str | None, typer.Option("--text-col", help="dataset: text column")] = None,
+    pair_col: Annotated[
+        str | None,
+        typer.Option(
+            "--pair-col", help="dataset: first text of a text pair (e.g. anchor; no image)"
+        ),
+    ] = None,
     split_col: Annotated[str, typer.Option("--split-col", help="dataset: split column")] = "split",
     sep: Annotated[str | None, typer.Option("--sep", help="dataset: CSV separator")] = None,
     root: Annotated[
@@ -133,7 +139,7 @@ def doctor_data_cmd(
         raise ContrastkitError(f"--groups must be row or media, got {groups!r}")
     sep = {"\\t": "\t", "tab": "\t"}.get(sep, sep) if sep else None
     opts = ForeignOptions(
-        Columns(image_col, text_col, split_col, sep),
+        Columns(image_col, text_col, split_col, sep, pair_col),
         root,
         groups,  # type: ignore[arg-type]
         batch_size,

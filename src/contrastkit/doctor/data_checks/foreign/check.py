@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from contrastkit.data.manifest import Row
+from contrastkit.data.manifest import Row, is_text_column
 from contrastkit.data.media import ReadOptions
 from contrastkit.doctor.data_checks.content import content_keys
 from contrastkit.doctor.data_checks.duplicates import check_duplicates
@@ -55,7 +55,7 @@ class ForeignOptions:
     """How to read and judge a foreign dataset (the `doctor data FILE` options).
 
     Attributes:
-        columns: the image, text and split columns and the CSV separator.
+        columns: the image, text, split (and text-pair) columns and the CSV separator.
         root: folder that relative image paths start from (default: the file's folder).
         groups: "row" (every row its own class, as the host sees it) or "media".
         batch_size: the host's batch size (for the false negatives per batch).
@@ -104,7 +104,7 @@ def _read(files: list[Path], opts: ForeignOptions) -> tuple[list[Row], list[Sour
         found = read_source(file, opts.columns, split_of(file) if len(files) > 1 else "train")
         found = [replace(s, split=SPLIT_NAMES.get(s.split, s.split)) for s in found]
         root = opts.root or (file if file.is_dir() else file.parent)
-        made = to_rows(file, found, root, opts.groups)
+        made = to_rows(file, found, root, opts.groups, opts.columns.pair)
         if len(files) > 1:  # ids stay unique across files
             made = [replace(r, id=f"{file.name}:{r.id}") for r in made]
         rows += made
@@ -114,12 +114,13 @@ def _read(files: list[Path], opts: ForeignOptions) -> tuple[list[Row], list[Sour
     return rows, sources
 
 
-def _tokenizer_cut(opts: ForeignOptions) -> TextCut:
+def _tokenizer_cuts(opts: ForeignOptions, columns: list[str]) -> list[TextCut]:
     from contrastkit.models.encoders.hf_text import minilm_path
 
     path = opts.tokenizer or minilm_path("--tokenizer")
     length = opts.max_length or _sentence_length(Path(path))
-    return hf_cut("text", path, length, "max_length")
+    cut = hf_cut("text", path, length, "max_length")
+    return [replace(cut, column=c) for c in columns]
 
 
 def _sentence_length(folder: Path) -> int | None:
@@ -214,6 +215,7 @@ def check_foreign_data(files: list[Path], opts: ForeignOptions) -> list[Finding]
             for split, split_rows in by_split.items()
         }
         findings += check_input_signal(sample, read, ", ".join(map(str, files)))
-    if any("text" in r.values for r in rows):
-        findings += check_truncation(by_split, [_tokenizer_cut(opts)])
+    texts = sorted({c for r in rows for c in r.values if is_text_column(c)})
+    if texts:
+        findings += check_truncation(by_split, _tokenizer_cuts(opts, texts))
     return [_host_fix(f) for f in findings]

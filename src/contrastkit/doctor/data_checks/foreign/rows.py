@@ -4,7 +4,9 @@ A row's `group` is what the host treats as one class. open_clip's loss and
 sentence-transformers' MultipleNegativesRankingLoss make every row its own class, so by
 default each row is its own group (`groups="row"`); `groups="media"` gives rows with the
 same media one group, as a contrastkit manifest would (group = the image path, or the
-bytes' hash where the row holds bytes).
+bytes' hash where the row holds bytes; for a text pair, rows with the same first text).
+A text pair's second text is the column `text_<name>` (`text_anchor`), a text column as
+every check knows it.
 
 Media held as bytes (Parquet, datasets) are identified by their hash (`bytes:<hash>`, the
 content key the duplicate check compares); only the rows the input-signal check samples
@@ -17,7 +19,8 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from contrastkit.data.manifest import Row, row_error
+from contrastkit.data.manifest import EXTRA_TEXT_PREFIX, Row, row_error
+from contrastkit.doctor.data_checks.content import normalise_text
 from contrastkit.doctor.data_checks.foreign.sources import Source
 from contrastkit.doctor.data_checks.signal_items import sample_rows
 
@@ -38,7 +41,9 @@ def _resolve(file: Path, root: Path, src: Source) -> Path:
     return path
 
 
-def to_rows(file: Path, sources: list[Source], root: Path, groups: Groups) -> list[Row]:
+def to_rows(
+    file: Path, sources: list[Source], root: Path, groups: Groups, pair: str | None = None
+) -> list[Row]:
     """Rows with ids `<split>:<line>` (or the format's own id), groups per `groups`.
 
     Raises:
@@ -57,6 +62,9 @@ def to_rows(file: Path, sources: list[Source], root: Path, groups: Groups) -> li
             media_key = str(paths["image"])
         if src.text is not None:
             values["text"] = src.text
+        if pair is not None and src.pair is not None:
+            values[EXTRA_TEXT_PREFIX + pair] = src.pair
+            media_key = media_key or "pair:" + normalise_text(src.pair)
         row_id = f"{src.split}:{src.ref or src.line}"
         group = media_key if groups == "media" and media_key else row_id
         rows.append(Row(row_id, group, src.split, values, src.line, paths))

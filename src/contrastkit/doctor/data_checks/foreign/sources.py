@@ -8,6 +8,8 @@ Formats:
 - Parquet: one row per record (numbered from 1); the image column holds bytes, a path, or
   the `{"bytes", "path"}` struct that Hugging Face `datasets` writes;
 - a `datasets.save_to_disk` folder: a `Dataset` (one split) or a `DatasetDict` (its splits).
+Text pairs (sentence-transformers' `anchor` / `positive`) are read with `Columns.pair`: the
+pair column is a second text, and the rows hold no image.
 Every problem with the input raises a `DataError` naming the file, row and column.
 """
 
@@ -39,6 +41,7 @@ class Source:
         data: the media bytes (Parquet, datasets), or None.
         text: the caption.
         ref: the row's own id where the format has one (COCO annotation id), else "".
+        pair: the second text of a text pair (`Columns.pair`), else None.
     """
 
     line: int
@@ -47,16 +50,19 @@ class Source:
     data: bytes | None
     text: str | None
     ref: str = ""
+    pair: str | None = None
 
 
 @dataclass(frozen=True)
 class Columns:
-    """Which columns to read (None: the first of the known names that exists)."""
+    """Which columns to read (None: the first of the known names that exists; "" for
+    the image: none). `pair` names a second text column (text pairs: no image)."""
 
     image: str | None = None
     text: str | None = None
     split: str | None = "split"
     sep: str | None = None
+    pair: str | None = None
 
 
 def _pick(
@@ -105,14 +111,18 @@ def _records(
     cols: Columns,
     split: str,
 ) -> list[Source]:
-    image = _pick(file, names, cols.image, IMAGE_COLUMNS, "image")
+    pair = _pick(file, names, cols.pair, (), "pair") if cols.pair else None
+    no_image = cols.image is None and pair is not None  # a text pair holds no image
+    image = None if no_image else _pick(file, names, cols.image, IMAGE_COLUMNS, "image")
     text = _pick(file, names, cols.text, TEXT_COLUMNS, "text")
     split_col = cols.split if cols.split in names else None
     out = []
     for line, rec in records:
         media, data = (None, None) if image is None else _media(file, line, image, rec.get(image))
         name = str(rec[split_col]).strip().lower() if split_col and rec.get(split_col) else split
-        out.append(Source(line, name, media, data, _text(file, line, text, rec.get(text or ""))))
+        caption = _text(file, line, text, rec.get(text or ""))
+        second = _text(file, line, pair, rec.get(pair or ""))
+        out.append(Source(line, name, media, data, caption, pair=second))
     return out
 
 
