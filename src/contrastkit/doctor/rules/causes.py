@@ -50,10 +50,10 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     "loss_nan": ("run_stopped", "collapse", *_STALLED, *_UNALIGNED, "logit_scale_toward_one"),
     "lr_zero": ("collapse", *_STALLED, "gap_shrinking", "rigidity", "lr_too_small"),
     # The update-to-weight ratio (monitors/updates.py): steps that barely move the weights
-    # leave the loss flat and the backbone "rigid"; steps that rewrite them stall it too
-    # (collapse keeps its own finding: its fix is already a smaller lr).
+    # leave the loss flat and the backbone "rigid"; steps that rewrite them collapse the
+    # embeddings and stall the loss.
     "lr_too_small": (*_STALLED, *_UNALIGNED, "rigidity"),
-    "lr_too_large": (*_STALLED, *_UNALIGNED),
+    "lr_too_large": ("collapse", *_STALLED, *_UNALIGNED, "logit_scale_toward_one"),
     "params_not_in_optimizer": _STALLED,
     "temperature_out_of_range": ("collapse", *_STALLED, "gap_shrinking"),
     "siglip_bias_off": ("collapse", *_STALLED, "gap_shrinking"),
@@ -68,6 +68,9 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     # Naive accumulation computes the loss per micro-batch: its few negatives are the
     # small contrastive batch (docs/accumulation.md).
     "naive_accumulation_no_negatives": ("too_few_negatives",),
+    # A few rows per batch: the in-batch positive-negative gap is measured on those few
+    # rows, so its peak is noise and "shrinking" / "negative" follow the batch, not the run.
+    "too_few_negatives": _UNALIGNED,
     # A one-tower objective over singleton groups has no positive in a batch, and its
     # leave-one-out evaluation none either: the data finding names the cause.
     "small_groups": ("retrieval_no_positives",),

@@ -17,6 +17,7 @@ from contrastkit.doctor.findings import Finding
 from contrastkit.doctor.rules.context import Context, _r
 from contrastkit.doctor.rules.thresholds import (
     LR_TOO_LARGE_RATIO,
+    LR_TOO_LARGE_RECORDS,
     LR_TOO_SMALL_RATIO,
     PEAK_LR_SHARE,
     UPDATE_RATIO_HEALTHY,
@@ -53,11 +54,13 @@ def typical_update(ctx: Context) -> dict[str, Any] | None:
         return None
     modules = sorted({m for r in ratios.values() for m in r})
     per_module = {m: statistics.median(r[m] for r in ratios.values() if m in r) for m in modules}
+    maxima = {s: max(r.values()) for s, r in ratios.items()}
     return {
-        "max_ratio": statistics.median(max(r.values()) for r in ratios.values()),
+        "max_ratio": statistics.median(maxima.values()),
         "per_module": per_module,
         "records": len(ratios),
         "steps": [min(ratios), max(ratios)],
+        "above_large": {s: v for s, v in maxima.items() if v > LR_TOO_LARGE_RATIO},
     }
 
 
@@ -95,18 +98,26 @@ def rule_lr_scale(ctx: Context) -> list[Finding]:
                 "(the update ratio scales with the lr under AdamW).",
             )
         ]
-    if ratio > LR_TOO_LARGE_RATIO:
-        worst = max(typical["per_module"], key=typical["per_module"].get)
+    large = typical["above_large"]
+    if len(large) >= LR_TOO_LARGE_RECORDS:
+        # The weights an exploding lr inflates make later ratios look smaller (the norm
+        # grows), so the size of the problem is read from the records above the threshold.
+        big = statistics.median(large.values())
         return [
             Finding(
                 "lr_too_large",
                 "warning",
-                {**evidence, "module": worst, "threshold": LR_TOO_LARGE_RATIO},
-                f"Most steps near the schedule's peak rewrite {worst} by {ratio:.2g} of its "
-                f"norm (healthy: {UPDATE_RATIO_HEALTHY[0]:g}-{UPDATE_RATIO_HEALTHY[1]:g}): "
-                "the learning rate is far too large, so each step undoes the last.",
-                {**lr_fix(ctx, ratio), "train.grad_clip": ctx.cfg.train.grad_clip or 1.0},
-                f"the lr that brings the largest module to ~{UPDATE_RATIO_TARGET:g} per step.",
+                {
+                    **evidence,
+                    "large_steps": {s: _r(v) for s, v in sorted(large.items())[:10]},
+                    "threshold": LR_TOO_LARGE_RATIO,
+                },
+                f"{len(large)} recorded steps near the schedule's peak moved a module by more "
+                f"than {LR_TOO_LARGE_RATIO:g} of its norm (median {big:.2g}; healthy: "
+                f"{UPDATE_RATIO_HEALTHY[0]:g}-{UPDATE_RATIO_HEALTHY[1]:g}): the learning rate "
+                "is far too large, so each step rewrites the weights.",
+                {**lr_fix(ctx, big), "train.grad_clip": ctx.cfg.train.grad_clip or 1.0},
+                f"the lr that brings those steps to ~{UPDATE_RATIO_TARGET:g} of the weights' norm.",
             )
         ]
     return []

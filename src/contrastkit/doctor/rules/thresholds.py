@@ -63,8 +63,11 @@ UPDATE_RATIO_TARGET = 1e-3  # what the lr fix aims for (the middle of the health
 # floor: in 10,000 steps the weights could move 1% at most even if every step agreed.
 LR_TOO_SMALL_RATIO = 1e-6
 # lr far too large: a module rewritten by more than 10% of its norm per step (10x over the
-# healthy ceiling), on most records near the schedule's peak (not one noisy step).
+# healthy ceiling) on at least two records near the schedule's peak (not one noisy step).
+# Counted, not a median: an exploding lr inflates the weights, and the ratio then shrinks
+# with the grown norm (tiny digits run at lr 5: 38 and 0.25 at steps 0 and 2, then 0.03-0.07).
 LR_TOO_LARGE_RATIO = 0.1
+LR_TOO_LARGE_RECORDS = 2
 # Which records judge the lr: those where the scheduled lr is at least half its peak
 # (warm-up and the tail of a cosine decay move little by design).
 PEAK_LR_SHARE = 0.5
