@@ -38,8 +38,8 @@ from PIL import Image
 
 from contrastkit.config import DataConfig
 from contrastkit.data import build_datasets, build_loader
-from contrastkit.data.shard_loaders import build_stream_loader
-from contrastkit.data.shard_writer import write_shards
+from contrastkit.data.shards.loaders import build_stream_loader
+from contrastkit.data.shards.writer import write_shards
 
 SOURCE_SIZE, TARGET_SIZE, BATCH = 256, 224, 64
 

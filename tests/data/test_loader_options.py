@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from contrastkit.config import DataConfig
-from contrastkit.data import build_datasets, build_loader, shard_loaders
-from contrastkit.data.shard_loaders import MAX_AUTO_WORKERS, resolve_workers, worker_options
+from contrastkit.data import build_datasets, build_loader, workers
+from contrastkit.data.workers import MAX_AUTO_WORKERS, resolve_workers, worker_options
 
 
 @pytest.mark.parametrize("cores,want", [(1, 0), (2, 1), (4, 3), (64, MAX_AUTO_WORKERS)])
 def test_auto_workers_are_cores_minus_one_capped(monkeypatch, cores, want) -> None:
-    monkeypatch.setattr(shard_loaders.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(workers.os, "sched_getaffinity", lambda pid: set(range(cores)))
     assert resolve_workers("auto") == want
     assert resolve_workers(3) == 3
 

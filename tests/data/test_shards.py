@@ -19,11 +19,11 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from contrastkit.config import DataConfig  # noqa: E402
 from contrastkit.data import build_datasets  # noqa: E402
-from contrastkit.data import shard_plan as plan  # noqa: E402
-from contrastkit.data.shard_loaders import build_stream_loader  # noqa: E402
-from contrastkit.data.shard_samples import decode_row, read_groups  # noqa: E402
-from contrastkit.data.shard_writer import write_shards  # noqa: E402
-from contrastkit.data.shards import ShardBatches, resolve_shards  # noqa: E402
+from contrastkit.data.shards import plan  # noqa: E402
+from contrastkit.data.shards.loaders import build_stream_loader  # noqa: E402
+from contrastkit.data.shards.samples import decode_row, read_groups  # noqa: E402
+from contrastkit.data.shards.splits import ShardBatches, resolve_shards  # noqa: E402
+from contrastkit.data.shards.writer import write_shards  # noqa: E402
 from contrastkit.errors import DataError  # noqa: E402
 
 GROUP_SIZES = [1, 2, 3, 1, 2, 1, 1, 3, 2, 1, 1, 2, 1, 3, 1, 1, 2, 1, 1, 2]  # 32 train rows

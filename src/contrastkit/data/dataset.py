@@ -14,6 +14,7 @@ id and group — no sample is ever mislabelled.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -236,3 +237,24 @@ def _known(column: str) -> bool:
         "label",
         "attributes",
     )
+
+
+@dataclass
+class DatasetBundle:
+    """Every split of one manifest, with the mappings shared by all splits.
+
+    Attributes:
+        splits: split name -> dataset.
+        label_names: class index -> label (sorted; numerically when all are integers).
+        group_names: group id -> group name (sorted, over the whole manifest).
+        skipped: rows left out under `on_error: skip`, with the reason.
+        manifest_path: the manifest read (a generated one for `builtin:NAME`).
+        columns: the known columns present in the manifest.
+    """
+
+    splits: dict[str, ManifestDataset]
+    label_names: list[str]
+    group_names: list[str]
+    skipped: list[SkippedRow] = field(default_factory=list)
+    manifest_path: str = ""
+    columns: set[str] = field(default_factory=set)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from torch.utils.data import DataLoader
 from contrastkit.config import DataConfig
 from contrastkit.data.builtin import BUILTIN_PREFIX, builtin_manifest
 from contrastkit.data.collate import collate
-from contrastkit.data.dataset import ManifestDataset, validate_rows
+from contrastkit.data.dataset import DatasetBundle, ManifestDataset, validate_rows
 from contrastkit.data.manifest import SkippedRow, group_names, label_names, read_manifest
 from contrastkit.data.media import ReadOptions
 from contrastkit.data.samplers import (
@@ -24,29 +23,8 @@ from contrastkit.data.samplers import (
     HardNegativeBatchSampler,
     RandomBatchSampler,
 )
-from contrastkit.data.shard_loaders import worker_options
+from contrastkit.data.workers import worker_options
 from contrastkit.errors import ConfigError, DataError
-
-
-@dataclass
-class DatasetBundle:
-    """Every split of one manifest, with the mappings shared by all splits.
-
-    Attributes:
-        splits: split name -> dataset.
-        label_names: class index -> label (sorted; numerically when all are integers).
-        group_names: group id -> group name (sorted, over the whole manifest).
-        skipped: rows left out under `on_error: skip`, with the reason.
-        manifest_path: the manifest read (a generated one for `builtin:NAME`).
-        columns: the known columns present in the manifest.
-    """
-
-    splits: dict[str, ManifestDataset]
-    label_names: list[str]
-    group_names: list[str]
-    skipped: list[SkippedRow] = field(default_factory=list)
-    manifest_path: str = ""
-    columns: set[str] = field(default_factory=set)
 
 
 def resolve_manifest(cfg: DataConfig) -> Path:
@@ -80,7 +58,7 @@ def build_datasets(
             usable train rows (listing the splits that exist).
     """
     if cfg.shards is not None:
-        from contrastkit.data.shard_loaders import build_shard_bundle
+        from contrastkit.data.shards.loaders import build_shard_bundle
 
         return build_shard_bundle(cfg)
     path = resolve_manifest(cfg)
@@ -174,8 +152,8 @@ def build_loader(
     `hard_negatives.py`) makes each training batch carry its anchors' hard negatives.
     """
     size = batch_size or (cfg.batch_size if train else cfg.eval_batch_size)
-    if getattr(dataset, "streaming", False):  # data.shards: see shard_loaders.py
-        from contrastkit.data.shard_loaders import build_stream_loader
+    if getattr(dataset, "streaming", False):  # data.shards: see shards/loaders.py
+        from contrastkit.data.shards.loaders import build_stream_loader
 
         return build_stream_loader(  # type: ignore[return-value]
             dataset,  # type: ignore[arg-type]

@@ -5,62 +5,22 @@ Like `loaders.py`, these are the only shard functions that read config objects.
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 from typing import Any
 
-import torch
 from torch.utils.data import DataLoader
 
 from contrastkit.config import DataConfig
-from contrastkit.data import shard_plan as plan
+from contrastkit.data.dataset import DatasetBundle
 from contrastkit.data.media import ReadOptions
-from contrastkit.data.shards import ShardBatches, ShardSplit, extracted_split, resolve_shards
+from contrastkit.data.shards import plan
+from contrastkit.data.shards.splits import ShardBatches, ShardSplit, extracted_split, resolve_shards
+from contrastkit.data.workers import worker_options
 from contrastkit.errors import ConfigError, DataError
-
-# Past ~8 decoding workers per process the GPU, not the loader, is the limit for the
-# towers contrastkit trains, while each worker costs a process and its prefetched batches.
-MAX_AUTO_WORKERS = 8
-
-
-def resolve_workers(num_workers: int | str) -> int:
-    """`data.num_workers`; `auto` = the cores this process may use minus one (the main
-    process runs the model), capped at `MAX_AUTO_WORKERS`."""
-    if num_workers != "auto":
-        return int(num_workers)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(0, min((cores or 1) - 1, MAX_AUTO_WORKERS))
-
-
-def leave_signals_to_the_trainer(worker_id: int) -> None:
-    """A loader worker ignores SIGTERM / SIGUSR1 (its `worker_init_fn`).
-
-    Schedulers signal every process of a job; a worker that died on that SIGTERM would fail
-    the trainer's next fetch before it could finish its step and checkpoint (the trainer
-    handles the signal: train/preemption.py). The trainer still ends its workers when it
-    exits: they stop on its shutdown message, or on their own once it is gone.
-    """
-    for sig in (signal.SIGTERM, signal.SIGUSR1):
-        signal.signal(sig, signal.SIG_IGN)
-
-
-def worker_options(cfg: DataConfig) -> dict[str, Any]:
-    """DataLoader keywords shared by manifest and shard loaders: workers decode and
-    collate; pinned host memory lets `to_device(non_blocking=True)` overlap the copy."""
-    workers = resolve_workers(cfg.num_workers)
-    pin = torch.cuda.is_available() if cfg.pin_memory == "auto" else bool(cfg.pin_memory)
-    options: dict[str, Any] = {"num_workers": workers, "pin_memory": pin}
-    if workers > 0:
-        options["persistent_workers"] = cfg.persistent_workers
-        options["worker_init_fn"] = leave_signals_to_the_trainer
-    return options
 
 
 def build_shard_bundle(cfg: DataConfig) -> Any:
     """Every split of `data.shards`: the train split streams, the others are extracted."""
-    from contrastkit.data.loaders import DatasetBundle
-
     assert cfg.shards is not None
     splits, labels = resolve_shards(cfg.shards, cfg.train_split)
     if cfg.train_split not in splits:

@@ -1,6 +1,6 @@
 """Reading `contrastkit shard` tars: group samples -> rows -> decoded sample dicts.
 
-A tar sample holds one match group (see `shard_writer`). Reading yields `GroupRecord`s
+A tar sample holds one match group (see `writer.py`). Reading yields `GroupRecord`s
 (the rows' JSON plus the media bytes, undecoded); decoding a row turns it into the same
 sample dict `ManifestDataset` returns, so `collate` and everything after it cannot tell a
 streamed batch from a manifest batch. Images decode from memory (PIL, or .npy); other

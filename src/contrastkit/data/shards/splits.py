@@ -6,7 +6,7 @@ or a mapping split -> pattern or list of paths. Without an index the shards are 
 once for their counts (rows.json members only, no media).
 
 The train split streams (`ShardBatches`, an IterableDataset whose workers decode and
-collate; see `shard_plan` for the epoch plan, shuffle buffer and exact resume). Other
+collate; see `plan.py` for the epoch plan, shuffle buffer and exact resume). Other
 splits are small and need random access for evaluation: their media are extracted to a
 temporary folder and read as a `ManifestDataset`.
 
@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
-from contrastkit.data import shard_plan as plan
 from contrastkit.data.collate import collate
 from contrastkit.data.dataset import ManifestDataset
 from contrastkit.data.manifest import is_text_column
 from contrastkit.data.media import ReadOptions
-from contrastkit.data.shard_samples import GroupRecord, decode_row, extract_rows, read_groups
-from contrastkit.data.shard_writer import INDEX_NAME
+from contrastkit.data.shards import plan
+from contrastkit.data.shards.samples import GroupRecord, decode_row, extract_rows, read_groups
+from contrastkit.data.shards.writer import INDEX_NAME
 from contrastkit.errors import ConfigError, DataError
 
 
