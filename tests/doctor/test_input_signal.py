@@ -309,3 +309,14 @@ def test_doctor_data_config_writes_the_input_findings(tmp_path):
     found = json.loads((tmp_path / "out" / "data_findings.json").read_text())["findings"]
     assert [f["code"] for f in found] == ["input_scaling", "text_truncated"]
     assert found[1]["evidence"]["examples"][0]["lines"] == [1, 2, 3, 4, 5]
+
+
+def test_images_rounded_to_black_count_as_misscaled_and_rank_above_their_duplicates(tmp_path):
+    # divided by 255 twice: bright strokes round to 1, faint images round to all 0
+    arrays = [np.round(a).astype(np.uint8) for a in _digits_like(6)]
+    arrays += [np.zeros((8, 8), np.uint8) for _ in range(6)]
+    rows = _rows(tmp_path, "image", arrays)
+    found = sort_findings(check_data(bundle(rows), make_config(["data.image.size=8"])))
+    assert [f.code for f in found][:2] == ["input_scaling", "duplicate_groups"]
+    assert found[0].evidence["reasons"] == {"integer_holds_0_1": 12}
+    assert "input_low_signal" not in {f.code for f in found}

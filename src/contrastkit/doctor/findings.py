@@ -34,8 +34,10 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "duplicate_groups": (4, "identical media or text filed under different groups"),
     "group_id_formats": (4, "one numeric group id written two ways"),
     "split_leakage": (5, "the same media or text in train and evaluation splits"),
-    "input_nonfinite": (4, "input files hold NaN or Inf values"),
-    "input_scaling": (4, "input pixels stored at the wrong scale"),
+    # Before duplicate_groups: NaN or mis-scaled files make the rest of the data checks
+    # misleading (images rounded to all-black are byte-identical "duplicates").
+    "input_nonfinite": (3, "input files hold NaN or Inf values"),
+    "input_scaling": (3, "input pixels stored at the wrong scale"),
     "input_low_signal": (5, "input items blank or near-constant"),
     "inputs_identical": (5, "different inputs identical after the loader's preprocessing"),
     "text_truncated": (5, "texts cut by the tokenizer (distinct texts become identical)"),

@@ -81,6 +81,17 @@ def _scaling(item: ItemSignal) -> str | None:
     return None
 
 
+def _column_scaling(items: list[ItemSignal]) -> dict[int, str]:
+    """id(item) -> its mis-scaling. Where some integer items hold only 0..1, the all-zero
+    integer items of the column are the same export: their values rounded down to 0."""
+    reasons = {id(i): r for i in items if (r := _scaling(i)) is not None}
+    if "integer_holds_0_1" in reasons.values():
+        for i in items:
+            if i.dtype and i.dtype[0] in "ui" and i.stored_max == 0 and i.stored_min == 0:
+                reasons[id(i)] = "integer_holds_0_1"
+    return reasons
+
+
 def _severity(share: float, warn: float, error: float) -> Severity | None:
     return "error" if share >= error else "warning" if share >= warn else None
 
@@ -113,8 +124,7 @@ def _nonfinite(column: str, items: list[ItemSignal]) -> list[Finding]:
     ]
 
 
-def _scaled(column: str, items: list[ItemSignal]) -> list[Finding]:
-    reasons = {id(i): r for i in items if (r := _scaling(i)) is not None}
+def _scaled(column: str, items: list[ItemSignal], reasons: dict[int, str]) -> list[Finding]:
     share = len(reasons) / len(items)
     severity = _severity(share, INPUT_WARN_SHARE, INPUT_ERROR_SHARE)
     if severity is None:
@@ -146,8 +156,8 @@ def _scaled(column: str, items: list[ItemSignal]) -> list[Finding]:
     ]
 
 
-def _low_signal(column: str, items: list[ItemSignal]) -> list[Finding]:
-    judged = [i for i in items if i.readable and _scaling(i) is None]
+def _low_signal(column: str, items: list[ItemSignal], scaled: dict[int, str]) -> list[Finding]:
+    judged = [i for i in items if i.readable and id(i) not in scaled]
     if not judged:
         return []
     low = [
@@ -190,9 +200,11 @@ def _low_signal(column: str, items: list[ItemSignal]) -> list[Finding]:
     ]
 
 
-def _identical(column: str, items: list[ItemSignal], opts: ReadOptions) -> list[Finding]:
+def _identical(
+    column: str, items: list[ItemSignal], scaled: dict[int, str], opts: ReadOptions
+) -> list[Finding]:
     """Different stored content, one preprocessed tensor, different groups."""
-    judged = [i for i in items if i.readable and _scaling(i) is None and not i.constant]
+    judged = [i for i in items if i.readable and id(i) not in scaled and not i.constant]
     by_seen: dict[tuple[str, str | None], list[ItemSignal]] = defaultdict(list)
     for i in judged:
         by_seen[(i.row.split, i.seen_key)].append(i)
@@ -260,7 +272,8 @@ def check_input_signal(
     findings: list[Finding] = []
     for column, items in sorted(by_column.items()):
         findings += _nonfinite(column, items)
-        findings += _scaled(column, items)
-        findings += _low_signal(column, items)
-        findings += _identical(column, items, opts)
+        scaled = _column_scaling(items)
+        findings += _scaled(column, items, scaled)
+        findings += _low_signal(column, items, scaled)
+        findings += _identical(column, items, scaled, opts)
     return findings
