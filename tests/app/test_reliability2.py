@@ -8,6 +8,7 @@ refused. Cases that need a finished run share one tiny digits run (module scope)
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import socket
@@ -301,6 +302,13 @@ def test_sweep_and_compare_study_without_optuna_say_how_to_install(
     assert "pip install contrastkit[sweep]" in _err(capsys)
     assert main(["compare", "--study", "sqlite:///s.db", "--out", str(tmp_path / "c.html")]) == 2
     assert "pip install contrastkit[sweep]" in _err(capsys)
+    monkeypatch.delitem(sys.modules, "optuna")
+    if importlib.util.find_spec("optuna") is not None:  # with optuna: a missing database
+        db = tmp_path / "none.db"
+        assert (
+            main(["compare", "--study", f"sqlite:///{db}", "--out", str(tmp_path / "c.html")]) == 2
+        )
+        assert "no such database file" in _err(capsys) and not db.exists()
 
 
 @pytest.mark.slow
@@ -360,6 +368,7 @@ def test_an_alias_bomb_in_an_override_is_refused(tmp_path, capsys) -> None:
     assert "once its aliases" in err and len(err) < 800
 
 
+@pytest.mark.slow
 def test_a_one_row_val_split_never_picks_the_checkpoint(tmp_path, caplog) -> None:
     """Case 19: val R@1 = 1.0 by construction, and best.json picked that step."""
     config = _text_run(tmp_path, ["train"] * 4 + ["val"] + ["test"] * 3)
@@ -389,6 +398,7 @@ def test_an_unreadable_config_is_not_blamed_on_the_disk(tmp_path, capsys, monkey
     assert "c.yaml cannot be read (Permission denied)" in err and "disk" not in err
 
 
+@pytest.mark.slow
 def test_a_vocab_size_below_the_character_set_warns(tmp_path, caplog) -> None:
     """Case 20: `tokenizer.vocab_size` 60 learned no words and said nothing."""
     config = _text_run(tmp_path, ["train"] * 4)

@@ -53,9 +53,11 @@ def open_study(optuna: Any, storage: str | None, create: bool, **kw: Any) -> Any
         ConfigError: the storage or study cannot be opened.
     """
     if storage and storage.startswith("sqlite:///"):
-        folder = Path(storage[len("sqlite:///") :]).parent
-        if not folder.is_dir():
-            raise ConfigError(f"--storage {storage}: the folder {folder} does not exist")
+        file = Path(storage[len("sqlite:///") :])
+        if not file.parent.is_dir():
+            raise ConfigError(f"--storage {storage}: the folder {file.parent} does not exist")
+        if not create and not file.is_file():  # sqlite would create an empty database
+            raise ConfigError(f"--study {storage}: no such database file {file}")
     try:
         from sqlalchemy.exc import SQLAlchemyError
     except ImportError:  # optuna's RDB storage needs it; without it only in-memory studies
