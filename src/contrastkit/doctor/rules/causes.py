@@ -61,8 +61,11 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     "split_leakage": ("logit_scale_at_clamp",),
     # Inputs the model cannot tell apart (no signal, mis-scaled, NaN, identical after the
     # loader or the tokenizer) leave nothing to align: the run shows the same symptoms as
-    # duplicate groups, and the learned temperature falls toward 1 (out of range).
-    **dict.fromkeys(INPUT_CAUSES, (*_DATA_SYMPTOMS, "temperature_out_of_range")),
+    # duplicate groups, the learned temperature falls toward 1 (out of range), and
+    # retrieval ends at chance.
+    **dict.fromkeys(
+        INPUT_CAUSES, (*_DATA_SYMPTOMS, "temperature_out_of_range", "metric_at_baseline")
+    ),
     # Frozen random features: the backbone cannot move and holds nothing to align.
     "frozen_at_random_init": ("frozen_backbone", "rigidity", *_STALLED, *_UNALIGNED),
     # Naive accumulation computes the loss per micro-batch: its few negatives are the
