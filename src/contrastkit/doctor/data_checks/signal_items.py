@@ -44,8 +44,8 @@ class ItemSignal:
         stored_min: smallest finite stored value (None when unknown).
         stored_max: largest finite stored value.
         nonfinite: number of NaN / Inf stored values.
-        seen_std: std of what the model sees, as a share of the value range (pixels), or
-            of the column's pooled spread (arrays: filled in by the check); None if unreadable.
+        seen_std: std of what the model sees as a share of the value range (pixels only:
+            arrays have no fixed range, so they are judged by `constant`); None otherwise.
         constant: every value the model sees is the same.
         seen_key: hash of what the model sees (None if unreadable).
         stored_key: the content key the duplicate check compares (file hash, array bytes).
