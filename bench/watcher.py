@@ -43,13 +43,17 @@ def digits_views(seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
 
 
 class TwoTower(nn.Module):
-    """Two MLP towers and CLIP's learnable log-scale (`logit_scale`, exp = 1 / tau)."""
+    """Two MLP towers and CLIP's learnable log-scale (`logit_scale`, exp = 1 / tau); with
+    `classes`, a classification head on the image tower (an auxiliary term's head)."""
 
-    def __init__(self, width: int = 64, dim: int = 32, temperature: float = 0.07) -> None:
+    def __init__(
+        self, width: int = 64, dim: int = 32, temperature: float = 0.07, classes: int = 0
+    ) -> None:
         super().__init__()
         self.image = nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, dim))
         self.view = nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, dim))
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+        self.classify = nn.Linear(dim, classes) if classes else None
 
     def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return F.normalize(self.image(x), dim=-1), F.normalize(self.view(y), dim=-1)
@@ -79,17 +83,18 @@ def train_plain(
 ) -> list[Any]:
     """Train `TwoTower` with a plain loop; with `run_dir`, the watcher attached.
 
-    `aux_weight > 0` adds an auxiliary term (`recon`: the image tower's embedding
-    regressed on the pixel mean, a stand-in for a captioning loss) at that weight.
+    `aux_weight > 0` adds an auxiliary term (`classification`: the digit's label from the
+    image tower's output through a linear head, cross-entropy) at that weight, as a
+    captioning or classifier head shares a contrastkit tower.
     Returns the watcher's findings as dicts ([] without `run_dir`); `write=False`
     diagnoses without closing (no files, no plot: the fast path for tests).
     """
     torch.manual_seed(seed)
-    x, noisy, _ = digits_views(seed)
-    model = TwoTower(width, temperature=temperature)
+    x, noisy, labels = digits_views(seed)
+    model = TwoTower(width, temperature=temperature, classes=10 if aux_weight > 0 else 0)
     model.logit_scale.requires_grad_(learnable)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    weights = {"contrastive": 1.0, "recon": aux_weight}
+    weights = {"contrastive": 1.0, "classification": aux_weight}
     watcher = None
     if run_dir is not None:
         watcher = attach(
@@ -103,8 +108,9 @@ def train_plain(
         scale = model.logit_scale.exp()
         contrastive = clip_loss(a, b, scale)
         terms = {"contrastive": contrastive}
-        if aux_weight > 0:
-            terms["recon"] = (model.image(x[idx]).mean(-1) - 8 * x[idx].mean(-1)).pow(2).mean()
+        if model.classify is not None:
+            logits = model.classify(model.image(x[idx]))
+            terms["classification"] = F.cross_entropy(logits, labels[idx])
         loss = sum(weights[k] * v for k, v in terms.items())
         if watcher is not None:
             watcher.observe(loss, terms=terms, embeddings=(a, b), logit_scale=scale)
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             times["plain"] += t["plain"]
             times["watched"] += t["watched"]
             ratios.append(t["watched"] / t["plain"])
-        findings = watched[2].close()
+        findings = watched[2].close(report=False)
     result = {
         "watcher_overhead": round(statistics.median(ratios), 4),
         "blocks": len(ratios),

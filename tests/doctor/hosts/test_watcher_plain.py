@@ -18,6 +18,7 @@ def _codes(findings: list[dict]) -> list[str]:
     return [f["code"] for f in findings if f["severity"] in ("warning", "error")]
 
 
+@pytest.mark.slow
 def test_temperature_10_is_the_top_cause_and_the_run_dir_is_written(tmp_path):
     findings = train_plain(tmp_path, temperature=10.0, steps=20)
     assert findings[0]["code"] == "temperature_out_of_range"

@@ -27,7 +27,10 @@ the optimizer hooks (`step_hooks=False`), because a Lightning optimizer runs the
 from __future__ import annotations
 
 import json
+import logging
 import math
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,9 @@ from contrastkit.models.outputs import ModelOutput, TowerOutput
 # monitor checks their weight decay, as it does for contrastkit's criterion.
 TEMPERATURE_NAMES = ("logit_scale", "logit_bias", "temperature")
 METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+
+log = logging.getLogger(__name__)
 
 
 def _is_temperature(name: str) -> bool:
@@ -357,11 +363,13 @@ class Watcher:
         found = diagnose(self.signals(), cfg, batch_size=self._facts["batch_size"])
         return translate_findings(found, self.host, weights=self.weights)
 
-    def close(self) -> list[Finding]:
-        """End of training: FIT_END, remove the hooks, diagnose, and (rank 0) write
-        `signals.jsonl`, `findings.json`, `training_curves.png`, `config.yaml`, `run.json`
-        and `metrics.jsonl` (evaluations), so `contrastkit report RUN_DIR` reads it like a
-        contrastkit run. Calling it again returns the same findings."""
+    def close(self, *, report: bool = True) -> list[Finding]:
+        """End of training: FIT_END, remove the hooks, diagnose, and (rank 0) write the
+        run directory (`_write`). Calling it again returns the same findings.
+
+        Args:
+            report: also render `report.html` (`write_report_page`).
+        """
         if self.findings is not None:
             return self.findings
         fire(self.monitors, Event.FIT_END, self.state)
@@ -370,9 +378,17 @@ class Watcher:
         self.findings = self.diagnose()
         if self.state.is_main:
             self._write(self.findings)
+            if report:
+                write_report_page(self.state.run_dir)
         return self.findings
 
     def _write(self, findings: list[Finding]) -> None:
+        """`signals.jsonl` (written by the monitors as they record), `findings.json`,
+        `training_curves.png`, and what makes the folder a run directory that `contrastkit
+        report` / `compare` read: `config.yaml` (the host description), `run.json`,
+        `metrics.jsonl` (the evaluations) and `summary.json` (the last evaluation; its
+        presence marks the run finished, so the report keeps these host-worded findings
+        instead of diagnosing again)."""
         run_dir = self.state.run_dir
         write_findings(findings, run_dir / "findings.json")
         signals = self.signals()
@@ -390,12 +406,34 @@ class Watcher:
             for rec in self.evaluations:
                 line = {k: v for k, v in rec.items() if k != "monitor"}
                 f.write(json.dumps(line, default=_json_float) + "\n")
+        last = [r for r in self.evaluations if not any(k.startswith("at_start/") for k in r)]
+        summary = {
+            k: v for k, v in (last[-1] if last else {}).items() if k not in ("step", "monitor")
+        }
+        (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1, default=_json_float))
 
     def __enter__(self) -> Watcher:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """`close()`."""
         self.close()
+
+
+def write_report_page(run_dir: Path) -> bool:
+    """Render `report.html` for a watcher's run directory; False (with a warning) if that failed.
+
+    The page is the application's (`contrastkit.app.report`), which the doctor package
+    must not import (docs/architecture.md: nothing imports `app/`), so it is rendered
+    as a user would, by `python -m contrastkit report RUN_DIR` in a child process (a few
+    seconds, once, at the end of training).
+    """
+    cmd = [sys.executable, "-m", "contrastkit", "report", str(run_dir)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        log.warning("report.html not written (%s): %s", " ".join(cmd), done.stderr.strip()[-500:])
+        return False
+    return True
 
 
 def _json_float(value: Any) -> Any:

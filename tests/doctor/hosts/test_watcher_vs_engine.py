@@ -1,0 +1,72 @@
+"""Side by side: the same broken configuration trained by contrastkit's engine and by a
+plain PyTorch loop with the watcher attached; both doctors must name the same top cause.
+
+The contrastkit runs are the tiny digits-captions runs of bench/recipes.py (as in
+tests/doctor/test_broken_runs.py); the plain loop is bench/watcher.py's two MLP towers on
+the same real digits with a hand-written CLIP loss: nothing of contrastkit's model, loss
+or engine, only `attach`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from bench.recipes import BASE, CAPTION, CLIP
+from bench.watcher import train_plain
+
+from contrastkit.app.cli import main
+
+# case -> (contrastkit -o overrides, train_plain arguments, the expected top cause)
+CASES: dict[str, tuple[list[str], dict, str]] = {
+    "softmax temperature 10": (
+        [f"loss.objectives=[{json.dumps({**CLIP, 'temperature': 10.0})}]"],
+        {"temperature": 10.0},
+        "temperature_out_of_range",
+    ),
+    "learning rate 0": (["train.lr=1e-12"], {"lr": 0.0}, "lr_zero"),
+    "learning rate 1e-7": (["train.lr=1e-7"], {"lr": 1e-7}, "lr_too_small"),
+    "auxiliary term at weight 4": (
+        [*CAPTION, "loss.captioning={weight: 4.0}"],
+        {"aux_weight": 4.0},
+        "aux_dominates_loss",
+    ),
+    # The plain loop's lr drops with its batch (1e-2 at 32 -> 1e-3 at 4), as one would.
+    "batch of 4": (
+        ["data.batch_size=4", "train.epochs=1"],
+        {"batch_size": 4, "lr": 1e-3},
+        "too_few_negatives",
+    ),
+    "learning rate 5 without clipping": (
+        ["train.lr=5", "train.grad_clip=null"],
+        {"lr": 5.0},
+        "collapse",
+    ),
+}
+
+
+def _top(findings: list[dict]) -> str:
+    serious = [f for f in findings if f["severity"] != "info"]
+    return serious[0]["code"] if serious else "none"
+
+
+def _contrastkit_run(tmp_path: Path, overrides: list[str]) -> list[dict]:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(BASE, sort_keys=False))
+    run_dir = tmp_path / "run"
+    args = ["train", str(config), "--run-dir", str(run_dir)]
+    for o in overrides:
+        args += ["-o", o]
+    assert main(args) == 0
+    return json.loads((run_dir / "findings.json").read_text())["findings"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_watcher_and_engine_find_the_same_top_cause(case, tmp_path):
+    overrides, plain_args, expected = CASES[case]
+    engine = _top(_contrastkit_run(tmp_path / "engine", overrides))
+    watcher = _top(train_plain(tmp_path / "plain", steps=20, write=False, **plain_args))
+    assert (engine, watcher) == (expected, expected), f"{case}: engine {engine}, watcher {watcher}"
