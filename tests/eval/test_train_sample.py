@@ -1,5 +1,6 @@
 """The fixed train sample (eval/train_sample.py) and the chance level of retrieval."""
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -152,3 +153,27 @@ def test_train_sample_skips_leave_one_out_pairs_and_can_be_off():
     keys = train_sample_keys(Model(40), sample, EvalConfig(ks=[1]), [("image", "image")], 8)
     assert keys == {}  # one row per group: leave-one-out has no positive
     assert train_sample(train, EvalConfig(train_sample=0), Split(10), seed=0) is None
+
+
+def test_report_shows_the_train_sample_next_to_val_with_chance():
+    from contrastkit.app.report.html import metrics_table
+
+    table = metrics_table(
+        {
+            "test/text_to_image/R@1": 0.25,
+            "val/text_to_image/R@1": 0.01,
+            "val/text_to_image/chance": 0.0125,
+            "train_sample/text_to_image/R@1": 0.5,
+            "train_sample/text_to_image/chance": 0.03125,
+        },
+        ["text_to_image"],
+    )
+    rows = re.findall(
+        r"<tr><td>([^<]+)</td><td>[^<]+</td><td class=num>([^<]+)</td><td class=num>([^<]+)</td>",
+        table,
+    )
+    assert rows == [
+        ("test", "0.250", "-"),
+        ("train_sample", "0.500", "0.031"),
+        ("val", "0.010", "0.013"),
+    ]

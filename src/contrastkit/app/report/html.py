@@ -20,8 +20,10 @@ from contrastkit.app.report.facts import DATA_CODES, RunFacts
 from contrastkit.doctor.findings import Finding, sort_findings
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-HEADLINE = ("R@1", "R@5", "R@10", "median_rank", "mAP", "class_R@1")
-PROBES = ("knn_accuracy", "zero_shot_accuracy", "linear_probe_accuracy")
+# `chance` (1 / gallery size, eval/baselines.py) sits beside R@1: a train_sample row and a
+# val row have galleries of different sizes, and R@1 compares only through it.
+HEADLINE = ("R@1", "chance", "R@5", "R@10", "median_rank", "mAP", "class_R@1")
+PROBES = ("knn_accuracy", "zero_shot_accuracy", "linear_probe_accuracy", "majority_accuracy")
 _METRIC_KEY = re.compile(r"^(?P<where>.+)/(?P<dir>[^/]+_to_[^/]+)/(?P<metric>[^/]+)$")
 
 STYLE = """
