@@ -35,6 +35,8 @@ _MISSING = object()
 
 class NotYamlError(RunDirError):
     """The text does not parse as YAML (a caller may take such a text as a plain string)."""
+
+
 _TYPE_NAMES = {dict: "a JSON object", list: "a list"}
 
 
