@@ -221,3 +221,10 @@ def test_sentence_transformers_pairs_with_a_repeated_anchor(tmp_path):
     # one cluster of 3 rows in N = 10, B = 4: 4*3 * 3*2 / (10*9)
     assert f["evidence"]["expected_false_negatives_per_batch"] == round(72 / 90, 4)
     assert "duplicate_groups" not in _doctor(tmp_path, *args, "--groups", "media")
+
+
+def test_a_manifest_or_unknown_file_exits_2_with_the_formats(tmp_path, capsys):
+    (tmp_path / "m.jsonl").write_text('{"id": "a", "text": "x"}\n')
+    assert main(["doctor", "data", str(tmp_path / "m.jsonl")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "unknown dataset format '.jsonl'" in err and "doctor data CONFIG.yaml" in err

@@ -227,7 +227,12 @@ def read_source(path: Path, cols: Columns, split: str = DEFAULT_SPLIT) -> list[S
         return read_coco(path, split)
     if suffix in (".parquet", ".pq"):
         return read_parquet(path, cols, split)
+    manifest = (
+        " (a contrastkit .jsonl manifest is checked through its config: doctor data CONFIG.yaml)"
+        if suffix in (".jsonl", ".ndjson")
+        else ""
+    )
     raise DataError(
         f"{path}: unknown dataset format {suffix!r}; use a .csv/.tsv (open_clip), a COCO "
-        "captions .json, a .parquet file or a datasets.save_to_disk folder"
+        f"captions .json, a .parquet file or a datasets.save_to_disk folder{manifest}"
     )
