@@ -81,7 +81,7 @@ def peak_rss_gb() -> float:
 
 
 def run_metrics(folder: Path) -> dict:
-    from contrastkit.eval.gallery import gallery_retrieval_metrics
+    from contrastkit.eval.retrieval.gallery import gallery_retrieval_metrics
 
     queries = torch.from_numpy(np.load(folder / "queries.npy"))
     gq, gg = np.load(folder / "query_groups.npy"), np.load(folder / "gallery_groups.npy")

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from contrastkit.errors import DataError
-from contrastkit.eval.gallery import NpyRows, gallery_retrieval_metrics
 from contrastkit.eval.retrieval import retrieval_metrics
+from contrastkit.eval.retrieval.gallery import NpyRows, gallery_retrieval_metrics
 
 
 def _case(seed: int = 0):

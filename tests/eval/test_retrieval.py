@@ -181,7 +181,7 @@ def test_one_to_one_recall_matches_torchmetrics_recall():
 
 
 def test_self_retrieval_leaves_the_query_out():
-    from contrastkit.eval.leave_one_out import self_retrieval_metrics
+    from contrastkit.eval.retrieval.leave_one_out import self_retrieval_metrics
 
     # 2-D unit vectors at known angles; groups {0,1} and {2,3}, item 4 alone.
     angles = torch.tensor([0.0, 0.3, 0.1, 1.5, 3.0])
@@ -205,7 +205,7 @@ def test_self_retrieval_leaves_the_query_out():
 def test_count_ge_sparse_and_dense_paths_equal_brute_force(
     dim: int, spread: float, monkeypatch
 ) -> None:
-    from contrastkit.eval import threshold_counts as R
+    from contrastkit.eval.retrieval import threshold_counts as R
 
     g = torch.Generator().manual_seed(dim)
     tile = torch.randn(40, 60, generator=g).round(decimals=1)  # many exact ties

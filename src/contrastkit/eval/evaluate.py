@@ -35,10 +35,10 @@ from contrastkit.eval.baselines import (
     train_baselines,
 )
 from contrastkit.eval.captioning import captioning_metrics
-from contrastkit.eval.leave_one_out import self_retrieval_metrics
 from contrastkit.eval.probe_keys import linear_probe_keys, zero_shot_keys
 from contrastkit.eval.probes import knn_accuracy
 from contrastkit.eval.retrieval import label_recall_at_1, retrieval_metrics
+from contrastkit.eval.retrieval.leave_one_out import self_retrieval_metrics
 from contrastkit.eval.stats import embedding_stats
 from contrastkit.eval.tower_embeddings import TowerEmbeddings, embed_tower, model_device
 from contrastkit.protocols import CaptioningModel, EmbeddingModel, SplitDataset

@@ -6,7 +6,7 @@ measured only for a seeded pool of `POOL_SIZE` queries, in chunks of `CHUNK` que
 against the whole gallery, so a 100k-row split costs ~POOL_SIZE x N x D multiply-adds
 (0.4 s at N = 100k, D = 64 on 2 cores) instead of a full evaluation; the worst misses
 are the pool's queries whose first true match ranks lowest. The tie policy is
-eval/retrieval.py's: pessimistic, a negative scored equal to the best positive ranks
+eval/retrieval/metrics.py's: pessimistic, a negative scored equal to the best positive ranks
 ahead of it.
 """
 

@@ -1,8 +1,8 @@
 """Multi-positive retrieval metrics in both directions, a→b and b→a, from one chunked pass.
 
 A query's positives are all gallery items of its match group. The ranks come from
-`positive_ranks` (eval/ranking.py: one pass over a·bᵀ, pessimistic ties, 1-based ranks)
-and the metrics from `summarise_ranks` (eval/rank_metrics.py). Queries whose group has no
+`positive_ranks` (ranking.py: one pass over a·bᵀ, pessimistic ties, 1-based ranks)
+and the metrics from `summarise_ranks` (rank_metrics.py). Queries whose group has no
 gallery item are left out (`num_queries` says how many were scored). Class-level hits
 (`label_recall_at_1`) take the top-1 instead of ranking every positive.
 """
@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 
 from contrastkit.errors import DataError
-from contrastkit.eval.match_groups import _sorted_groups
-from contrastkit.eval.rank_metrics import summarise_ranks
-from contrastkit.eval.ranking import positive_ranks
+from contrastkit.eval.retrieval.match_groups import _sorted_groups
+from contrastkit.eval.retrieval.rank_metrics import summarise_ranks
+from contrastkit.eval.retrieval.ranking import positive_ranks
 
 
 def retrieval_metrics_from_scores(

@@ -12,9 +12,9 @@ import torch
 from torch import Tensor
 
 from contrastkit.errors import DataError
-from contrastkit.eval.match_groups import _dense_groups
-from contrastkit.eval.rank_metrics import summarise_ranks
-from contrastkit.eval.ranking import PositiveRanks
+from contrastkit.eval.retrieval.match_groups import _dense_groups
+from contrastkit.eval.retrieval.rank_metrics import summarise_ranks
+from contrastkit.eval.retrieval.ranking import PositiveRanks
 
 
 def self_retrieval_metrics(

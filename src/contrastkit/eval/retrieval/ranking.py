@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from contrastkit.eval.match_groups import _chunk_bounds
-from contrastkit.eval.threshold_counts import TILE_ELEMENTS, _count_ge
+from contrastkit.eval.retrieval.match_groups import _chunk_bounds
+from contrastkit.eval.retrieval.threshold_counts import TILE_ELEMENTS, _count_ge
 
 ScoreFn = Callable[[int, int, int, int], Tensor]  # (r0, r1, c0, c1) -> scores[r0:r1, c0:c1]
 

@@ -32,10 +32,10 @@ import torch
 from torch import Tensor
 
 from contrastkit.errors import DataError
-from contrastkit.eval.match_groups import _dense_groups
-from contrastkit.eval.rank_metrics import summarise_ranks
-from contrastkit.eval.ranking import PositiveRanks, _ranks_from_counts
-from contrastkit.eval.threshold_counts import TILE_ELEMENTS, _count_ge
+from contrastkit.eval.retrieval.match_groups import _dense_groups
+from contrastkit.eval.retrieval.rank_metrics import summarise_ranks
+from contrastkit.eval.retrieval.ranking import PositiveRanks, _ranks_from_counts
+from contrastkit.eval.retrieval.threshold_counts import TILE_ELEMENTS, _count_ge
 
 # Gallery rows read per block: 16 MiB at D = 256 float32, large enough that the reads are
 # sequential and the per-block Python overhead is negligible.

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from contrastkit.errors import DataError
-from contrastkit.eval.ranking import PositiveRanks
+from contrastkit.eval.retrieval.ranking import PositiveRanks
 
 
 def summarise_ranks(pr: PositiveRanks, ks: Sequence[int] = (1, 5, 10, 50)) -> dict[str, float]:
