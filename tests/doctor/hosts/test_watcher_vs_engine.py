@@ -53,6 +53,7 @@ def _top(findings: list[dict]) -> str:
 
 
 def _contrastkit_run(tmp_path: Path, overrides: list[str]) -> list[dict]:
+    tmp_path.mkdir(parents=True)
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(BASE, sort_keys=False))
     run_dir = tmp_path / "run"

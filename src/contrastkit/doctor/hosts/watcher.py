@@ -59,6 +59,7 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 
 log = logging.getLogger(__name__)
+_WRAPPERS = (nn.parallel.DistributedDataParallel, nn.DataParallel)
 
 
 def _is_temperature(name: str) -> bool:
@@ -171,6 +172,8 @@ class Watcher:
             "every": every,
         }
         self._temperature = temperature
+        # Under DDP the wrapper's one child `module` would be the only module group.
+        model = getattr(model, "module", model) if isinstance(model, _WRAPPERS) else model
         lr = max((float(g.get("lr", 0.0)) for g in optimizer.param_groups), default=0.0)
         self._facts["lr"] = lr if lr > 0 else 1e-3  # an lr of 0 is what lr_zero reports
         cfg = self.config()  # validates the description now, not at close()

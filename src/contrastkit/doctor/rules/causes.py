@@ -24,7 +24,9 @@ from dataclasses import replace
 from contrastkit.doctor.findings import SEVERITY_RANK, Finding, Severity
 
 # What every "the run learns nothing / unlearns" symptom looks like.
-_STALLED = ("loss_at_chance", "loss_not_decreasing")
+# A validation metric at its trivial baseline (rules/baselines.py) is where every such
+# run ends, so each cause of a stalled loss explains it too.
+_STALLED = ("loss_at_chance", "loss_not_decreasing", "metric_at_baseline")
 _UNALIGNED = ("gap_shrinking", "alignment_negative")
 # What data that gives the loss nothing to separate looks like in a run.
 _DATA_SYMPTOMS = (
@@ -80,10 +82,12 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     "zero_gradient": _STALLED,
     "frozen_backbone": _STALLED,
     "rigidity": _STALLED,
-    "collapse": (*_STALLED, *_UNALIGNED, "metric_at_baseline"),
-    "aux_dominates_loss": _UNALIGNED,
-    "aux_dominates_gradient": _UNALIGNED,
-    "gradient_interference": _UNALIGNED,
+    "collapse": (*_STALLED, *_UNALIGNED),
+    # "NLP metrics fine, retrieval stuck" (DESIGN.md): a drowned or conflicting objective
+    # leaves retrieval at chance.
+    "aux_dominates_loss": (*_UNALIGNED, "metric_at_baseline"),
+    "aux_dominates_gradient": (*_UNALIGNED, "metric_at_baseline"),
+    "gradient_interference": (*_UNALIGNED, "metric_at_baseline"),
     # An init that scores below random weights is why training from it ends below its start.
     "init_worse_than_random": ("worse_than_start",),
     # Training pairs learned, validation at chance (rules/generalisation.py): that is why
@@ -93,6 +97,7 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     # A loss that separates nothing (or embeddings that collapsed) leaves every metric at
     # its trivial baseline; through them the root cause (temperature, lr, data) explains it.
     "loss_at_chance": ("metric_at_baseline",),
+    "loss_not_decreasing": ("metric_at_baseline",),
 }
 
 _BY_RANK: tuple[Severity, ...] = ("error", "warning", "info")
