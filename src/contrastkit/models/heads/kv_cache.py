@@ -8,14 +8,12 @@ memory are computed once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from contrastkit.models.heads.captioning_decoder import CaptioningDecoder
 
 
 @dataclass
@@ -35,6 +33,28 @@ class LayerCache:
                 setattr(self, name, value.index_select(0, index))
 
 
+class CachedDecoder(Protocol):
+    """What `IncrementalStep` needs of a decoder (`CaptioningDecoder` has it): its blocks,
+    one cache each, and logits over new positions given the caches. A protocol, so that
+    this module does not import the decoder that imports it."""
+
+    @property
+    def blocks(self) -> Iterable[object]:
+        """The decoder's blocks (one `LayerCache` each)."""
+        ...
+
+    def logits(
+        self,
+        ids: Tensor,
+        memory: Tensor,
+        memory_mask: Tensor | None,
+        caches: list[LayerCache] | None = None,
+        offset: int = 0,
+    ) -> Tensor:
+        """Next-token logits (B x t x V) for `ids` at positions `offset...`."""
+        ...
+
+
 class IncrementalStep:
     """A ``step(ids, memory, mask)`` for the decoding strategies that caches keys / values.
 
@@ -44,7 +64,7 @@ class IncrementalStep:
     the caches valid when it permutes hypotheses.
     """
 
-    def __init__(self, decoder: CaptioningDecoder) -> None:
+    def __init__(self, decoder: CachedDecoder) -> None:
         self.decoder = decoder
         self.ids: Tensor | None = None
         self.memory: Tensor | None = None
