@@ -7,7 +7,8 @@ Four data families, each with its own small healthy configuration:
 - `pydoc`: the shipped pydoc-code (stdlib docstring <-> source, text <-> text);
 - `shapes`: a set generated here (16 x 16 images of a shape at one of 16 places, two
   captions each), so no shipped generator is the only image source;
-- `minilm`: the packaged pretrained all-MiniLM-L6-v2 on a few pydoc pairs.
+- `minilm`: the packaged pretrained all-MiniLM-L6-v2 on the shapes captions as
+  paraphrase pairs (`minilm_pydoc`: on 64 pydoc pairs).
 
 A failure is injected as a user makes it: a manifest rewritten by a plain Python edit
 (captions joined on the wrong key, pixels divided by 255 twice before saving, every caption
@@ -243,7 +244,7 @@ FAMILIES: dict[str, dict] = {
         "data": {"manifest": "MANIFEST", "batch_size": 32, "max_rows": 320},
         "model": {
             "embed_dim": 32,
-            "tokenizer": {"type": "builtin", "vocab_size": 600, "max_length": 32},
+            "tokenizer": {"type": "builtin", "vocab_size": 600, "max_length": 64},
             "towers": {
                 "doc": {"streams": {"text": {"type": "builtin_text", "width": 32, "depth": 1,
                                              "heads": 2}}},
@@ -254,8 +255,9 @@ FAMILIES: dict[str, dict] = {
         "loss": {"objectives": [_clip("doc", "code")]},
         "train": _train(4, 0.003),
     },
+    # Pretrained MiniLM on the generated paraphrase pairs (96 / 16 / 16 rows).
     "minilm": {
-        "data": {"manifest": "MANIFEST", "batch_size": 16, "max_rows": 48},
+        "data": {"manifest": "MANIFEST", "batch_size": 32},
         "model": {
             "towers": {
                 "doc": {"streams": {"text": {"type": "minilm", "options": {"max_length": 32}}}},
@@ -264,17 +266,23 @@ FAMILIES: dict[str, dict] = {
             },
         },
         "loss": {"objectives": [_clip("doc", "code", temperature=0.05)]},
-        "train": _train(2, 5e-5, warmup_fraction=0.1, weight_decay=0.01),
+        "train": _train(3, 5e-5, warmup_fraction=0.1, weight_decay=0.01),
+        "doctor": {"every": 1, "probe_size": 16},
     },
 }  # fmt: skip
-# The same pretrained towers on the generated paraphrase pairs (all 96 / 16 / 16 rows).
-FAMILIES["minilm_shapes"] = {
+# The same pretrained towers on 64 real docstring <-> code pairs.
+FAMILIES["minilm_pydoc"] = {
     **FAMILIES["minilm"],
-    "data": {"manifest": "MANIFEST", "batch_size": 16},
-    "train": _train(1, 5e-5, warmup_fraction=0.1, weight_decay=0.01),
+    "data": {"manifest": "MANIFEST", "batch_size": 32, "max_rows": 64},
+    "model": {
+        "towers": {
+            "doc": {"streams": {"text": {"type": "minilm", "options": {"max_length": 64}}}},
+            "code": {"streams": {"text_code": {"type": "minilm", "options": {"max_length": 64}}}},
+        },
+    },
 }
 for _cfg in FAMILIES.values():
-    _cfg["doctor"] = {"every": 2, "probe_size": 16}
+    _cfg.setdefault("doctor", {"every": 2, "probe_size": 16})
     _cfg["eval"] = {"splits": ["val"], "ks": [1, 5]}
 
 
@@ -292,8 +300,8 @@ class DataCache:
             "digits": lambda: builtin_manifest("digits-captions"),
             "shapes": lambda: shapes_manifest(self.folder),
             "pydoc": lambda: builtin_manifest("pydoc-code"),
-            "minilm": lambda: builtin_manifest("pydoc-code"),
-            "minilm_shapes": lambda: shape_paraphrases(self.folder),
+            "minilm": lambda: shape_paraphrases(self.folder),
+            "minilm_pydoc": lambda: builtin_manifest("pydoc-code"),
         }[family]()
         if edit is None:
             return source
@@ -341,6 +349,8 @@ SECOND_HEAD = (
     _objectives(_clip("image", "text"), {"name": "second", "type": "clip",
                                          "towers": ["image", "text2"]}),
 )  # fmt: skip
+# A one-tower model (image -> image, code -> code), as a triplet user writes it.
+ONE_TOWER = "model.towers={{{tower}: {{streams: {{{stream}: {{type: {type}, width: 32}}}}}}}}"
 CAPTIONING = ("model.captioning={tower: image, width: 32, depth: 1, heads: 2}",)
 SIGLIP_BIAS_STUCK = {"type": "siglip", "init_logit_bias": 10.0, "learnable": False}
 
@@ -372,11 +382,14 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("split_leakage", "shapes", "split_leakage", edit="split_per_row",
             how="split drawn per caption row"),
     Variant("small_groups", "pydoc", "small_groups",
-            (_objectives({"name": "triplet", "type": "triplet", "towers": ["code"]}),),
-            how="one-tower triplet over single-row groups"),
+            (ONE_TOWER.format(tower="code", stream="text_code", type="builtin_text"),
+             _objectives({"name": "triplet", "type": "triplet", "towers": ["code"]})),
+            how="one-tower triplet on code, single-row groups"),
     Variant("small_groups", "shapes", "small_groups",
-            (_objectives({"name": "triplet", "type": "triplet", "towers": ["image"]}),),
-            how="one-tower triplet, one image per group"),
+            (ONE_TOWER.format(tower="image", stream="image", type="cnn"),
+             _objectives({"name": "triplet", "type": "triplet", "towers": ["image"]}),
+             "data.sampler={type: groups, groups_per_batch: 8, members_per_group: 4}"),
+            how="image triplet, 4 members per group asked, groups hold 2 rows"),
     # ---- learning rate
     Variant("lr_zero", "digits", "lr_zero", ("train.lr=1e-12",), how="lr 1e-12"),
     Variant("lr_zero", "pydoc", "lr_zero", ('train.lr_scale={"towers": 0.0}',),
@@ -406,11 +419,11 @@ VARIANTS: tuple[Variant, ...] = (
             ("train.freeze=[towers.image.encoders]",), how="train.freeze on the scratch CNN"),
     Variant("rigidity", "digits", "rigidity", ("train.lr=0.000001",), how="lr 1e-6"),
     Variant("rigidity", "minilm", "rigidity", ("train.lr=1e-6",), how="MiniLM at lr 1e-6"),
-    Variant("worse_than_start", "minilm", "worse_than_start",
+    Variant("worse_than_start", "minilm_pydoc", "worse_than_start",
             ("model.towers.doc.projection={type: linear, init: random}",
              "model.towers.code.projection={type: linear, init: random}", "train.lr=0.003"),
             how="random projections + scratch lr on MiniLM"),
-    Variant("worse_than_start", "minilm_shapes", "worse_than_start",
+    Variant("worse_than_start", "minilm", "worse_than_start",
             ("train.lr=0.003",), how="MiniLM fine-tuned at a scratch lr 3e-3"),
     # ---- negatives
     Variant("few_negatives", "digits", "too_few_negatives",
