@@ -11,7 +11,7 @@ from typing_extensions import override
 
 from contrastkit.config import EncoderConfig
 from contrastkit.errors import ConfigError
-from contrastkit.models.encoders import ENCODERS, Transformer, make_encoder, masked_mean
+from contrastkit.models.encoders.base import ENCODERS, Transformer, make_encoder, masked_mean
 from contrastkit.models.outputs import EncoderOutput
 
 

@@ -19,7 +19,7 @@ from typing_extensions import override
 
 from contrastkit.config import EncoderConfig, LossConfig
 from contrastkit.errors import ConfigError
-from contrastkit.models.encoders import ENCODERS, make_encoder
+from contrastkit.models.encoders.base import ENCODERS, make_encoder
 from contrastkit.models.encoders.hf_vision import (
     DUAL_TYPES,
     PixelPrep,

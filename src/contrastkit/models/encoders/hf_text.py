@@ -17,7 +17,7 @@ from typing_extensions import override
 
 from contrastkit.config import EncoderConfig
 from contrastkit.errors import ConfigError
-from contrastkit.models.encoders import ENCODERS, make_encoder, masked_mean
+from contrastkit.models.encoders.base import ENCODERS, make_encoder, masked_mean
 from contrastkit.models.outputs import EncoderOutput
 
 _INSTALL_HINT = "pip install contrastkit[text]"

@@ -22,7 +22,7 @@ from typing_extensions import override
 
 from contrastkit.config import EncoderConfig
 from contrastkit.errors import ConfigError
-from contrastkit.models.encoders import ENCODERS, make_encoder
+from contrastkit.models.encoders.base import ENCODERS, make_encoder
 from contrastkit.models.outputs import EncoderOutput
 
 log = logging.getLogger(__name__)

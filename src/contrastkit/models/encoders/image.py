@@ -10,7 +10,7 @@ from typing_extensions import override
 
 from contrastkit.config import EncoderConfig
 from contrastkit.errors import ConfigError
-from contrastkit.models.encoders import ENCODERS, Transformer, check_heads, make_encoder
+from contrastkit.models.encoders.base import ENCODERS, Transformer, check_heads, make_encoder
 from contrastkit.models.outputs import EncoderOutput
 
 

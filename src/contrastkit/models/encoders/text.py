@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from contrastkit.config import EncoderConfig
-from contrastkit.models.encoders import ENCODERS, Transformer, make_encoder, masked_mean
+from contrastkit.models.encoders.base import ENCODERS, Transformer, make_encoder, masked_mean
 from contrastkit.models.outputs import EncoderOutput
 
 

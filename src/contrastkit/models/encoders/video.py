@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from contrastkit.config import EncoderConfig
-from contrastkit.models.encoders import (
+from contrastkit.models.encoders.base import (
     ENCODERS,
     AttentionPool,
     Transformer,
