@@ -124,7 +124,7 @@ def measure_speed(logging_on: bool, steps: int = 40, batch: int = 32) -> float:
 def measure_memory(accumulate: int, batch: int = 512) -> float:
     """Peak bytes added by one forward/backward of a `batch`-row step."""
     from contrastkit.train.accumulation import accumulation_step
-    from contrastkit.train.step_context import StepContext
+    from contrastkit.train.accumulation.context import StepContext
 
     torch.manual_seed(0)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

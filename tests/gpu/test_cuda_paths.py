@@ -16,9 +16,9 @@ import torch
 from contrastkit.data.collate import to_device
 from contrastkit.events import Callback
 from contrastkit.train.accumulation import accumulation_step
+from contrastkit.train.accumulation.context import StepContext, split_batch
 from contrastkit.train.distributed import DistInfo
 from contrastkit.train.engine import Engine
-from contrastkit.train.step_context import StepContext, split_batch
 
 from .conftest import DEVICES, GPU, tiny_config, tiny_data, tiny_parts
 

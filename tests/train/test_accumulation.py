@@ -9,7 +9,7 @@ from contrastkit.config import LossConfig
 from contrastkit.losses.multitask import MultitaskLoss
 from contrastkit.models.outputs import ModelOutput
 from contrastkit.train.accumulation import accumulation_step
-from contrastkit.train.step_context import StepContext, split_batch
+from contrastkit.train.accumulation.context import StepContext, split_batch
 from helpers.train_toys import ToyCriterion, ToyModel, toy_data
 
 WEIGHTS = {"contrastive": 1.0, "classification": 0.3}

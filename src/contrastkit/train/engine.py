@@ -24,6 +24,7 @@ from contrastkit.train import checkpoint_dir as ckpt_dir
 from contrastkit.train import checkpoint_files as ckpt_files
 from contrastkit.train import precision, snapshot
 from contrastkit.train.accumulation import accumulation_step
+from contrastkit.train.accumulation.context import StepContext, batch_size_of
 from contrastkit.train.build import EngineSetup
 from contrastkit.train.checkpointing import check_position, checkpoint_due, resume_path
 from contrastkit.train.distributed import average_gradients, barrier, no_sync
@@ -32,7 +33,6 @@ from contrastkit.train.nonfinite import batch_ids, gather_ids
 from contrastkit.train.outputs import close_outputs, open_outputs, step_metrics, truncate_outputs
 from contrastkit.train.phases import phase_index, phase_label
 from contrastkit.train.preemption import Preempted, PreemptionWatch
-from contrastkit.train.step_context import StepContext, batch_size_of
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,19 @@ from torch import Tensor, nn
 from contrastkit.losses.multitask import MultitaskLoss, teacher_embeddings
 from contrastkit.losses.reduction import add_counts, global_counts
 from contrastkit.losses.result import LossOutput
+from contrastkit.train.accumulation.context import (
+    StepContext,
+    backward,
+    batch_size_of,
+    null_context,
+)
+from contrastkit.train.accumulation.terms import (
+    loss_output,
+    reported_sums,
+    weighted_sum,
+    weighted_sums,
+)
 from contrastkit.train.rng import capture_rng, restore_rng
-from contrastkit.train.step_context import StepContext, backward, batch_size_of, null_context
-from contrastkit.train.step_terms import loss_output, reported_sums, weighted_sum, weighted_sums
 
 
 def _leaf(t: Tensor) -> Tensor:

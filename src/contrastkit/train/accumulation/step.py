@@ -1,11 +1,11 @@
 """One optimizer step's forward and backward, split into `accumulate` micro-batches.
 
 A contrastive loss couples every row of the batch, so the accumulation mode decides which
-negatives each row sees: `cached` (GradCache, `cached_accumulation.py`) computes the loss
-and gradients of the whole accumulated batch exactly; `naive` (`naive_accumulation.py`)
+negatives each row sees: `cached` (GradCache, `cached.py`) computes the loss
+and gradients of the whole accumulated batch exactly; `naive` (`naive.py`)
 keeps each micro-batch's own negatives, with exact per-unit terms. Every per-unit term
 reports a sum and a count, and the step divides once by the global count
-(`step_terms.py`). See docs/accumulation.md.
+(`terms.py`). See docs/accumulation.md.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from torch import nn
 
 from contrastkit.losses.multitask import MultitaskLoss
 from contrastkit.losses.result import LossOutput
-from contrastkit.train.cached_accumulation import cached_step
-from contrastkit.train.naive_accumulation import naive_step
-from contrastkit.train.step_context import StepContext, backward, split_batch
+from contrastkit.train.accumulation.cached import cached_step
+from contrastkit.train.accumulation.context import StepContext, backward, split_batch
+from contrastkit.train.accumulation.naive import naive_step
 
 
 def single_step(
