@@ -29,6 +29,8 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "lr_zero": (1, "learning rate is zero after warm-up"),
     "lr_too_small": (2, "learning rate far too small: steps barely move the weights"),
     "lr_too_large": (2, "learning rate far too large: steps rewrite the weights"),
+    "lr_never_peaks": (1, "the lr schedule never reaches train.lr (warm-up longer than the run)"),
+    "grad_clip_too_small": (1, "gradient clipping, not the lr, sets the step size"),
     "params_not_in_optimizer": (2, "trainable parameters missing from the optimizer"),
     "frozen_param_gets_grad": (3, "frozen parameters receive gradients"),
     "duplicate_groups": (4, "identical media or text filed under different groups"),

@@ -56,6 +56,12 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     # embeddings and stall the loss.
     "lr_too_small": (*_STALLED, *_UNALIGNED, "rigidity"),
     "lr_too_large": ("collapse", *_STALLED, *_UNALIGNED, "logit_scale_toward_one"),
+    # What shrinks every step besides the lr (rules/step_limits.py): the small steps, and
+    # their flat loss, come from the schedule or the clip, so the lr fixes point the wrong way.
+    **dict.fromkeys(
+        ("lr_never_peaks", "grad_clip_too_small"),
+        ("lr_zero", "lr_too_small", *_STALLED, *_UNALIGNED, "rigidity"),
+    ),
     "params_not_in_optimizer": _STALLED,
     "temperature_out_of_range": ("collapse", *_STALLED, "gap_shrinking"),
     "siglip_bias_off": ("collapse", *_STALLED, "gap_shrinking"),

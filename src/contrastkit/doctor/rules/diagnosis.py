@@ -34,6 +34,7 @@ from contrastkit.doctor.rules.start import (
     rule_temperature_frozen,
     rule_worse_than_start,
 )
+from contrastkit.doctor.rules.step_limits import rule_grad_clip_too_small, rule_lr_never_peaks
 from contrastkit.doctor.rules.temperature import rule_temperature
 
 RULES: tuple[Callable[[Context], list[Finding]], ...] = (
@@ -41,6 +42,8 @@ RULES: tuple[Callable[[Context], list[Finding]], ...] = (
     rule_run_stopped,
     rule_lr_zero,
     rule_lr_scale,
+    rule_lr_never_peaks,
+    rule_grad_clip_too_small,
     rule_optimizer,
     rule_temperature,
     rule_temperature_frozen,
