@@ -84,7 +84,7 @@ def doctor_data_cmd(
     override: Overrides = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="dataset: folder for data_findings.json (default .)"),
+        typer.Option("--out", help="folder for data_findings.json (a dataset: default .)"),
     ] = None,
     image_col: Annotated[
         str | None, typer.Option("--image-col", help="dataset: image column")
