@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from contrastkit.events import Callback
-from contrastkit.train import checkpoint_files as ckpt_files
+from contrastkit.train.checkpoint import files as ckpt_files
 from contrastkit.train.loggers import JsonlSink
 from helpers.train_toys import toy_engine, toy_train_config
 

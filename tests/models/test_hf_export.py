@@ -22,8 +22,8 @@ def test_lora_run_exports_to_sentence_transformers(tmp_path) -> None:
     from contrastkit.app.cli import main
     from contrastkit.app.run import train
     from contrastkit.train.checkpoint import load_run
-    from contrastkit.train.checkpoint_dir import resolve_checkpoint
-    from contrastkit.train.checkpoint_files import load_checkpoint
+    from contrastkit.train.checkpoint.files import load_checkpoint
+    from contrastkit.train.checkpoint.folder import resolve_checkpoint
 
     folder = tiny_bert(tmp_path / "bert")
     rows = [

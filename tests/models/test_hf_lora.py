@@ -8,7 +8,7 @@ import torch
 from contrastkit.config import ModelConfig
 from contrastkit.errors import ConfigError
 from contrastkit.models import build_model
-from contrastkit.train import state_tensors
+from contrastkit.train.checkpoint import state_tensors
 from contrastkit.train.lora import apply_lora, check_base, weights_hash
 from contrastkit.train.optim import build_optimizer, layer_decay_scales
 from helpers.hf_toys import tiny_bert

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from contrastkit.errors import RunDirError
-from contrastkit.train import checkpoint_dir as ckpt_dir
-from contrastkit.train import checkpoint_files as ckpt_files
-from contrastkit.train import state_tensors
+from contrastkit.train.checkpoint import files as ckpt_files
+from contrastkit.train.checkpoint import folder as ckpt_dir
+from contrastkit.train.checkpoint import state_tensors
 from helpers.train_toys import script_run, toy_engine, toy_train_config
 
 TESTS = Path(__file__).parents[1]
@@ -126,7 +126,7 @@ def test_sigkill_and_resume_auto_matches_uninterrupted(tmp_path) -> None:
 
 
 def test_every_minutes_checkpoints_by_elapsed_time(tmp_path, monkeypatch) -> None:
-    import contrastkit.train.checkpointing as checkpointing
+    import contrastkit.train.checkpoint.schedule as checkpointing
 
     clock = iter(range(0, 10_000, 50))  # each call: 50 s later
     monkeypatch.setattr(checkpointing.time, "monotonic", lambda: float(next(clock)))

@@ -21,8 +21,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from contrastkit.train import checkpoint_dir as ckpt_dir
-from contrastkit.train import checkpoint_files as ckpt_files
+from contrastkit.train.checkpoint import files as ckpt_files
+from contrastkit.train.checkpoint import folder as ckpt_dir
 from helpers import fault_driver
 from helpers.tiny_digits import TINY
 

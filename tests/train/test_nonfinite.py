@@ -11,8 +11,8 @@ import torch
 
 from contrastkit.errors import ContrastkitError
 from contrastkit.events import Callback
-from contrastkit.train import checkpoint_dir as ckpt_dir
-from contrastkit.train import checkpoint_files as ckpt_files
+from contrastkit.train.checkpoint import files as ckpt_files
+from contrastkit.train.checkpoint import folder as ckpt_dir
 from contrastkit.train.nonfinite import BadStepGuard, NonFiniteError
 from helpers.train_toys import toy_engine, toy_train_config
 

@@ -19,9 +19,9 @@ from torch import nn
 from contrastkit.config import Config
 from contrastkit.pairing import eval_pairs
 from contrastkit.protocols import EmbeddingModel
-from contrastkit.train import checkpoint_dir as ckpt_dir
-from contrastkit.train import checkpoint_files as ckpt_files
-from contrastkit.train import state_tensors
+from contrastkit.train.checkpoint import files as ckpt_files
+from contrastkit.train.checkpoint import folder as ckpt_dir
+from contrastkit.train.checkpoint import state_tensors
 
 
 def _train_split(bundle: Any, cfg: Config) -> Any:

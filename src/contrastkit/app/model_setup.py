@@ -16,10 +16,9 @@ from torch import nn
 
 from contrastkit.app.zero_shot import tokenizer_texts
 from contrastkit.config import Config
-from contrastkit.train import checkpoint_dir as ckpt_dir
-from contrastkit.train import checkpoint_files as ckpt_files
-from contrastkit.train import state_tensors
-from contrastkit.train.checkpoint import load_run
+from contrastkit.train.checkpoint import files as ckpt_files
+from contrastkit.train.checkpoint import folder as ckpt_dir
+from contrastkit.train.checkpoint import load_run, state_tensors
 from contrastkit.train.ema import EMA, TeacherHook
 
 log = logging.getLogger(__name__)

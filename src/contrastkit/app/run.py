@@ -41,6 +41,7 @@ from contrastkit.doctor.run import DATA_FINDINGS_FILE, stop_record, update_run_i
 from contrastkit.events import Callback
 from contrastkit.models.encoders.hf_clip import with_pretrained_logits
 from contrastkit.pairing import select_metric
+from contrastkit.train.checkpoint.snapshot import check_resume
 from contrastkit.train.distributed import cleanup, init_distributed
 from contrastkit.train.engine import Engine
 from contrastkit.train.lora import apply_train_lora
@@ -48,7 +49,6 @@ from contrastkit.train.nonfinite import NonFiniteError
 from contrastkit.train.parts import EngineParts
 from contrastkit.train.phases import make_weights_fn
 from contrastkit.train.preemption import Preempted, PreemptionWatch
-from contrastkit.train.snapshot import check_resume
 
 
 def _seed(seed: int) -> None:

@@ -16,8 +16,9 @@ from torch import nn
 
 from contrastkit.config import TrainConfig
 from contrastkit.events import State
-from contrastkit.train import precision, snapshot
+from contrastkit.train import precision
 from contrastkit.train.best import BestTracker
+from contrastkit.train.checkpoint import snapshot
 from contrastkit.train.distributed import DistInfo, wrap_ddp
 from contrastkit.train.loggers import Loggers
 from contrastkit.train.lr_schedule import LrScheduler, warmup_steps_for

@@ -20,13 +20,14 @@ import torch
 from contrastkit.data.collate import to_device
 from contrastkit.events import Event, fire
 from contrastkit.losses.result import LossOutput
-from contrastkit.train import checkpoint_dir as ckpt_dir
-from contrastkit.train import checkpoint_files as ckpt_files
-from contrastkit.train import precision, snapshot
+from contrastkit.train import precision
 from contrastkit.train.accumulation import accumulation_step
 from contrastkit.train.accumulation.context import StepContext, batch_size_of
 from contrastkit.train.build import EngineSetup
-from contrastkit.train.checkpointing import check_position, checkpoint_due, resume_path
+from contrastkit.train.checkpoint import files as ckpt_files
+from contrastkit.train.checkpoint import folder as ckpt_dir
+from contrastkit.train.checkpoint import snapshot
+from contrastkit.train.checkpoint.schedule import check_position, checkpoint_due, resume_path
 from contrastkit.train.distributed import average_gradients, barrier, no_sync
 from contrastkit.train.evaluation import agree_stop, eval_due, point_best
 from contrastkit.train.nonfinite import batch_ids, gather_ids

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from contrastkit.train import checkpoint_dir as ckpt_dir
 from contrastkit.train.best import BestTracker
+from contrastkit.train.checkpoint import folder as ckpt_dir
 from contrastkit.train.distributed import DistInfo, broadcast_flag
 
 log = logging.getLogger(__name__)

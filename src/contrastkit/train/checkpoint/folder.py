@@ -1,7 +1,7 @@
 """The `checkpoints/` folder: which checkpoints it holds, which is the newest valid one,
 the `best.json` pointer, pruning, and resolving `best` / `last` / `auto` / a path to a folder.
 
-What one checkpoint folder holds and how it is written is `checkpoint_files.py`.
+What one checkpoint folder holds and how it is written is `files.py`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from contrastkit.errors import RunDirError
 from contrastkit.run_io import read_json
-from contrastkit.train.checkpoint_files import PREFIX, read_meta
+from contrastkit.train.checkpoint.files import PREFIX, read_meta
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The whole training state <-> one checkpoint (tensors + JSON), for bit-identical resume.
 
 `capture` turns the live objects (model, loss, optimizer, scheduler, scaler, EMA, callback
-histories, RNG) plus the engine's counters into what `checkpoint_files.save_checkpoint` writes;
+histories, RNG) plus the engine's counters into what `files.save_checkpoint` writes;
 `restore` puts a loaded checkpoint back. A checkpoint whose tensor shapes no longer fit the
 model (the config changed `embed_dim`, a tower's width, ...) is a `RunDirError` naming the
 config keys that changed, not a state_dict traceback.
@@ -21,9 +21,9 @@ from torch import nn
 
 from contrastkit.errors import RunDirError
 from contrastkit.events import Callback
-from contrastkit.train import checkpoint_dir as ckpt_dir
-from contrastkit.train import checkpoint_files as ckpt_files
-from contrastkit.train import state_tensors
+from contrastkit.train.checkpoint import files as ckpt_files
+from contrastkit.train.checkpoint import folder as ckpt_dir
+from contrastkit.train.checkpoint import state_tensors
 from contrastkit.train.ema import EMA
 from contrastkit.train.lr_schedule import LrScheduler
 from contrastkit.train.rng import capture_rng, restore_rng, rng_from_json, rng_to_json

@@ -1,7 +1,7 @@
 """A trained run, loaded: rebuild model, loss and tokenizer from a run directory and load a
 checkpoint's weights (`load_run`, the public entry point for eval / embed / search / export).
 
-How checkpoints are written and found is `checkpoint_files.py` and `checkpoint_dir.py`.
+How checkpoints are written and found is `files.py` and `folder.py`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from contrastkit.errors import RunDirError
-from contrastkit.train.checkpoint_dir import best_checkpoint, resolve_checkpoint
-from contrastkit.train.checkpoint_files import load_checkpoint
-from contrastkit.train.state_tensors import sub_state
+from contrastkit.train.checkpoint.files import load_checkpoint
+from contrastkit.train.checkpoint.folder import best_checkpoint, resolve_checkpoint
+from contrastkit.train.checkpoint.state_tensors import sub_state
 
 if TYPE_CHECKING:
     from contrastkit.models.model import ContrastiveModel

@@ -1,8 +1,8 @@
 """The engine's checkpoint policy: when to save, which checkpoint a resume loads, and
 whether a resumed data stream stands where the checkpoint's stood.
 
-What a checkpoint holds is `snapshot.py`; how it is written is `checkpoint_files.py` and how it
-is found is `checkpoint_dir.py`.
+What a checkpoint holds is `snapshot.py`; how it is written is `files.py` and how it
+is found is `folder.py`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 
 from contrastkit.config import CheckpointConfig
 from contrastkit.errors import RunDirError
-from contrastkit.train import checkpoint_dir as ckpt_dir
+from contrastkit.train.checkpoint import folder as ckpt_dir
 from contrastkit.train.distributed import DistInfo
 from contrastkit.train.preemption import agree
 

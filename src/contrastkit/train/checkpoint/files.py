@@ -2,7 +2,7 @@
 written atomically, read back only when complete.
 
 Layout: `checkpoints/step_000123/{tensors.safetensors, state.json}` and `checkpoints/best.json`
-(a pointer to the best checkpoint by the monitored metric; see `checkpoint_dir.py`). A
+(a pointer to the best checkpoint by the monitored metric; see `folder.py`). A
 checkpoint is first written to a hidden temporary folder, its files and the folder are fsynced,
 the JSON (whose `"complete": true` is the last thing written) closes it, and only then is the
 folder renamed into place: a crash leaves either the old set of checkpoints or the new one,
