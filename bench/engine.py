@@ -95,7 +95,7 @@ def measure_speed(logging_on: bool, steps: int = 40, batch: int = 32) -> float:
     """Seconds per optimizer step of the engine with all logging on or off."""
     from contrastkit.config import LoggersConfig, TrainConfig
     from contrastkit.train.engine import Engine
-    from contrastkit.train.parts import EngineParts
+    from contrastkit.train.engine.parts import EngineParts
 
     torch.manual_seed(0)
     cfg = TrainConfig(

@@ -118,7 +118,7 @@ class StepClock(Callback):
 def engine_rate(cfg, batch: dict, args, device: torch.device) -> float:
     from contrastkit.doctor import build_monitors
     from contrastkit.train.engine import Engine
-    from contrastkit.train.parts import EngineParts
+    from contrastkit.train.engine.parts import EngineParts
     from contrastkit.train.phases import make_weights_fn
 
     model, loss = build(cfg, device, args)

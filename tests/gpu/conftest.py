@@ -74,7 +74,7 @@ def tiny_parts(cfg, data: dict, batch: int, callbacks=()):
     """EngineParts over the real model and loss, batches in a fixed (seeded) order."""
     from contrastkit.losses import build_loss
     from contrastkit.models import build_model
-    from contrastkit.train.parts import EngineParts
+    from contrastkit.train.engine.parts import EngineParts
     from contrastkit.train.phases import make_weights_fn
 
     torch.manual_seed(0)

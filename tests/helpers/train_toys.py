@@ -181,7 +181,7 @@ def toy_engine(
 ):
     """Engine over the toy model/criterion/loader; `batch` is global rows per optimizer step."""
     from contrastkit.train.engine import Engine
-    from contrastkit.train.parts import EngineParts
+    from contrastkit.train.engine.parts import EngineParts
 
     cfg = cfg or toy_train_config()
     torch.manual_seed(cfg.seed)

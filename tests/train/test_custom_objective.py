@@ -19,7 +19,7 @@ from contrastkit.errors import ConfigError
 from contrastkit.events import Callback
 from contrastkit.losses import LOSSES, ContrastiveResult, build_loss
 from contrastkit.train.engine import Engine
-from contrastkit.train.parts import EngineParts
+from contrastkit.train.engine.parts import EngineParts
 from helpers.train_toys import ToyModel, toy_data, toy_loader, toy_train_config
 
 

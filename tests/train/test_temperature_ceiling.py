@@ -17,7 +17,7 @@ from contrastkit.events import Callback
 from contrastkit.losses.clip import ClipObjective
 from contrastkit.losses.multitask import MultitaskLoss
 from contrastkit.train.engine import Engine
-from contrastkit.train.parts import EngineParts
+from contrastkit.train.engine.parts import EngineParts
 from helpers.train_toys import ToyModel, toy_train_config
 
 MAX_SCALE = 10.0

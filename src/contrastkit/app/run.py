@@ -44,9 +44,9 @@ from contrastkit.pairing import select_metric
 from contrastkit.train.checkpoint.snapshot import check_resume
 from contrastkit.train.distributed import cleanup, init_distributed
 from contrastkit.train.engine import Engine
+from contrastkit.train.engine.parts import EngineParts
 from contrastkit.train.lora import apply_train_lora
 from contrastkit.train.nonfinite import NonFiniteError
-from contrastkit.train.parts import EngineParts
 from contrastkit.train.phases import make_weights_fn
 from contrastkit.train.preemption import Preempted, PreemptionWatch
 

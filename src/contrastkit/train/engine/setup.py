@@ -1,7 +1,7 @@
 """The engine's set-up: everything a training run holds, built from `train:` and the parts.
 
 `EngineSetup` builds model, loss, optimizer, schedule, scaler, DDP wrapper, trackers and
-the loop's counters, in that order; `Engine` (engine.py) adds the loop, evaluation and
+the loop's counters, in that order; `Engine` (loop.py) adds the loop, evaluation and
 checkpoints on top. The builders below keep each piece's configuration out of that list.
 """
 
@@ -16,16 +16,16 @@ from torch import nn
 
 from contrastkit.config import TrainConfig
 from contrastkit.events import State
-from contrastkit.train import precision
 from contrastkit.train.best import BestTracker
 from contrastkit.train.checkpoint import snapshot
 from contrastkit.train.distributed import DistInfo, wrap_ddp
+from contrastkit.train.engine import precision
+from contrastkit.train.engine.parts import EngineParts
 from contrastkit.train.loggers import Loggers
 from contrastkit.train.lr_schedule import LrScheduler, warmup_steps_for
 from contrastkit.train.nonfinite import BadStepGuard
 from contrastkit.train.optim import build_optimizer, layer_decay_scales, with_new_params
 from contrastkit.train.optimizer_step import OptimizerStep
-from contrastkit.train.parts import EngineParts
 from contrastkit.train.phases import PhaseController
 from contrastkit.train.progress import Progress
 

@@ -1,11 +1,12 @@
 """The training engine: the loop, evaluation, checkpoints. Reads top to bottom.
 
 Components come in ready-made (`EngineParts`, parts.py), so the engine runs the real model
-and a toy one alike; what a run holds is built in build.py. Events are fired where
+and a toy one alike; what a run holds is built in setup.py. Events are fired where
 `events.py` documents them; monitors observe through them. Elsewhere: best checkpoint and
-early stopping (best.py, evaluation.py), when to save and what to resume (checkpointing.py),
-checkpoint contents (snapshot.py), the optimizer step (optimizer_step.py), non-finite steps
-(nonfinite.py), AMP (precision.py), metrics files, loggers and progress (outputs.py).
+early stopping (train/best.py, evaluation.py), when to save and what to resume
+(train/checkpoint/schedule.py), checkpoint contents (train/checkpoint/snapshot.py), the
+optimizer step (train/optimizer_step.py), non-finite steps (train/nonfinite.py), AMP
+(precision.py), metrics files, loggers and progress (outputs.py).
 """
 
 from __future__ import annotations
@@ -20,18 +21,23 @@ import torch
 from contrastkit.data.collate import to_device
 from contrastkit.events import Event, fire
 from contrastkit.losses.result import LossOutput
-from contrastkit.train import precision
 from contrastkit.train.accumulation import accumulation_step
 from contrastkit.train.accumulation.context import StepContext, batch_size_of
-from contrastkit.train.build import EngineSetup
 from contrastkit.train.checkpoint import files as ckpt_files
 from contrastkit.train.checkpoint import folder as ckpt_dir
 from contrastkit.train.checkpoint import snapshot
 from contrastkit.train.checkpoint.schedule import check_position, checkpoint_due, resume_path
 from contrastkit.train.distributed import average_gradients, barrier, no_sync
-from contrastkit.train.evaluation import agree_stop, eval_due, point_best
+from contrastkit.train.engine import precision
+from contrastkit.train.engine.evaluation import agree_stop, eval_due, point_best
+from contrastkit.train.engine.outputs import (
+    close_outputs,
+    open_outputs,
+    step_metrics,
+    truncate_outputs,
+)
+from contrastkit.train.engine.setup import EngineSetup
 from contrastkit.train.nonfinite import batch_ids, gather_ids
-from contrastkit.train.outputs import close_outputs, open_outputs, step_metrics, truncate_outputs
 from contrastkit.train.phases import phase_index, phase_label
 from contrastkit.train.preemption import Preempted, PreemptionWatch
 
@@ -42,7 +48,7 @@ class Engine(EngineSetup):
     """Trains `parts` under `cfg` (the `train:` section), writing into `run_dir`.
 
     What the run holds (model, optimizer, schedule, scaler, trackers, counters) is built by
-    `EngineSetup` in `build.py`; this class is what the run does with it.
+    `EngineSetup` in `setup.py`; this class is what the run does with it.
     """
 
     # ------------------------------------------------------------------ the run
