@@ -61,6 +61,9 @@ def test_validation_that_rose_then_fell_is_memorisation():
 def test_silent_when_validation_learned_or_train_sample_not_learned():
     # the healthy tiny digits run: val text_to_image 0.05 is 4x chance over 400 queries
     assert _rule([_eval(36, (0.09375, 0.15625), (0.05, 0.0375))]) == []
+    # its first evaluation: val 0.0275 / 0.0125 is within noise of chance, but its lift
+    # (2.0x pooled) is half the train sample's (4x), not a third
+    assert _rule([_eval(12, (0.15625, 0.09375), (0.0275, 0.0125))]) == []
     # nothing learned anywhere: 2 hits in 64 train queries is chance (loss_at_chance's case)
     assert _rule([_eval(36, (0.03125, 0.03125), (0.01, 0.0125))]) == []
     # no train sample recorded (eval.train_sample: 0, or a run from before it existed)
