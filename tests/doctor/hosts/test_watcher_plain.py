@@ -130,3 +130,24 @@ def test_bad_inputs_name_the_argument(tmp_path):
         watcher.observe(torch.ones(3))
     with pytest.raises(ValueError, match="no numeric value"):
         watcher.evaluate({"note": "x"})
+
+
+def test_siglip_fixed_bias_far_from_log_1_over_b_is_found(tmp_path):
+    model = nn.Linear(4, 4)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    watcher = attach(
+        model, opt, run_dir=tmp_path, batch_size=8, objective="siglip",
+        learnable_temperature=False, every=1,
+    )  # fmt: skip
+    a = torch.randn(8, 4)
+    for _ in range(5):
+        loss = model(a).pow(2).mean()
+        watcher.observe(loss, embeddings=(a, a), logit_scale=10.0, logit_bias=10.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    found = {f.code: f for f in watcher.diagnose()}
+    bias = found["siglip_bias_off"]
+    # The bias observed at the start (10) against log(1/8) = -2.079.
+    assert (bias.evidence["logit_bias"], bias.evidence["log_1_over_B"]) == (10.0, -2.079)
+    assert "start the SigLIP bias at -2.08" in bias.fix_note

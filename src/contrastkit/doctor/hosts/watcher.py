@@ -123,6 +123,24 @@ class Watcher:
     Build it with `attach`. Per step call `observe(loss=...)` (everything else optional),
     optionally `evaluate(metrics)`, and `close()` at the end (or use it as a context
     manager).
+
+    Args:
+        model, optimizer, run_dir, batch_size: see `attach`.
+        host: whose words the fixes use (`fixes.HOSTS`).
+        towers: names of the two embedding sets `observe(embeddings=...)` passes.
+        objective: `clip` (softmax / InfoNCE, MNRL) or `siglip`.
+        objective_name: the contrastive term's name in `observe(terms=...)`.
+        weights: loss-term weights (default 1 each).
+        temperature: the starting temperature; default 1 / the first observed scale.
+        learnable_temperature: whether the host learns it.
+        pretrained: the model starts from pretrained weights.
+        select_metric, select_mode: the evaluation key the at-start rule reads.
+        max_steps, warmup_steps, amp: the host's schedule and precision, for the rules.
+        every: steps between records (contrastkit's `doctor.every`).
+        criterion: a loss module holding the temperature (default: the model's own
+            `logit_scale` / `logit_bias` / `temperature` parameters).
+        step_hooks: record gradients and steps through hooks on `optimizer.step()`
+            (host callbacks pass False and call `before_step` / `after_step`).
     """
 
     def __init__(
@@ -172,6 +190,7 @@ class Watcher:
             "every": every,
         }
         self._temperature = temperature
+        self._bias: float | None = None  # the first observed SigLIP bias: its start
         # Under DDP the wrapper's one child `module` would be the only module group.
         model = getattr(model, "module", model) if isinstance(model, _WRAPPERS) else model
         lr = max((float(g.get("lr", 0.0)) for g in optimizer.param_groups), default=0.0)
@@ -209,7 +228,11 @@ class Watcher:
         """The `host_config` description of this run (temperature from the first observed
         logit scale when `attach` was not told it)."""
         facts = dict(self._facts)
-        if self._temperature is not None:
+        if self._temperature is not None and facts["objective"] == "siglip":
+            facts["init_logit_scale"] = math.log(1.0 / self._temperature)  # t' of t = 1/temp
+            if self._bias is not None:
+                facts["init_logit_bias"] = self._bias
+        elif self._temperature is not None:
             facts["temperature"] = self._temperature
             # A start above CLIP's clamp (e.g. a host without one) must stay describable.
             facts["max_logit_scale"] = max(100.0, 1.0 / self._temperature)
@@ -272,6 +295,8 @@ class Watcher:
         if scale is not None and self._temperature is None and float(scale) > 0:
             self._temperature = 1.0 / float(scale)  # the start the temperature rule judges
         bias = None if logit_bias is None else _scalar(logit_bias, "logit_bias").detach().float()
+        if bias is not None and self._bias is None:
+            self._bias = float(bias)
         self.state.step = self.step if step is None else int(step)
         self.state.output, self.state.batch = self._output(embeddings, groups)
         result = ContrastiveResult(
