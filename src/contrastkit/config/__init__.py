@@ -16,7 +16,6 @@ from contrastkit.config.data import (
     SequenceOptions,
     VideoOptions,
 )
-from contrastkit.config.doctor import DoctorConfig
 from contrastkit.config.eval import EvalConfig, GenerationConfig
 from contrastkit.config.head_terms import RENAMED_HEAD_KEYS
 from contrastkit.config.loading import apply_override, config_from_dict, dump_config, load_config
@@ -36,7 +35,7 @@ from contrastkit.config.model import (
     TokenizerConfig,
     TowerConfig,
 )
-from contrastkit.config.root import Config
+from contrastkit.config.root import Config, DoctorConfig
 from contrastkit.config.train import (
     RENAMED_TRAIN_KEYS,
     CheckpointConfig,

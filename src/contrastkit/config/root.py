@@ -1,20 +1,45 @@
-"""The root `Config`: the six sections and the checks that span several of them."""
+"""The root `Config`: the six sections and the checks that span several of them, and the
+`doctor` section (`DoctorConfig`), which only the root holds."""
 
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from contrastkit.config.base import Section
 from contrastkit.config.data import DataConfig
-from contrastkit.config.doctor import DoctorConfig
 from contrastkit.config.eval import EvalConfig
 from contrastkit.config.head_terms import RENAMED_HEAD_KEYS
 from contrastkit.config.loss import LossConfig
 from contrastkit.config.model import ModelConfig
 from contrastkit.config.train import TrainConfig
 from contrastkit.registry import LOSSES
+
+
+class DoctorConfig(Section):
+    """The doctor's data checks before training and its monitors during it."""
+
+    enabled: bool = Field(
+        True, description="run the doctor (monitors, findings.json, training_curves.png)"
+    )
+    check_data: bool = Field(True, description="run the data checks before training")
+    fail_on: Literal["never", "warning", "error"] = Field(
+        "never",
+        description="stop before training when a data finding reaches this severity: never, warning or error",
+    )
+    every: int = Field(25, ge=1, description="steps between signal measurements")
+    probe_size: int = Field(64, ge=2, description="fixed probe rows for drift")
+    interference: bool = Field(
+        True, description="measure the cosine between objectives' gradients on shared parameters"
+    )
+    near_duplicate_cosine: float = Field(
+        0.95,
+        gt=0.0,
+        le=1.0,
+        description="texts closer than this (embedding cosine) under different groups are reported as false negatives",
+    )
 
 
 class Config(Section):
