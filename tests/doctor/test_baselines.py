@@ -64,6 +64,7 @@ def test_numeric_baseline_is_the_constant_report_scored_like_the_model():
     assert keys["numeric_error_baseline"] == pytest.approx(40 / 3)
     # both captions that state a percentage state the mode
     assert keys["numeric_mode_share"] == 1.0 and keys["numeric_mode"] == 70.0
+    assert keys["numeric_mode_share_reference"] == pytest.approx(1 / 3)
 
 
 def test_near_chance_uses_noise_and_a_ratio_floor():
@@ -163,7 +164,13 @@ def test_report_numbers_at_the_train_mode_say_the_decoder_writes_it():
     # A decoder that states other values, as wrong as the mode: no "writes the mode".
     rec.update(_captions(0.078, 21.8, 0.2))
     (f,) = _rule([rec], CAPTIONING)
-    assert "no closer to the reference than" in f.cause
+    assert "states other numbers" in f.cause
+    # A mode written four times as often as it is right is "writes the mode" too (angio).
+    rec.update(
+        {**_captions(0.135, 31.7, 0.49), "val/captioning/numeric_mode_share_reference": 0.12}
+    )
+    (f,) = _rule([rec], CAPTIONING)
+    assert "that mode (the references state it in 12%)" in f.cause
 
 
 def test_report_numbers_clearly_above_the_mode_are_fine():

@@ -120,14 +120,18 @@ def numeric_baseline_keys(
         `numeric_fidelity_baseline`, `numeric_error_baseline` (the constant report scored
         against `references`), `numeric_mode` (the value) and `numeric_mode_share`: the
         share of generated captions stating a headline percentage whose value is `mode`
-        (NaN when none states one).
+        (NaN when none states one), and `numeric_mode_share_reference`, the same share
+        among the references (how often the mode is right).
     """
     constant = [headline_text(mode)] * len(references)
     stated = [h for h in (first_percentage(x) for x in hypotheses) if h is not None]
     share = sum(h == mode for h in stated) / len(stated) if stated else float("nan")
+    truth = [h for h in (first_percentage(x) for x in references) if h is not None]
+    right = sum(h == mode for h in truth) / len(truth) if truth else float("nan")
     return {
         "numeric_fidelity_baseline": numeric_fidelity(constant, references),
         "numeric_error_baseline": numeric_error(constant, references),
         "numeric_mode": float(mode),
         "numeric_mode_share": share,
+        "numeric_mode_share_reference": right,
     }
