@@ -4,6 +4,7 @@ the doctor stand side by side (the doctor listens to engine events, never import
 from __future__ import annotations
 
 import ast
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -78,3 +79,48 @@ def test_the_documented_import_table_is_the_measured_graph() -> None:
     for pkg in documented:
         measured.setdefault(pkg, set())
     assert documented == measured
+
+
+def module_name(path: Path) -> str:
+    """`contrastkit.a.b` for src/contrastkit/a/b.py (a package's __init__ is the package)."""
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Every contrastkit module -> the contrastkit modules it imports, lazily or not.
+
+    `from a.b import c` is an import of module `a.b.c` when that is a module, else of `a.b`.
+    """
+    paths = {module_name(p): p for p in ROOT.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    deps.add(sub if sub in paths else node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+        graph[name] = {d for d in deps if d in paths and d != name}
+    return graph
+
+
+def test_no_two_files_import_each_other() -> None:
+    graph = module_graph()
+    pairs = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if a in graph[b]})
+    assert pairs == []
+
+
+def test_the_file_check_sees_a_pair(tmp_path: Path, monkeypatch) -> None:
+    """The check above can fail: two files importing each other are reported."""
+    pkg = tmp_path / "contrastkit" / "toy"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from contrastkit.toy.b import f\n")
+    (pkg / "b.py").write_text("def f():\n    from contrastkit.toy import a\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path / "contrastkit")
+    graph = module_graph()
+    assert graph["contrastkit.toy.a"] == {"contrastkit.toy.b"}
+    assert graph["contrastkit.toy.b"] == {"contrastkit.toy.a"}
