@@ -133,6 +133,7 @@ def _train(folder: Path, name: str, overrides: list[str]) -> dict:
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "top": serious[0] if serious else None,
+        "codes": [f["code"] for f in serious],
     }
 
 
