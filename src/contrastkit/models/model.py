@@ -140,9 +140,8 @@ class ContrastiveModel(nn.Module):
                 continue
             # A sharing tower reads its owner's encoders and fusion, so whichever tower of
             # the group runs first computes the group's features.
-            towers[name] = self._run_tower(name, batch)
-            out = towers[name]
-            shared[owner] = EncoderOutput(tokens=out.tokens, pooled=out.pooled, mask=out.mask)
+            first = towers[name] = self._run_tower(name, batch)
+            shared[owner] = EncoderOutput(tokens=first.tokens, pooled=first.pooled, mask=first.mask)
         out = ModelOutput(towers=towers)
         self._heads(out, batch)
         return out
