@@ -200,7 +200,7 @@ def test_optimizer_sanity(tmp_path):
 
 
 def test_optimizer_monitor_records_the_temperatures_own_lr(tmp_path):
-    from contrastkit.train.optim import build_optimizer
+    from contrastkit.train.optim.groups import build_optimizer
 
     model, crit = ToyModel(), ToyCriterion()
     opt = build_optimizer([model, crit], lr=1e-4, weight_decay=0.0, lr_scale={"logit_scale": 20})

@@ -90,7 +90,7 @@ def test_not_a_dual_model(tmp_path) -> None:
 def test_lora_and_layer_decay_reach_both_halves(tmp_path) -> None:
     pytest.importorskip("peft")
     from contrastkit.train.lora import apply_lora
-    from contrastkit.train.optim import layer_decay_scales
+    from contrastkit.train.optim.groups import layer_decay_scales
 
     model = _model(tiny_clip(tmp_path / "clip", "clip"))
     scales = layer_decay_scales(model, 0.5)

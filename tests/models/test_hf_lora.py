@@ -10,7 +10,7 @@ from contrastkit.errors import ConfigError
 from contrastkit.models import build_model
 from contrastkit.train.checkpoint import state_tensors
 from contrastkit.train.lora import apply_lora, check_base, weights_hash
-from contrastkit.train.optim import build_optimizer, layer_decay_scales
+from contrastkit.train.optim.groups import build_optimizer, layer_decay_scales
 from helpers.hf_toys import tiny_bert
 
 pytest.importorskip("peft")

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from contrastkit.errors import ConfigError
-from contrastkit.train.lr_schedule import LrScheduler, lr_at
-from contrastkit.train.optim import build_optimizer, lr_multiplier
+from contrastkit.train.optim.groups import build_optimizer, lr_multiplier
+from contrastkit.train.optim.schedule import LrScheduler, lr_at
 from helpers.train_toys import ToyCriterion, ToyModel
 
 
@@ -82,7 +82,7 @@ def test_scheduler_state_and_phase_scale() -> None:
 
 
 def test_new_params_get_their_own_multiplier() -> None:
-    from contrastkit.train.optim import new_params_multiplier, with_new_params
+    from contrastkit.train.optim.groups import new_params_multiplier, with_new_params
 
     # Fine-tuning at 5e-5: new parameters train at 1e-3 (x20); at a scratch rate, x1.
     assert new_params_multiplier(5e-5, None) == pytest.approx(20.0)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from contrastkit.config import LossConfig, Phase, WeightSchedule
-from contrastkit.train.optim import check_prefixes, matches, named_parameters
+from contrastkit.train.optim.groups import check_prefixes, matches, named_parameters
 
 WeightsFn = Callable[[int, int], dict[str, float]]
 

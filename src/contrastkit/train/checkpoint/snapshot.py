@@ -25,7 +25,7 @@ from contrastkit.train.checkpoint import files as ckpt_files
 from contrastkit.train.checkpoint import folder as ckpt_dir
 from contrastkit.train.checkpoint import state_tensors
 from contrastkit.train.ema import EMA
-from contrastkit.train.lr_schedule import LrScheduler
+from contrastkit.train.optim.schedule import LrScheduler
 from contrastkit.train.rng import capture_rng, restore_rng, rng_from_json, rng_to_json
 
 log = logging.getLogger(__name__)

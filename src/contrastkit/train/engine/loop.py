@@ -5,7 +5,7 @@ and a toy one alike; what a run holds is built in setup.py. Events are fired whe
 `events.py` documents them; monitors observe through them. Elsewhere: best checkpoint and
 early stopping (train/best.py, evaluation.py), when to save and what to resume
 (train/checkpoint/schedule.py), checkpoint contents (train/checkpoint/snapshot.py), the
-optimizer step (train/optimizer_step.py), non-finite steps (train/nonfinite.py), AMP
+optimizer step (train/optim/step.py), non-finite steps (train/nonfinite.py), AMP
 (precision.py), metrics files, loggers and progress (outputs.py).
 """
 

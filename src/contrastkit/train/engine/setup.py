@@ -22,10 +22,10 @@ from contrastkit.train.distributed import DistInfo, wrap_ddp
 from contrastkit.train.engine import precision
 from contrastkit.train.engine.parts import EngineParts
 from contrastkit.train.loggers import Loggers
-from contrastkit.train.lr_schedule import LrScheduler, warmup_steps_for
 from contrastkit.train.nonfinite import BadStepGuard
-from contrastkit.train.optim import build_optimizer, layer_decay_scales, with_new_params
-from contrastkit.train.optimizer_step import OptimizerStep
+from contrastkit.train.optim.groups import build_optimizer, layer_decay_scales, with_new_params
+from contrastkit.train.optim.schedule import LrScheduler, warmup_steps_for
+from contrastkit.train.optim.step import OptimizerStep
 from contrastkit.train.phases import PhaseController
 from contrastkit.train.progress import Progress
 

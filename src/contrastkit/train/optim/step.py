@@ -15,8 +15,8 @@ from torch import nn
 
 from contrastkit.losses.bounds import clamp_loss_parameters_
 from contrastkit.train.ema import EMA
-from contrastkit.train.lr_schedule import LrScheduler
 from contrastkit.train.nonfinite import agree_bad, grads_finite
+from contrastkit.train.optim.schedule import LrScheduler
 
 
 class OptimizerStep:
