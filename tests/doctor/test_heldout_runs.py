@@ -1,5 +1,7 @@
 """Failures nobody listed for the doctor (issue 20, "judged on kept-back runs"): what
-shrinks every optimizer step besides the lr (`rules/step_limits.py`).
+limits the optimizer steps besides the lr (`rules/step_limits.py`): a warm-up longer
+than the run, a gradient clip far below the gradient's norm, too few steps; and an
+embedding too narrow to tell a batch apart (`rules/capacity.py`).
 
 The rule tests feed hand-made records through `diagnose`; the slow tests train the tiny
 digits run of bench/recipes.py with the user's mistake as a `-o` override and read the
@@ -137,6 +139,73 @@ def test_the_usual_clip_is_silent_even_with_small_steps():
     assert "grad_clip_too_small" not in out and out[0] == "lr_too_small"
 
 
+# ---------------------------------------------------------------------- run too short
+
+
+def _short_run(max_steps: int) -> list[dict]:
+    """A finished run of `max_steps` steps, records at 0 and 1: the loss at chance and
+    the large first AdamW steps (ratio 0.03, as the measured 2-step digits run)."""
+    return [
+        {"step": s, "max_steps": max_steps, "loss/contrastive": LOG32, "loss/total": LOG32,
+         **{f"update_ratio/{m}": 0.03 for m in MODULES}, "lr/base": 0.002}
+        for s in (0, 1)
+    ]  # fmt: skip
+
+
+def test_two_steps_is_the_cause_not_the_lr():
+    cfg = make_config(["train.lr=0.002", "train.max_steps=2"])
+    out = diagnose(_short_run(2), cfg, batch_size=32)
+    assert out[0].code == "run_too_short" and out[0].severity == "error"
+    assert out[0].evidence["steps"] == 2 and out[0].fix == {"train.max_steps": None}
+    chance = by_code(out, "loss_at_chance")
+    assert chance.evidence["explained_by"] == ["run_too_short"]
+    assert chance.evidence["own_fix"] == {"train.lr": pytest.approx(6.7e-5)}  # 0.002 / 30
+
+
+def test_a_short_run_without_max_steps_asks_for_epochs():
+    """12 steps from 3 epochs: 20 steps need ceil(3 * 20 / 12) = 5 epochs."""
+    cfg = make_config(["train.epochs=3"])
+    out = diagnose(_short_run(12), cfg, batch_size=32)
+    assert out[0].code == "run_too_short" and out[0].fix == {"train.epochs": 5}
+
+
+def test_a_short_run_that_learns_is_silent():
+    cfg = make_config(["train.max_steps=12"])
+    sig = _short_run(12)
+    sig[1]["loss/contrastive"] = sig[1]["loss/total"] = 2.0
+    assert "run_too_short" not in codes(diagnose(sig, cfg, batch_size=32))
+
+
+# ---------------------------------------------------------------- embed dim too small
+
+
+def _rank_capped_run(dim: int) -> list[dict]:
+    """The loss at chance and an effective rank at the embedding's width (as the measured
+    embed_dim 2 digits run: rank 1.9 of 2)."""
+    return [
+        {"step": 10 * i, "loss/contrastive": LOG32, "loss/total": LOG32,
+         "collapse/image/std_ratio": 0.9, "collapse/image/effective_rank": dim * 0.95,
+         "collapse/image/dim": dim}
+        for i in range(6)
+    ]  # fmt: skip
+
+
+def test_an_embedding_of_two_dimensions_is_the_cause_not_the_lr():
+    cfg = make_config(["model.embed_dim=2"])
+    out = diagnose(_rank_capped_run(2), cfg, batch_size=32)
+    assert out[0].code == "embed_dim_too_small" and out[0].severity == "error"
+    assert out[0].evidence["dims"] == {"image": 2}
+    assert out[0].fix == {"model.embed_dim": 32}
+    collapse = by_code(out, "collapse")
+    assert collapse.evidence["own_fix"] == {"train.lr": pytest.approx(1e-4)}
+    assert collapse.fix == {"model.embed_dim": 32}
+
+
+def test_eight_dimensions_are_enough_for_the_rule():
+    cfg = make_config(["model.embed_dim=8"])
+    assert "embed_dim_too_small" not in codes(diagnose(_rank_capped_run(8), cfg, batch_size=32))
+
+
 # ------------------------------------------------------------------- real tiny runs
 
 BASE = {
@@ -186,6 +255,21 @@ def test_run_with_a_warmup_longer_than_the_run(tmp_path):
     findings = _train(tmp_path, "train.warmup_steps=100000")
     assert findings[0]["code"] == "lr_never_peaks"
     assert findings[0]["fix"] == {"train.warmup_steps": 0}
+    assert "train.lr" not in {k for f in findings for k in f["fix"]}
+
+
+@pytest.mark.slow
+def test_run_with_an_embedding_of_two_dimensions(tmp_path):
+    findings = _train(tmp_path, "model.embed_dim=2")
+    assert findings[0]["code"] == "embed_dim_too_small"
+    assert "train.lr" not in {k for f in findings for k in f["fix"]}
+
+
+@pytest.mark.slow
+def test_run_of_two_steps(tmp_path):
+    findings = _train(tmp_path, "train.max_steps=2")
+    assert findings[0]["code"] == "run_too_short"
+    assert findings[0]["fix"] == {"train.max_steps": None}
     assert "train.lr" not in {k for f in findings for k in f["fix"]}
 
 

@@ -31,6 +31,8 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "lr_too_large": (2, "learning rate far too large: steps rewrite the weights"),
     "lr_never_peaks": (1, "the lr schedule never reaches train.lr (warm-up longer than the run)"),
     "grad_clip_too_small": (1, "gradient clipping, not the lr, sets the step size"),
+    "run_too_short": (1, "too few optimizer steps to leave chance"),
+    "embed_dim_too_small": (13, "embedding dimension too small to tell a batch apart"),
     "params_not_in_optimizer": (2, "trainable parameters missing from the optimizer"),
     "frozen_param_gets_grad": (3, "frozen parameters receive gradients"),
     "duplicate_groups": (4, "identical media or text filed under different groups"),

@@ -35,6 +35,8 @@ NEEDS_TRAINING: dict[str, str] = {
     "lr_too_large": f"update-to-weight ratios per module: {ATTACH}",
     "lr_never_peaks": f"the scheduled lr per step: {ATTACH}",
     "grad_clip_too_small": f"pre-clip gradient norms and update ratios: {ATTACH}",
+    "run_too_short": f"the run's planned optimizer steps: {ATTACH}",
+    "embed_dim_too_small": f"the embeddings' dimension: {ATTACH}, observe(embeddings=(a, b))",
     "frozen_at_random_init": f"which modules are frozen and which were pretrained: {ATTACH}",
     "naive_accumulation_no_negatives": f"the accumulation mode and micro-batches: {ATTACH}",
     "not_generalising": "a train-sample retrieval evaluation beside validation: "

@@ -62,6 +62,21 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
         ("lr_never_peaks", "grad_clip_too_small"),
         ("lr_zero", "lr_too_small", *_STALLED, *_UNALIGNED, "rigidity"),
     ),
+    # Too few steps: nothing has been learned yet, and the first AdamW steps look "too
+    # large" by design, so every learning symptom and its lr fix is premature.
+    "run_too_short": (
+        *_STALLED,
+        *_UNALIGNED,
+        "collapse",
+        "rigidity",
+        "lr_too_small",
+        "lr_too_large",
+        "metric_at_baseline",
+        "worse_than_start",
+    ),
+    # Too few dimensions: the effective rank is capped by the width, so "collapse" and the
+    # stalled loss follow from model.embed_dim, not from the lr.
+    "embed_dim_too_small": ("collapse", *_STALLED, *_UNALIGNED, "metric_at_baseline"),
     "params_not_in_optimizer": _STALLED,
     "temperature_out_of_range": ("collapse", *_STALLED, "gap_shrinking"),
     "siglip_bias_off": ("collapse", *_STALLED, "gap_shrinking"),

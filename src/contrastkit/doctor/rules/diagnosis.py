@@ -10,6 +10,7 @@ from typing import Any
 from contrastkit.config import Config
 from contrastkit.doctor.findings import Finding, sort_findings
 from contrastkit.doctor.rules.baselines import rule_metric_at_baseline
+from contrastkit.doctor.rules.capacity import rule_embed_dim_too_small
 from contrastkit.doctor.rules.causes import explain
 from contrastkit.doctor.rules.context import Context
 from contrastkit.doctor.rules.generalisation import rule_not_generalising
@@ -34,7 +35,11 @@ from contrastkit.doctor.rules.start import (
     rule_temperature_frozen,
     rule_worse_than_start,
 )
-from contrastkit.doctor.rules.step_limits import rule_grad_clip_too_small, rule_lr_never_peaks
+from contrastkit.doctor.rules.step_limits import (
+    rule_grad_clip_too_small,
+    rule_lr_never_peaks,
+    rule_run_too_short,
+)
 from contrastkit.doctor.rules.temperature import rule_temperature
 
 RULES: tuple[Callable[[Context], list[Finding]], ...] = (
@@ -44,6 +49,7 @@ RULES: tuple[Callable[[Context], list[Finding]], ...] = (
     rule_lr_scale,
     rule_lr_never_peaks,
     rule_grad_clip_too_small,
+    rule_run_too_short,
     rule_optimizer,
     rule_temperature,
     rule_temperature_frozen,
@@ -56,6 +62,7 @@ RULES: tuple[Callable[[Context], list[Finding]], ...] = (
     rule_balance,
     rule_interference,
     rule_collapse,
+    rule_embed_dim_too_small,
     rule_backbone,
     rule_frozen_at_random_init,
     rule_zero_gradient,

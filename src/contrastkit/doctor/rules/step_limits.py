@@ -1,5 +1,5 @@
-"""What limits the optimizer step besides `train.lr`: a schedule that never reaches the
-configured lr, and a gradient clip far below the gradient's norm.
+"""What limits the optimizer steps besides `train.lr`: a schedule that never reaches the
+configured lr, a gradient clip far below the gradient's norm, and too few steps.
 
 Both leave the same symptoms as an lr that is too small (steps under the healthy
 update-to-weight ratio, a loss at chance), but raising `train.lr` is the wrong fix: the
@@ -14,9 +14,14 @@ import statistics
 from typing import Any
 
 from contrastkit.doctor.findings import Finding
-from contrastkit.doctor.rules.context import Context, _r
+from contrastkit.doctor.rules.context import Context, _r, start_end
 from contrastkit.doctor.rules.lr_scale import typical_update
-from contrastkit.doctor.rules.thresholds import MIN_RECORDS, UPDATE_RATIO_HEALTHY
+from contrastkit.doctor.rules.thresholds import (
+    CHANCE_RATIO,
+    MIN_DECREASE,
+    MIN_RECORDS,
+    UPDATE_RATIO_HEALTHY,
+)
 
 # A finished run whose scheduled lr never reached half of train.lr never ran at the lr the
 # user wrote. Half, as PEAK_LR_SHARE: a linear warm-up or cosine decay passes through
@@ -30,6 +35,10 @@ DEFAULT_WARMUP_FRACTION = 0.05
 # steps under the healthy update ratio, so a large clip factor that AdamW divides out
 # (per-weight gradients still above eps) is not reported.
 CLIP_DOMINATES_FACTOR = 0.01
+# Fewer optimizer steps than this cannot leave chance, whatever else is right: the healthy
+# tiny digits run (bench/recipes.py BASE, lr 2e-3, batch 32) is still at 3.33 nats
+# (chance ln 32 = 3.47) at step 10 and first falls clearly below it (2.88) at step 20.
+MIN_STEPS_TO_LEARN = 20
 
 
 def rule_lr_never_peaks(ctx: Context) -> list[Finding]:
@@ -127,5 +136,55 @@ def rule_grad_clip_too_small(ctx: Context) -> list[Finding]:
             f"(healthy {UPDATE_RATIO_HEALTHY[0]:g}-{UPDATE_RATIO_HEALTHY[1]:g}).",
             {"train.grad_clip": 1.0},
             "clip at ~1 (the usual value) or null; keep train.lr: the lr is not what is small.",
+        )
+    ]
+
+
+def _stalled(ctx: Context) -> bool:
+    """A clip loss at chance, or a total loss that fell by under `MIN_DECREASE`."""
+    chance = math.log(max(ctx.batch_size, 2))
+    for o in ctx.cfg.loss.objectives:
+        values = ctx.series(f"loss/{o.name}")
+        if o.type == "clip" and values and start_end(values)[1] >= CHANCE_RATIO * chance:
+            return True
+    total = ctx.series("loss/total")
+    if len(total) >= 2:
+        s0, s1 = start_end(total)
+        return s0 > 0 and (s0 - s1) / s0 < MIN_DECREASE
+    return False
+
+
+def rule_run_too_short(ctx: Context) -> list[Finding]:
+    """`run_too_short`: a run that finished after fewer than `MIN_STEPS_TO_LEARN` optimizer
+    steps with its loss stalled: the lr, the temperature or the data cannot be judged from
+    so few steps (the first AdamW steps are large by design), and none of them is the cause."""
+    if not ctx.signals or any(r.get("event") == "stopped" for r in ctx.signals):
+        return []
+    planned = max([int(r.get("max_steps") or 0) for r in ctx.signals])
+    steps = planned or max(int(r.get("step", 0)) for r in ctx.signals) + 1
+    if steps >= MIN_STEPS_TO_LEARN or not _stalled(ctx):
+        return []
+    t = ctx.cfg.train
+    if t.max_steps is not None and t.max_steps < MIN_STEPS_TO_LEARN:
+        fix: dict[str, Any] = {"train.max_steps": None}
+    else:
+        fix = {"train.epochs": math.ceil(t.epochs * MIN_STEPS_TO_LEARN / steps)}
+    return [
+        Finding(
+            "run_too_short",
+            "warning",
+            {
+                "steps": steps,
+                "min_steps": MIN_STEPS_TO_LEARN,
+                "max_steps": t.max_steps,
+                "epochs": t.epochs,
+                "batch_size": ctx.batch_size,
+            },
+            f"The run took {steps} optimizer step{'s' if steps != 1 else ''}, under the "
+            f"{MIN_STEPS_TO_LEARN} a contrastive model needs to leave chance: the loss and the "
+            "metrics show only that it has not trained yet.",
+            fix,
+            "train for more steps (more epochs, no max_steps, or more rows) before judging "
+            "the lr, the temperature or the data.",
         )
     ]
