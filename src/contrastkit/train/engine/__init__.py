@@ -5,7 +5,8 @@ loss, loader factory, phase weights, callbacks); `setup.py` (`EngineSetup`) buil
 and `train:` the optimizer, schedule, AMP (`precision.py`), DDP wrapper, trackers and
 counters; `loop.py` (`Engine.fit`) runs epochs and steps, firing the events of
 `contrastkit/events.py`; `outputs.py` writes metrics files, loggers and progress;
-`evaluation.py` decides when to evaluate and keeps the best checkpoint and early stopping.
+`evaluation.py` decides when to evaluate, and with `best.py` (`BestTracker`) keeps the best
+checkpoint and early stopping.
 Checkpoints are `train/checkpoint/`, accumulation `train/accumulation/`.
 """
 

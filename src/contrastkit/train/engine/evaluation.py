@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from contrastkit.train.best import BestTracker
 from contrastkit.train.checkpoint import folder as ckpt_dir
 from contrastkit.train.distributed import DistInfo, broadcast_flag
+from contrastkit.train.engine.best import BestTracker
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Components come in ready-made (`EngineParts`, parts.py), so the engine runs the real model
 and a toy one alike; what a run holds is built in setup.py. Events are fired where
 `events.py` documents them; monitors observe through them. Elsewhere: best checkpoint and
-early stopping (train/best.py, evaluation.py), when to save and what to resume
+early stopping (best.py, evaluation.py), when to save and what to resume
 (train/checkpoint/schedule.py), checkpoint contents (train/checkpoint/snapshot.py), the
 optimizer step (train/optim/step.py), non-finite steps (train/nonfinite.py), AMP
 (precision.py), metrics files, loggers and progress (outputs.py).

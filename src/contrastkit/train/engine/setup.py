@@ -16,10 +16,10 @@ from torch import nn
 
 from contrastkit.config import TrainConfig
 from contrastkit.events import State
-from contrastkit.train.best import BestTracker
 from contrastkit.train.checkpoint import snapshot
 from contrastkit.train.distributed import DistInfo, wrap_ddp
 from contrastkit.train.engine import precision
+from contrastkit.train.engine.best import BestTracker
 from contrastkit.train.engine.parts import EngineParts
 from contrastkit.train.loggers import Loggers
 from contrastkit.train.nonfinite import BadStepGuard
