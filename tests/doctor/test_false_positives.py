@@ -1,7 +1,7 @@
 """The doctor's false-positive sweep: every shipped example, at its own seed and two
-others, ends with no warning or error except the two findings docs/examples.md documents
+others, ends with no warning or error except the findings the docs document
 (`charts_triplet`: `init_worse_than_random`, and the symptoms it explains; `pydoc_minilm`:
-`hard_negatives_above_positive`).
+`hard_negatives_above_positive`; `angio`: `metric_at_baseline`, see docs/doctor.md).
 
 The full examples take 11 s to 8.5 min each, so the sweep runs them shrunk: fewer rows
 and epochs, `doctor.every` lowered so a short run still gives the rules as many records
@@ -36,8 +36,12 @@ SHRINK: dict[str, list[str]] = {
     "charts_pretrain": [],
     "charts_triplet": [],
 }  # fmt: skip
-# The documented findings, and the examples they belong to.
+# The documented findings, and the examples they belong to. angio's is the third: issue 20
+# asked for it (fluent reports with the wrong stenosis numbers), and docs/doctor.md
+# ("metric_at_baseline") quotes it on the full run; the shrunk run draws it too (test
+# numeric_fidelity 0.031 against 0.062 for always writing the train mode).
 DOCUMENTED = {
+    "angio": {"metric_at_baseline"},
     "charts_triplet": {"init_worse_than_random"},
     "pydoc_minilm": {"hard_negatives_above_positive"},
 }
