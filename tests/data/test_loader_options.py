@@ -26,6 +26,7 @@ def test_worker_options(monkeypatch) -> None:
         "num_workers": 2,
         "pin_memory": False,
         "persistent_workers": True,
+        "worker_init_fn": workers.leave_signals_to_the_trainer,  # preemption: see workers.py
     }
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # auto pins on CUDA machines
     assert worker_options(cfg)["pin_memory"] is True
