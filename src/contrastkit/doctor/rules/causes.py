@@ -94,9 +94,11 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     # Naive accumulation computes the loss per micro-batch: its few negatives are the
     # small contrastive batch (docs/accumulation.md).
     "naive_accumulation_no_negatives": ("too_few_negatives",),
-    # A few rows per batch: the in-batch positive-negative gap is measured on those few
-    # rows, so its peak is noise and "shrinking" / "negative" follow the batch, not the run.
-    "too_few_negatives": _UNALIGNED,
+    # A few rows per batch: the loss's push apart (uniformity, Wang & Isola 2020) acts on
+    # those few rows, and the in-batch gap and spread are measured on them, so a narrow
+    # spread and a shrinking gap follow the batch size (batch 4, 30 steps: effective rank
+    # 1.4 of 32 on the 4-row batch).
+    "too_few_negatives": ("collapse", *_UNALIGNED),
     # A one-tower objective over singleton groups has no positive in a batch, and its
     # leave-one-out evaluation none either: the data finding names the cause.
     "small_groups": ("retrieval_no_positives",),
