@@ -20,6 +20,10 @@ NOT_YET: dict[str, str] = {
     "lr_zero-pydoc": "the doctor's top is lr_too_small (error) with the fix train.lr: 3e+24: "
     "lr_scale 0 on both towers gives an update ratio of exactly 0, and lr_zero only reads the "
     "largest group lr, which the temperature's group keeps at 0.003",
+    "temperature_10-pydoc": "the doctor's top is not_generalising (error; train sample R@1 "
+    "above chance, val at chance); temperature_out_of_range (error) ranks second: the pydoc "
+    "base run at suite size memorises too, and rules/causes.py does not list "
+    "not_generalising among the temperature's symptoms",
     "truncated-pydoc": "the doctor's top is not_generalising (error); text_truncated (error, "
     "73% of docstrings and 93% of code identical after the 4-token cut) ranks second: "
     "rules/causes.py does not list not_generalising among text_truncated's symptoms",
