@@ -44,7 +44,7 @@ def test_healthy_plain_loop_is_silent(tmp_path):
 
 
 def test_lr_zero_and_decayed_temperature_are_found_through_the_optimizer(tmp_path):
-    assert train_plain(tmp_path / "zero", lr=0.0, steps=20, write=False)[0]["code"] == "lr_zero"
+    assert train_plain(tmp_path / "zero", lr=1e-12, steps=20, write=False)[0]["code"] == "lr_zero"
     decayed = _codes(train_plain(tmp_path / "wd", weight_decay=0.1, steps=10, write=False))
     assert "weight_decay_on_temperature" in decayed
 

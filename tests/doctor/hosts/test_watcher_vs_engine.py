@@ -26,7 +26,7 @@ CASES: dict[str, tuple[list[str], dict, str]] = {
         {"temperature": 10.0},
         "temperature_out_of_range",
     ),
-    "learning rate 0": (["train.lr=1e-12"], {"lr": 0.0}, "lr_zero"),
+    "learning rate 1e-12": (["train.lr=1e-12"], {"lr": 1e-12}, "lr_zero"),
     "learning rate 1e-7": (["train.lr=1e-7"], {"lr": 1e-7}, "lr_too_small"),
     "auxiliary term at weight 4": (
         [*CAPTION, "loss.captioning={weight: 4.0}"],
@@ -42,7 +42,7 @@ CASES: dict[str, tuple[list[str], dict, str]] = {
     "learning rate 5 without clipping": (
         ["train.lr=5", "train.grad_clip=null"],
         {"lr": 5.0},
-        "collapse",
+        "lr_too_large",
     ),
 }
 
