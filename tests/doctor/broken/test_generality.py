@@ -24,6 +24,9 @@ NOT_YET: dict[str, str] = {
     "above chance, val at chance); temperature_out_of_range (error) ranks second: the pydoc "
     "base run at suite size memorises too, and rules/causes.py does not list "
     "not_generalising among the temperature's symptoms",
+    "wrong_join-digits": "the doctor's top is collapse (error, fix train.lr / 10), then "
+    "loss_at_chance and metric_at_baseline; not_generalising is not found: in 36 steps the "
+    "misjoined training pairs are not memorised either, so nothing names the join",
     "truncated-pydoc": "the doctor's top is not_generalising (error); text_truncated (error, "
     "73% of docstrings and 93% of code identical after the 4-token cut) ranks second: "
     "rules/causes.py does not list not_generalising among text_truncated's symptoms",
