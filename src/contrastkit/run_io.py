@@ -37,7 +37,7 @@ class NotYamlError(RunDirError):
     """The text does not parse as YAML (a caller may take such a text as a plain string)."""
 
 
-_TYPE_NAMES = {dict: "a JSON object", list: "a list"}
+_TYPE_NAMES: dict[type, str] = {dict: "a JSON object", list: "a list"}
 
 
 def _fault(path: Path, what: str) -> RunDirError:
@@ -84,7 +84,7 @@ def read_text(path: Path, *, default: Any = _MISSING) -> Any:
 def _check_type(path: Path, value: Any, expect: type) -> Any:
     if not isinstance(value, expect):
         found = type(value).__name__ if value is not None else "empty"
-        raise _fault(path, f"holds {found}, not {_TYPE_NAMES.get(expect, expect.__name__)}")
+        raise _fault(path, f"holds {found}, not {_TYPE_NAMES.get(expect) or expect.__name__}")
     return value
 
 

@@ -146,7 +146,7 @@ def train(
         ema, add_teacher = distillation_teacher(cfg, model)
         miner = build_miner(cfg, model, train_set)
         make_loader, steps = loader_factory(train_set, cfg, info, miner)
-        val = cfg.data.val_split
+        val = cfg.data.val_split or ""
         parts = EngineParts(
             model=model,
             criterion=build_loss(with_pretrained_logits(cfg.loss, model)),

@@ -58,15 +58,18 @@ def open_study(optuna: Any, storage: str | None, create: bool, **kw: Any) -> Any
             raise ConfigError(f"--storage {storage}: the folder {file.parent} does not exist")
         if not create and not file.is_file():  # sqlite would create an empty database
             raise ConfigError(f"--study {storage}: no such database file {file}")
+    storage_errors: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError, ImportError)
     try:
         from sqlalchemy.exc import SQLAlchemyError
     except ImportError:  # optuna's RDB storage needs it; without it only in-memory studies
-        SQLAlchemyError = OSError  # noqa: N806 - stands in for the class
+        pass
+    else:
+        storage_errors = (*storage_errors, SQLAlchemyError)
     try:
         if create:
             return optuna.create_study(storage=storage, load_if_exists=True, **kw)
         return optuna.load_study(storage=storage, **kw)
-    except (ValueError, KeyError, OSError, ImportError, SQLAlchemyError) as err:
+    except storage_errors as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ConfigError(f"--storage {storage}: cannot open the study: {first}") from None
 

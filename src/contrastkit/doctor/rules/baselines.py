@@ -88,7 +88,7 @@ def pairs_at_chance(values: dict[str, float]) -> tuple[list[str], list[dict[str,
         by_pair.setdefault(frozenset((q, g)), []).append(d)
     flat = []
     for members in by_pair.values():
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "direction": d,
                 "R@1": _r(values[f"{d}/R@1"]),
@@ -146,7 +146,7 @@ def _caption_causes(ctx: Context, numbers: dict[str, Any]) -> tuple[str, dict[st
     epochs = ctx.cfg.train.epochs
     fix: dict[str, Any] = {"train.epochs": epochs * 2}
     weight = getattr(ctx.cfg.loss.heads.get("captioning"), "weight", None)
-    if writes_mode:
+    if writes_mode and share is not None:
         mode = numbers.get("numeric_mode")
         value = f" ({mode:g}%)" if mode is not None else ""
         truth = f" (the references state it in {100 * right:.0f}%)" if right is not None else ""
@@ -189,7 +189,9 @@ def rule_metric_at_baseline(ctx: Context) -> list[Finding]:
     if not (retrieval or accuracies or numbers):
         return []
     evidence: dict[str, Any] = {"split": val, "step": step}
-    parts, fix, note = [], {}, ""
+    parts: list[str] = []
+    fix: dict[str, Any] = {}
+    note = ""
     if retrieval:
         evidence["retrieval_at_chance"] = retrieval
         parts.append(
