@@ -41,7 +41,7 @@ CASES: dict[str, tuple[list[str], dict, str]] = {
     ),
     "learning rate 5 without clipping": (
         ["train.lr=5", "train.grad_clip=null"],
-        {"lr": 5.0},
+        {"lr": 5.0, "steps": 40},  # 20 steps would be run_too_short's before the lr's
         "lr_too_large",
     ),
 }
@@ -69,5 +69,5 @@ def _contrastkit_run(tmp_path: Path, overrides: list[str]) -> list[dict]:
 def test_watcher_and_engine_find_the_same_top_cause(case, tmp_path):
     overrides, plain_args, expected = CASES[case]
     engine = _top(_contrastkit_run(tmp_path / "engine", overrides))
-    watcher = _top(train_plain(tmp_path / "plain", steps=20, write=False, **plain_args))
+    watcher = _top(train_plain(tmp_path / "plain", write=False, **{"steps": 20, **plain_args}))
     assert (engine, watcher) == (expected, expected), f"{case}: engine {engine}, watcher {watcher}"
