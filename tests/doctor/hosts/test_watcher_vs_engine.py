@@ -27,7 +27,7 @@ CASES: dict[str, tuple[list[str], dict, str]] = {
         "temperature_out_of_range",
     ),
     "learning rate 1e-12": (["train.lr=1e-12"], {"lr": 1e-12}, "lr_zero"),
-    "learning rate 1e-7": (["train.lr=1e-7"], {"lr": 1e-7}, "lr_too_small"),
+    "learning rate 1e-7": (["train.lr=1e-7"], {"lr": 1e-7, "steps": 40}, "lr_too_small"),
     "auxiliary term at weight 4": (
         [*CAPTION, "loss.captioning={weight: 4.0}"],
         {"aux_weight": 4.0},
