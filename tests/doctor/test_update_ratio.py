@@ -177,8 +177,7 @@ def test_loss_at_chance_without_a_cause_takes_its_fix_from_the_update_ratio():
     assert "no update-to-weight ratio was recorded" in f.fix_note
 
 
-def test_lr_zero_explains_lr_too_small():
+def test_weights_that_never_move_are_lr_zero_not_an_absurd_lr():
     sig = _signals([0.0] * 6, lr=[0.0] * 6)
     out = diagnose(sig, make_config(), batch_size=64)
-    assert out[0].code == "lr_zero"
-    assert _find(out, "lr_too_small").evidence["explained_by"] == ["lr_zero"]
+    assert _find(out, "lr_zero") is not None and _find(out, "lr_too_small") is None

@@ -84,7 +84,9 @@ def rule_lr_scale(ctx: Context) -> list[Finding]:
         "records": typical["records"],
         "steps": typical["steps"],
     }
-    if ratio < LR_TOO_SMALL_RATIO:
+    # Exactly 0: nothing moved at all, an lr (or lr_scale) of 0 that lr_zero names; scaling
+    # 0 up would give an absurd lr (the lr_scale-0 case read 3e+24).
+    if 0 < ratio < LR_TOO_SMALL_RATIO:
         return [
             Finding(
                 "lr_too_small",
