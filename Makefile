@@ -10,7 +10,7 @@ TORCH_CPU_VERSION ?= 2.13.0
 EXTRAS_RUN := data,metrics
 EXTRAS_TEST := dev,data,metrics,text,video,sweep,track,scale,bench,lightning
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench clean venv doctor-matrix
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,12 @@ demo: $(VENV)/.run
 	$(BIN)/contrastkit demo
 
 test: $(VENV)/.test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not matrix"
+
+# The doctor's generality matrix and false-positive sweep: every failure class on two or
+# more data families, every shipped example at 3 seeds (~30 min on 2 cores).
+doctor-matrix: $(VENV)/.test
+	$(BIN)/python -m pytest -q -m matrix
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check src tests bench

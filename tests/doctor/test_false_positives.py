@@ -116,6 +116,7 @@ def _case(name: str, seed: int):
 
 
 @pytest.mark.slow
+@pytest.mark.matrix
 @pytest.mark.parametrize(("name", "seed"), [_case(n, s) for n in sorted(SHRINK) for s in SEEDS])
 def test_example_draws_only_its_documented_findings(name, seed, tmp_path, chart_pretrain):
     if name == "charts_pretrain":

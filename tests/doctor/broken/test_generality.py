@@ -40,7 +40,7 @@ def broken_data_fixture(tmp_path_factory) -> DataCache:
 
 
 def _param(v: Variant):
-    marks = [pytest.mark.slow]
+    marks = [pytest.mark.slow, pytest.mark.matrix]
     if v.name in NOT_YET:
         marks.append(pytest.mark.xfail(strict=True, reason=NOT_YET[v.name]))
     return pytest.param(v, id=v.name, marks=marks)
