@@ -147,8 +147,9 @@ def load_yaml(text: str, source: str) -> Any:
             itself, or more than `MAX_YAML_NODES` nodes once aliases are expanded. Callers
             that read user configs re-raise it as their own error type.
     """
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its Reader refuses control characters here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -167,7 +168,8 @@ def load_yaml(text: str, source: str) -> Any:
     except RecursionError:
         raise RunDirError(f"{source}: YAML nested too deeply to read") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml(path: Path, *, default: Any = _MISSING) -> Any:

@@ -50,8 +50,8 @@ def rule_lr_never_peaks(ctx: Context) -> list[Finding]:
         return []  # a run stopped inside its warm-up is `run_stopped`'s to explain
     t = ctx.cfg.train
     peak = max(v for _, v in lrs)
-    if peak >= LR_PEAK_REACHED_SHARE * t.lr:
-        return []
+    if peak >= LR_PEAK_REACHED_SHARE * t.lr or peak == 0:
+        return []  # a scheduled lr of exactly 0 throughout is `lr_zero`'s, not a warm-up's
     max_steps = max([int(r.get("max_steps") or 0) for r in ctx.signals] + [t.max_steps or 0])
     warmup = t.warmup_steps or math.ceil(t.warmup_fraction * max_steps)
     last = lrs[-1][0]
