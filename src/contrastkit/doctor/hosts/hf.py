@@ -67,7 +67,7 @@ def _field(output: Any, name: str) -> Any:
     return getattr(output, name, None)
 
 
-class DoctorCallback(transformers.TrainerCallback):
+class DoctorCallback(transformers.TrainerCallback):  # type: ignore[name-defined]  # lazily imported
     """contrastkit's doctor as a `TrainerCallback` (see the module docstring).
 
     Args:

@@ -42,7 +42,7 @@ OBSERVED = ("terms", "embeddings", "groups", "logit_scale", "logit_bias")
 EVAL_PREFIX = "val"
 
 
-class DoctorCallback(pl.Callback):
+class DoctorCallback(pl.Callback):  # type: ignore[name-defined]  # a lazily imported module
     """contrastkit's doctor as a Lightning `Callback` (see the module docstring).
 
     Args:

@@ -22,7 +22,7 @@ patching:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -77,14 +77,16 @@ class SentenceTransformersDoctor(DoctorCallback):
 
     def install_hooks(self, model: nn.Module) -> list[Any]:
         """The loss's pre/post hooks and its model's forward hook (module docstring)."""
+        encoder = cast(nn.Module, self.loss.model)
         return [
             self.loss.register_forward_pre_hook(self._open),
-            self.loss.model.register_forward_hook(self._collect),
+            encoder.register_forward_hook(self._collect),
             self.loss.register_forward_hook(self._on_loss),
         ]
 
     def _open(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
-        if not torch.is_grad_enabled() or not self.loss.model.training:
+        encoder = cast(nn.Module, self.loss.model)
+        if not torch.is_grad_enabled() or not encoder.training:
             return  # evaluation losses are not training steps
         self._captured = []
         self._columns = len(list(inputs[0])) if inputs else 0

@@ -12,7 +12,7 @@ import math
 import statistics
 from typing import Any
 
-from contrastkit.doctor.findings import Finding
+from contrastkit.doctor.findings import Finding, Severity
 from contrastkit.doctor.rules.context import Context, _r
 from contrastkit.doctor.rules.thresholds import MIN_NEGATIVES, TARGET_CONTRASTIVE_BATCH
 
@@ -54,7 +54,9 @@ def rule_negatives(ctx: Context) -> list[Finding]:
     naive = ev["accumulation"] == "naive" and ev["accumulate"] > 1
     if naive:
         cached_batch = ctx.batch_size
-        severity = "warning" if ev["contrastive_batch"] < TARGET_CONTRASTIVE_BATCH else "info"
+        severity: Severity = (
+            "warning" if ev["contrastive_batch"] < TARGET_CONTRASTIVE_BATCH else "info"
+        )
         out.append(
             Finding(
                 "naive_accumulation_no_negatives",
