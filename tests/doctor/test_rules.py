@@ -199,6 +199,28 @@ def test_collapse_rule():
     assert not find(diagnose(healthy, make_config()), "collapse")
 
 
+def test_collapse_rank_is_judged_against_what_the_batch_can_span():
+    # 8 rows of a 384-d MiniLM embedding reach rank <= 8; 2% of 384 (7.7) would call an
+    # evenly spread batch collapsed. Judged on the 8 rows, rank 6 is healthy, rank 1.2 not.
+    def rank_run(rank: float) -> list:
+        return history(
+            **{
+                "collapse/text/std_ratio": [0.9] * 3,
+                "collapse/text/effective_rank": [rank] * 3,
+                "collapse/text/dim": [384] * 3,
+                "collapse/text/rows": [8] * 3,
+            }
+        )
+
+    assert not find(diagnose(rank_run(6.0), make_config()), "collapse")
+    assert (
+        find(diagnose(rank_run(1.2), make_config()), "collapse").evidence["effective_rank"] == 1.2
+    )
+    # Without the row count (older signals) the rule keeps judging on the width.
+    older = [{k: v for k, v in r.items() if not k.endswith("/rows")} for r in rank_run(6.0)]
+    assert find(diagnose(older, make_config()), "collapse") is not None
+
+
 def test_rigidity_and_frozen_backbone():
     g = "towers.image.encoders.image"
     stuck = history(

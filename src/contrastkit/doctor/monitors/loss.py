@@ -79,6 +79,8 @@ class LossMonitor(Monitor):
             if e.dim() == 2 and e.shape[0] >= 2:
                 for k, v in sig.collapse_stats(e).items():
                     values[f"collapse/{tower}/{k}"] = v
+                # B rows span at most B dimensions: the rank rule needs the batch, too.
+                values[f"collapse/{tower}/rows"] = float(e.shape[0])
         groups = (state.batch or {}).get("group_ids")
         if self.pair and groups is not None and all(t in emb for t in self.pair):
             a, b = emb[self.pair[0]], emb[self.pair[1]]
