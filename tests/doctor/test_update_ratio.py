@@ -181,3 +181,21 @@ def test_weights_that_never_move_are_lr_zero_not_an_absurd_lr():
     sig = _signals([0.0] * 6, lr=[0.0] * 6)
     out = diagnose(sig, make_config(), batch_size=64)
     assert _find(out, "lr_zero") is not None and _find(out, "lr_too_small") is None
+
+
+def test_collapse_under_sound_steps_does_not_blame_the_lr():
+    # Held-out run: pairs misjoined in the train split collapse the embeddings at an update
+    # ratio of ~1e-3; "lr / 10" would only slow a run whose data is wrong.
+    collapsed = {
+        "collapse/image/std_ratio": [0.9, 0.3, 0.02, 0.02, 0.02, 0.02],
+        "collapse/image/effective_rank": [20, 5, 1.1, 1.1, 1.1, 1.1],
+        "collapse/image/dim": [32] * 6,
+    }
+    cfg = make_config(["train.lr=1e-3"])
+    f = _find(diagnose(_signals([1e-3] * 6, **collapsed), cfg, batch_size=64), "collapse")
+    assert f.fix == {} and f.fix_note.startswith("the lr is not the cause")
+    assert "paired with the right partner" in f.fix_note
+    # Steps of 0.5 of the weights' norm: the lr is the cause, scaled to land on 1e-3 per step.
+    big = diagnose(_signals([0.5] * 6, **collapsed), cfg, batch_size=64)
+    assert _find(big, "collapse").evidence["explained_by"] == ["lr_too_large"]
+    assert _find(big, "lr_too_large").fix["train.lr"] == pytest.approx(2e-6)

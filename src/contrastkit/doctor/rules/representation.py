@@ -103,11 +103,36 @@ def rule_collapse(ctx: Context) -> list[Finding]:
                 },
                 f"The {tower} embeddings have collapsed (spread {std:.3g} of an even spread, "
                 f"effective rank {rank:.3g}), so every input maps to nearly the same point.",
-                {"train.lr": _r(ctx.cfg.train.lr / 10)},
-                "a too-large learning rate is the usual cause; also check duplicate_groups.",
+                *_collapse_fix(ctx),
             )
         )
     return out
+
+
+def _collapse_fix(ctx: Context) -> tuple[dict[str, Any], str]:
+    """Collapse's fix from the measured step size: lr / 10 is the usual answer, but when
+    the update-to-weight ratio is inside the healthy range the steps are not what collapsed
+    the embeddings (measured: pairs misjoined in the train split collapse at a ratio of
+    ~1e-3), and lowering the lr would only slow a run whose data is wrong."""
+    update = typical_update(ctx)
+    if update is None:  # nothing measured: the usual cause
+        return {"train.lr": _r(ctx.cfg.train.lr / 10)}, (
+            "a too-large learning rate is the usual cause; also check duplicate_groups."
+        )
+    ratio = update["max_ratio"]
+    low, high = UPDATE_RATIO_HEALTHY
+    if ratio > high:
+        return lr_fix(ctx, ratio), (
+            f"steps move the weights by {ratio:.2g} of their norm (healthy {low:g}-{high:g}): "
+            "lower the lr."
+        )
+    return {}, (
+        f"the lr is not the cause: steps move the weights by {ratio:.2g} of their norm "
+        f"(healthy {low:g}-{high:g} or below). Embeddings that collapse under sound steps "
+        "have nothing to tell apart: check that the train split's rows are paired with the "
+        "right partner (read a sample of the manifest), and duplicate_groups / "
+        "too_few_negatives / the input findings."
+    )
 
 
 def rule_backbone(ctx: Context) -> list[Finding]:
