@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from contrastkit.app.cli import main
-from helpers.brute_force import brute_force_r1
+from helpers.brute_force import brute_force_r1, brute_force_r1_bounds
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -82,9 +82,13 @@ def test_chart_pretrain_then_triplet_with_phases(tmp_path):
         ],
     )
     # Leave-one-out: a chart never retrieves itself; recomputed by brute force from the
-    # best checkpoint, the query excluded from its own candidates.
+    # best checkpoint, the query excluded from its own candidates. Charts of one song are
+    # near-identical: a query whose positive and negative differ by < 1e-6 (measured:
+    # 1.7e-7) falls either way in the run's float32 ranking, so it may count either way.
     key = "test/chart_to_chart/R@1"
-    assert brute_force_r1(tri, [key])[key] == pytest.approx(summary[key], abs=1e-6)
+    low, high = brute_force_r1_bounds(tri, key)
+    assert low - 1e-9 <= summary[key] <= high + 1e-9, (low, summary[key], high)
+    assert high - low <= 2 / summary["test/chart_to_chart/num_queries"]  # a near-tie or two
     assert summary["test/chart_to_chart/num_queries"] > 0
     log = [json.loads(line) for line in (tri / "metrics.jsonl").read_text().splitlines()]
     phases = {int(r["phase"]) for r in log if "phase" in r}

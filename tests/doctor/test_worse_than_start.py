@@ -154,5 +154,8 @@ def test_broken_fine_tune_is_diagnosed(tmp_path) -> None:
     assert final < 0.5  # three steps at lr 0.05 wreck the pretrained space
     top = findings[0]
     assert top["code"] == "worse_than_start"
-    assert top["evidence"]["at_start"] == start and top["evidence"]["final"] == final
+    # The rule judges the last evaluation (summary.json holds the best checkpoint's).
+    log = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    last = [r["val/doc_to_code/R@1"] for r in log if "val/doc_to_code/R@1" in r][-1]
+    assert top["evidence"]["at_start"] == start and top["evidence"]["final"] == last
     assert top["fix"]["model.towers.doc.projection.init"] == "identity"

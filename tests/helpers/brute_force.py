@@ -129,3 +129,32 @@ def brute_force_zero_shot(
     keep = labels >= 0
     pred = (emb[keep] @ classes.T).argmax(axis=1)
     return float((pred == labels[keep]).mean())
+
+
+# float32 cosine scores of unit vectors carry ~1e-7 rounding per product and a few ulps
+# of accumulation; a float64 margin below this may fall either way in the run's float32
+# ranking, so such a query is counted as undecided rather than a hit or a miss.
+FLOAT32_MARGIN = 1e-6
+
+
+def brute_force_r1_bounds(run_dir: str | Path, key: str) -> tuple[float, float]:
+    """(lowest, highest) R@1 of `key` over the queries whose best positive and best
+    negative differ by less than `FLOAT32_MARGIN` (float32 near-ties); equal bounds when
+    no query is that close. Same de-duplication and hit rule as `brute_force_r1`."""
+    loaded = load_run(run_dir, "best", with_data=True)
+    split, pair, metric = key.split("/")
+    assert metric == "R@1", key
+    qt, gt = pair.split("_to_")
+    q, gq, _ = unique_embeddings(loaded, split, qt)
+    g, gg, _ = unique_embeddings(loaded, split, gt)
+    scores = q @ g.T
+    positive = gq[:, None] == gg[None, :]
+    if qt == gt:
+        np.fill_diagonal(positive, False)
+        np.fill_diagonal(scores, -np.inf)
+    margin = np.where(positive, scores, -np.inf).max(axis=1) - np.where(
+        positive, -np.inf, scores
+    ).max(axis=1)
+    margin = margin[positive.any(axis=1)]
+    sure = float((margin >= FLOAT32_MARGIN).mean())
+    return sure, sure + float((np.abs(margin) < FLOAT32_MARGIN).mean())
