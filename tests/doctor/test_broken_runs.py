@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from bench.recipes import BASE, CLIP, own_id_manifest
 
-from contrastkit.app.cli import main
+from helpers.run_findings import train_findings
 
 
 # The tiny digits-captions run and the own-ids manifest that bench/recipes.py measures for
@@ -21,14 +20,7 @@ def own_id_manifest_fixture(tmp_path_factory) -> Path:
 
 
 def _run(tmp_path: Path, overrides: list[str]) -> list[dict]:
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(BASE, sort_keys=False))
-    run_dir = tmp_path / "run"
-    args = ["train", str(config), "--run-dir", str(run_dir)]
-    for o in overrides:
-        args += ["-o", o]
-    assert main(args) == 0
-    return json.loads((run_dir / "findings.json").read_text())["findings"]
+    return train_findings(tmp_path, BASE, overrides)
 
 
 def _top(findings: list[dict]) -> str:

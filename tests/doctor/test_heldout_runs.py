@@ -10,15 +10,14 @@ run's own findings.json.
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
-import yaml
+from bench.recipes import BASE as RECIPE_BASE
 
-from contrastkit.app.cli import main
 from contrastkit.doctor.rules import diagnose
 from helpers.doctor_toys import make_config
+from helpers.run_findings import train_findings
 
 LOG32 = math.log(32)
 MODULES = ("towers.image.encoders", "towers.text.encoders", "towers.text.projection")
@@ -210,46 +209,17 @@ def test_eight_dimensions_are_enough_for_the_rule():
 
 # ------------------------------------------------------------------- real tiny runs
 
+# bench/recipes.py's tiny digits run (docs/recipes.md), 2 epochs and R@1 only.
 BASE = {
+    **RECIPE_BASE,
     "name": "heldout",
-    "data": {
-        "manifest": "builtin:digits-captions",
-        "batch_size": 32,
-        "max_rows": 400,
-        "image": {"size": 8, "channels": 1},
-    },
-    "model": {
-        "embed_dim": 32,
-        "tokenizer": {"type": "builtin", "vocab_size": 200, "max_length": 24},
-        "towers": {
-            "image": {"streams": {"image": {"type": "cnn", "width": 32, "depth": 1}}},
-            "text": {
-                "streams": {"text": {"type": "builtin_text", "width": 32, "depth": 1, "heads": 2}}
-            },
-        },
-    },
-    "loss": {"objectives": [{"name": "contrastive", "type": "clip", "towers": ["image", "text"]}]},
-    "train": {
-        "epochs": 2,
-        "lr": 0.002,
-        "log_every": 5,
-        "progress": "none",
-        "loggers": {"tensorboard": False},
-        "checkpoint": {"keep_last": 1},
-    },
-    "doctor": {"every": 2, "probe_size": 16},
-    "eval": {"splits": ["val"], "ks": [1]},
+    "train": {**RECIPE_BASE["train"], "epochs": 2},
+    "eval": {**RECIPE_BASE["eval"], "ks": [1]},
 }
 
 
 def _train(tmp_path, *overrides: str) -> list[dict]:
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump(BASE, sort_keys=False))
-    args = ["train", str(config), "--run-dir", str(tmp_path / "run")]
-    for o in overrides:
-        args += ["-o", o]
-    assert main(args) == 0
-    return json.loads((tmp_path / "run" / "findings.json").read_text())["findings"]
+    return train_findings(tmp_path, BASE, list(overrides))
 
 
 @pytest.mark.slow

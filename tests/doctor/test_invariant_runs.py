@@ -5,25 +5,16 @@ test_broken_runs.py::test_healthy_run_has_no_warning)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-import yaml
 from bench.recipes import BASE
 
-from contrastkit.app.cli import main
+from helpers.run_findings import train_findings
 
 
 def _run(tmp_path: Path, overrides: list[str]) -> list[dict]:
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(BASE, sort_keys=False))
-    run_dir = tmp_path / "run"
-    args = ["train", str(config), "--run-dir", str(run_dir)]
-    for o in overrides:
-        args += ["-o", o]
-    assert main(args) == 0
-    return json.loads((run_dir / "findings.json").read_text())["findings"]
+    return train_findings(tmp_path, BASE, overrides)
 
 
 def _serious(findings: list[dict]) -> list[dict]:

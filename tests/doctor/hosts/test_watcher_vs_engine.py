@@ -13,11 +13,10 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from bench.recipes import BASE, CAPTION, CLIP
 from bench.watcher import train_plain
 
-from contrastkit.app.cli import main
+from helpers.run_findings import train_findings
 
 # case -> (contrastkit -o overrides, train_plain arguments, the expected top cause)
 CASES: dict[str, tuple[list[str], dict, str]] = {
@@ -53,15 +52,7 @@ def _top(findings: list[dict]) -> str:
 
 
 def _contrastkit_run(tmp_path: Path, overrides: list[str]) -> list[dict]:
-    tmp_path.mkdir(parents=True)
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(BASE, sort_keys=False))
-    run_dir = tmp_path / "run"
-    args = ["train", str(config), "--run-dir", str(run_dir)]
-    for o in overrides:
-        args += ["-o", o]
-    assert main(args) == 0
-    return json.loads((run_dir / "findings.json").read_text())["findings"]
+    return train_findings(tmp_path, BASE, overrides)
 
 
 @pytest.mark.slow
