@@ -133,14 +133,18 @@ def _own_ids(rows: list[dict]) -> list[dict]:
     return [{**r, "group": r["id"]} for r in rows]
 
 
-def _wrong_join(rows: list[dict]) -> list[dict]:
-    """Pairs joined on the wrong key: within each split, every item gets the text of
-    another item (a fixed shift of the groups, as a join on an offset index column does).
-    Images (or code) keep their groups, so the data checks see nothing odd."""
+def _wrong_join(rows: list[dict], splits: tuple[str, ...] | None = None) -> list[dict]:
+    """Pairs joined on the wrong key: within each split (each of `splits`; default every
+    split), every item gets the text of another item (a fixed shift of the groups, as a
+    join on an offset index column does). Images (or code) keep their groups, so the
+    data checks see nothing odd."""
     column = "image" if "image" in rows[0] else "text_code"
     out = []
     for split in sorted({r["split"] for r in rows}):
         part = [{**r, "group": r.get("group", r["id"])} for r in rows if r["split"] == split]
+        if splits is not None and split not in splits:
+            out += part
+            continue
         groups = list(dict.fromkeys(r["group"] for r in part))
         media_of = {}
         for r in part:
@@ -148,6 +152,11 @@ def _wrong_join(rows: list[dict]) -> list[dict]:
         shifted = dict(zip(groups, groups[7:] + groups[:7], strict=True))
         out += [{**r, column: media_of[shifted[r["group"]]]} for r in part]
     return out
+
+
+def _wrong_join_val(rows: list[dict]) -> list[dict]:
+    """The validation split alone joined on the wrong key (train and test are right)."""
+    return _wrong_join(rows, splits=("val",))
 
 
 def _split_per_row(rows: list[dict]) -> list[dict]:
@@ -313,6 +322,7 @@ class DataCache:
         return {
             "own_ids": _own_ids,
             "wrong_join": _wrong_join,
+            "wrong_join_val": _wrong_join_val,
             "split_per_row": _split_per_row,
             "test_rows_in_train": _test_rows_copied_into_train,
             "divided_by_255_twice": _saved_pixels(pixels, _divided_by_255_twice),
@@ -441,10 +451,16 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("batch_size_1", "digits", "refused", ("data.batch_size=1",), how="batch 1"),
     Variant("batch_size_1", "pydoc", "refused", ("data.batch_size=1",), how="batch 1"),
     # ---- generalisation and input signal
-    Variant("wrong_join", "digits", "not_generalising", edit="wrong_join",
-            how="captions joined to the wrong images"),
-    Variant("wrong_join", "shapes", "not_generalising", edit="wrong_join",
-            how="captions joined to the wrong images"),
+    # Misjoined in every split: nothing links the sides, neither train nor val is learned.
+    Variant("wrong_join", "digits", "pairs_not_learned", edit="wrong_join",
+            how="captions joined to the wrong images in every split"),
+    Variant("wrong_join", "shapes", "pairs_not_learned", edit="wrong_join",
+            how="captions joined to the wrong images in every split"),
+    # Misjoined in val only: the train pairs are learned, val stays at chance.
+    Variant("wrong_join_val", "digits", "not_generalising", edit="wrong_join_val",
+            how="captions joined to the wrong images in val"),
+    Variant("wrong_join_val", "pydoc", "not_generalising", edit="wrong_join_val",
+            how="docstrings joined to the wrong code in val"),
     Variant("double_255", "digits", "input_scaling", edit="divided_by_255_twice",
             how="uint8 images holding 0..1"),
     Variant("double_255", "shapes", "input_scaling", edit="divided_by_255_twice",

@@ -75,6 +75,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "temperature_frozen": (20, "a learnable temperature never moved"),
     "init_worse_than_random": (3, "model.init_from scores below random weights"),
     "not_generalising": (5, "training pairs learned, validation at chance"),
+    "pairs_not_learned": (5, "neither training nor validation pairs above chance"),
     "metric_at_baseline": (26, "a metric is not clearly above its trivial baseline"),
 }
 

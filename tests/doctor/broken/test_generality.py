@@ -13,24 +13,7 @@ from bench.broken_runs import VARIANTS, DataCache, Variant, run_variant
 
 # Variants whose cause does not (yet) come out on top, with what the doctor says instead.
 # strict: the day the doctor gets it right, the xfail fails and is removed from here.
-NOT_YET: dict[str, str] = {
-    "small_groups-pydoc": "the doctor's top is zero_gradient (error): with no positive in any "
-    "batch the triplet loss is 0 and no module gets a gradient; small_groups (warning) is "
-    "found, but rules/causes.py does not list zero_gradient among its symptoms",
-    "lr_zero-pydoc": "the doctor's top is lr_too_small (error) with the fix train.lr: 3e+24: "
-    "lr_scale 0 on both towers gives an update ratio of exactly 0, and lr_zero only reads the "
-    "largest group lr, which the temperature's group keeps at 0.003",
-    "temperature_10-pydoc": "the doctor's top is not_generalising (error; train sample R@1 "
-    "above chance, val at chance); temperature_out_of_range (error) ranks second: the pydoc "
-    "base run at suite size memorises too, and rules/causes.py does not list "
-    "not_generalising among the temperature's symptoms",
-    "wrong_join-digits": "the doctor's top is collapse (error, fix train.lr / 10), then "
-    "loss_at_chance and metric_at_baseline; not_generalising is not found: in 36 steps the "
-    "misjoined training pairs are not memorised either, so nothing names the join",
-    "truncated-pydoc": "the doctor's top is not_generalising (error); text_truncated (error, "
-    "73% of docstrings and 93% of code identical after the 4-token cut) ranks second: "
-    "rules/causes.py does not list not_generalising among text_truncated's symptoms",
-}
+NOT_YET: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session", name="broken_data")

@@ -44,6 +44,7 @@ from contrastkit.doctor.hosts.fixes import HOSTS, translate_findings
 from contrastkit.doctor.hosts.host_config import host_config
 from contrastkit.doctor.monitors.base import SIGNALS_FILE
 from contrastkit.doctor.monitors.builder import build_monitors
+from contrastkit.doctor.monitors.negatives import NegativesMonitor
 from contrastkit.doctor.report import plot_curves
 from contrastkit.doctor.rules import diagnose
 from contrastkit.doctor.run import RUN_INFO_FILE
@@ -195,8 +196,14 @@ class Watcher:
         model = getattr(model, "module", model) if isinstance(model, _WRAPPERS) else model
         lr = max((float(g.get("lr", 0.0)) for g in optimizer.param_groups), default=0.0)
         self._facts["lr"] = lr if lr > 0 else 1e-3  # an lr of 0 is what lr_zero reports
+        self._observed = 0  # observe() calls since the last optimizer step
+        self._accumulate = 1  # micro-batches per optimizer step, as observed
         cfg = self.config()  # validates the description now, not at close()
         self.monitors: list[Callback] = build_monitors(cfg)
+        self._every = every
+        self._every_step = {
+            e: [m for m in self.monitors if e in getattr(m, "every_step", ())] for e in Event
+        }
         self.state = State(
             model=_ModelView(model),
             criterion=criterion if criterion is not None else _Temperatures(model),
@@ -228,6 +235,13 @@ class Watcher:
         """The `host_config` description of this run (temperature from the first observed
         logit scale when `attach` was not told it)."""
         facts = dict(self._facts)
+        if self._accumulate > 1:
+            # batch_size is one loss call's rows; the step's rows are the global batch.
+            facts.update(
+                accumulate=self._accumulate,
+                accumulation="naive",
+                batch_size=self._facts["batch_size"] * self._accumulate,
+            )
         if self._temperature is not None and facts["objective"] == "siglip":
             facts["init_logit_scale"] = math.log(1.0 / self._temperature)  # t' of t = 1/temp
             if self._bias is not None:
@@ -263,11 +277,15 @@ class Watcher:
 
         Call it after the loss and before `backward()` when `terms` carry their graph, so
         the interference monitor can take each term's gradient; after works too (that
-        measurement is then skipped). Several calls in one optimizer step (gradient
-        accumulation) record the first.
+        measurement is then skipped). Call it once per loss computation: several calls
+        in one optimizer step mean gradient accumulation over micro-batches with one loss
+        each (naive: no added negatives), which `naive_accumulation_no_negatives` reports;
+        the loss record keeps the first, the negatives record sees every micro-batch.
+        Off the cadence (`every`) only the non-finite count runs.
 
         Args:
-            loss: the total loss of the step (what you back-propagate).
+            loss: the total loss of this loss computation, before any division by the
+                accumulation steps (chance level is judged on it).
             terms: the unweighted loss terms by name, one of them the contrastive term
                 (`objective_name`, default `contrastive`); weights come from `attach`.
                 Enables the domination and interference rules.
@@ -288,6 +306,23 @@ class Watcher:
                 f"observe(terms=...): no contrastive term {self.objective_name!r} among "
                 f"{sorted(raw)}; name it so, or attach(..., objective_name=...)"
             )
+        if step is None:
+            self._observed += 1  # loss calls in this optimizer step (accumulation)
+        self.state.step = self.step if step is None else int(step)
+        first_scale = logit_scale is not None and self._temperature is None
+        first_bias = logit_bias is not None and self._bias is None
+        if not (self._cadence(self.state.step) or first_scale or first_bias):
+            # Off the cadence no monitor records; only the every-step ones (the non-finite
+            # count) see the total. Building the rest (normalised embeddings, term
+            # tensors) every step is what made the watcher cost ~0.5 ms a step.
+            pair = self._pair(embeddings)
+            if groups is not None and pair is None:
+                raise ValueError("observe(groups=...) needs embeddings=(a, b) of the same rows")
+            self.state.loss = LossOutput(total=total, terms={}, weights={}, results={})
+            self.state.output = self.state.batch = None
+            self._fire_step(Event.AFTER_FORWARD, on_cadence=False)
+            self._fire_step(Event.AFTER_LOSS, on_cadence=False)
+            return
         term_tensors = {k: _scalar(v, f"terms[{k!r}]") for k, v in raw.items()}
         scale = (
             None if logit_scale is None else _scalar(logit_scale, "logit_scale").detach().float()
@@ -297,8 +332,15 @@ class Watcher:
         bias = None if logit_bias is None else _scalar(logit_bias, "logit_bias").detach().float()
         if bias is not None and self._bias is None:
             self._bias = float(bias)
-        self.state.step = self.step if step is None else int(step)
-        self.state.output, self.state.batch = self._output(embeddings, groups)
+        output, batch = self._output(embeddings, groups)
+        if self._observed > 1 and step is None and batch is not None and self.state.batch:
+            # A later micro-batch of an accumulated step: the negatives monitor splits the
+            # step's rows back into its micro-batches (its contrastive batches).
+            before = self.state.batch["group_ids"]
+            ids = batch["group_ids"] + (0 if groups is not None else int(before.max()) + 1)
+            batch = {"group_ids": torch.cat([before, ids.to(before.device)])}
+            output = self.state.output
+        self.state.output, self.state.batch = output, batch
         result = ContrastiveResult(
             loss=term_tensors[self.objective_name], logit_scale=scale, logit_bias=bias
         )
@@ -311,13 +353,21 @@ class Watcher:
         fire(self.monitors, Event.AFTER_FORWARD, self.state)
         fire(self.monitors, Event.AFTER_LOSS, self.state)
 
-    def _output(
-        self, embeddings: Sequence[Tensor] | Mapping[str, Tensor] | None, groups: Any
-    ) -> tuple[ModelOutput | None, dict[str, Any] | None]:
+    def _cadence(self, step: int) -> bool:
+        """A step the monitors record (`every` steps, from 0)."""
+        return step % self._every == 0
+
+    def _fire_step(self, event: Event, *, on_cadence: bool) -> None:
+        """Fire a per-step event: to every monitor on a cadence step, else only to those
+        that need it every step (`Monitor.every_step`)."""
+        fire(self.monitors if on_cadence else self._every_step[event], event, self.state)
+
+    def _pair(
+        self, embeddings: Sequence[Tensor] | Mapping[str, Tensor] | None
+    ) -> list[Tensor] | None:
+        """The two towers' embeddings in `towers` order, checked (B x D each); None if absent."""
         if embeddings is None:
-            if groups is not None:
-                raise ValueError("observe(groups=...) needs embeddings=(a, b) of the same rows")
-            return None, None
+            return None
         if isinstance(embeddings, Mapping):
             if set(embeddings) != set(self.towers):
                 raise ValueError(
@@ -338,6 +388,17 @@ class Watcher:
                     f"observe(embeddings=...): {t} has shape {list(e.shape)}; expected {rows} x D "
                     "like the first tower"
                 )
+        return pair
+
+    def _output(
+        self, embeddings: Sequence[Tensor] | Mapping[str, Tensor] | None, groups: Any
+    ) -> tuple[ModelOutput | None, dict[str, Any] | None]:
+        pair = self._pair(embeddings)
+        if pair is None:
+            if groups is not None:
+                raise ValueError("observe(groups=...) needs embeddings=(a, b) of the same rows")
+            return None, None
+        rows = pair[0].shape[0]
         if groups is None:
             group_ids = torch.arange(rows)
         else:
@@ -352,12 +413,23 @@ class Watcher:
 
     def before_step(self) -> None:
         """Gradients are final and the optimizer is about to step (AFTER_BACKWARD)."""
-        fire(self.monitors, Event.AFTER_BACKWARD, self.state)
+        self._fire_step(Event.AFTER_BACKWARD, on_cadence=self._cadence(self.state.step))
 
     def after_step(self) -> None:
-        """The optimizer stepped (BATCH_END): the step counter moves on."""
+        """The optimizer stepped (BATCH_END): the step counter moves on.
+
+        Several `observe` calls since the last step mean the host accumulates gradients
+        over micro-batches, one loss each (naive accumulation: no added negatives); the
+        description and the negatives monitor then say so.
+        """
+        if self._observed > 1 and self._observed != self._accumulate:
+            self._accumulate = self._observed
+            for m in self.monitors:
+                if isinstance(m, NegativesMonitor):
+                    m.accumulate, m.mode = self._accumulate, "naive"
+        self._observed = 0
         self.state.step += 1
-        fire(self.monitors, Event.BATCH_END, self.state)
+        self._fire_step(Event.BATCH_END, on_cadence=self._cadence(self.state.step - 1))
 
     def evaluate(self, metrics: Mapping[str, float], *, step: int | None = None) -> None:
         """Record evaluation metrics. One before the first optimizer step is the at-start
@@ -388,7 +460,7 @@ class Watcher:
     def diagnose(self) -> list[Finding]:
         """The findings so far (same rules as a contrastkit run), fixes in the host's words."""
         cfg = self.config()
-        found = diagnose(self.signals(), cfg, batch_size=self._facts["batch_size"])
+        found = diagnose(self.signals(), cfg, batch_size=cfg.data.batch_size)
         return translate_findings(found, self.host, weights=self.weights)
 
     def close(self, *, report: bool = True) -> list[Finding]:
@@ -488,7 +560,8 @@ def attach(
             your loss (the rows of the other side of the similarity matrix: per device
             when the loss does not gather across processes, global when it does; with
             gradient accumulation, one micro-batch, since summed gradients add no
-            negatives); chance level is its log, too_few_negatives reads it.
+            negatives; the watcher counts the micro-batches from `observe` calls); chance
+            level is its log, too_few_negatives reads it.
         **options: the rest of `Watcher`'s keyword arguments (towers, objective,
             weights, temperature, pretrained, select_metric, every, host, ...).
 

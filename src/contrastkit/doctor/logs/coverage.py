@@ -41,6 +41,8 @@ NEEDS_TRAINING: dict[str, str] = {
     "naive_accumulation_no_negatives": f"the accumulation mode and micro-batches: {ATTACH}",
     "not_generalising": "a train-sample retrieval evaluation beside validation: "
     "watcher.evaluate(...) of contrastkit.doctor.attach",
+    "pairs_not_learned": "a train-sample retrieval evaluation beside validation: "
+    "watcher.evaluate(...) of contrastkit.doctor.attach",
     "metric_at_baseline": "validation metrics with their chance baselines: "
     "watcher.evaluate(...) of contrastkit.doctor.attach",
     "init_worse_than_random": f"an evaluation of random weights before training: {ATTACH}, evaluate(...)",

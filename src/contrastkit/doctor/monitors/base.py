@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from typing_extensions import override
 
-from contrastkit.events import Callback, State
+from contrastkit.events import Callback, Event, State
 
 SIGNALS_FILE = "signals.jsonl"
 MAX_NAMES = 10  # parameter names listed per record
@@ -30,6 +30,10 @@ class Monitor(Callback):
     """Base: cadence, history, `signals.jsonl` output, state_dict."""
 
     name = "monitor"
+    # Events this monitor needs on steps off its cadence too (LossMonitor counts non-finite
+    # losses every step). A host that owns the loop (the engine) fires every event on every
+    # step; the watcher (doctor/hosts/watcher.py) fires off-cadence steps only to these.
+    every_step: frozenset[Event] = frozenset()
 
     def __init__(self, every: int = 25) -> None:
         self.every = every

@@ -10,7 +10,7 @@ from typing_extensions import override
 
 from contrastkit.doctor import signals as sig
 from contrastkit.doctor.monitors.base import Monitor
-from contrastkit.events import State
+from contrastkit.events import Event, State
 from contrastkit.losses.result import result_stats
 
 
@@ -18,19 +18,20 @@ class LossMonitor(Monitor):
     """Loss terms, weights, weighted shares, temperature/bias, similarity and collapse."""
 
     name = "loss"
+    every_step = frozenset({Event.AFTER_LOSS})  # the non-finite count
 
     def __init__(self, every: int = 25, pair: tuple[str, str] | None = None) -> None:
         super().__init__(every)
         self.pair = pair
-        self._nonfinite: Tensor | None = None
+        # Totals since the last record, counted when recorded: appending a detached scalar
+        # is the whole per-step cost (no kernel, no device sync).
+        self._totals: list[Tensor] = []
 
     @override
     def on_after_loss(self, state: State) -> None:
         if state.loss is None:
             return
-        # Every step, without a device sync: count non-finite totals on the device.
-        bad = (~torch.isfinite(state.loss.total.detach())).sum()
-        self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
+        self._totals.append(state.loss.total.detach())
         if self.due(state.step):
             self.record(state, state.step, self.measure(state))
 
@@ -43,9 +44,10 @@ class LossMonitor(Monitor):
 
     def flush_nonfinite(self) -> int:
         """Non-finite steps counted since the last call (one device sync), and reset the count."""
-        count = int(self._nonfinite) if self._nonfinite is not None else 0
-        self._nonfinite = None
-        return count
+        totals, self._totals = self._totals, []
+        if not totals:
+            return 0
+        return int((~torch.isfinite(torch.stack([t.reshape(()) for t in totals]))).sum())
 
     def measure(self, state: State) -> dict[str, Any]:
         """This step's loss record: total, each term with its weight and share, the objectives' and embedding statistics."""

@@ -13,6 +13,9 @@ from contrastkit.doctor.monitors.base import MAX_NAMES, Monitor
 from contrastkit.doctor.monitors.gradients import _trainable_share
 from contrastkit.events import State
 
+# Names (last component) of the loss's own parameters: the temperature and the bias.
+_LOSS_PARAMS = ("logit_scale", "logit_bias", "temperature")
+
 
 def temperature_params(criterion: nn.Module) -> dict[int, str]:
     """id -> name of the loss's scalar temperature / bias parameters."""
@@ -111,8 +114,16 @@ class OptimizerMonitor(Monitor):
         base = [
             float(g["lr"]) / float(g.get("lr_scale", 1.0)) for g in groups if g.get("lr_scale", 1.0)
         ]
+        # The model's own rate: groups without a temperature / bias parameter. An
+        # `lr_scale` of 0 on every tower leaves lr/max and lr/base at the temperature's.
+        model = [
+            float(g["lr"])
+            for g in groups
+            if not any(str(n).endswith(_LOSS_PARAMS) for n in g.get("names", ()))
+        ]
         values = {
             "event": "lr",
+            "lr/model": max(model, default=0.0),
             "lr/max": max(lrs, default=0.0),
             "lr/min": min(lrs, default=0.0),
             "lr/base": max(base, default=0.0),

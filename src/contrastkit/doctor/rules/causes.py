@@ -45,6 +45,9 @@ INPUT_CAUSES = (
     "text_truncated",
 )
 
+# Neither the train sample nor validation above chance: the finding of last resort.
+RESIDUAL = "pairs_not_learned"
+
 # cause -> the symptoms it explains. Temperature, SigLIP bias, duplicate groups and the
 # learning rate (non-finite loss from too large a step, lr 0) each explain a collapse, a
 # loss at chance and a shrinking gap; tests/doctor/test_rules.py checks every pair.
@@ -78,19 +81,29 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     # stalled loss follow from model.embed_dim, not from the lr.
     "embed_dim_too_small": ("collapse", *_STALLED, *_UNALIGNED, "metric_at_baseline"),
     "params_not_in_optimizer": _STALLED,
-    "temperature_out_of_range": ("collapse", *_STALLED, "gap_shrinking"),
-    "siglip_bias_off": ("collapse", *_STALLED, "gap_shrinking"),
-    "duplicate_groups": _DATA_SYMPTOMS,
+    # A run that cannot learn the task can still memorise some training pairs; its
+    # validation at chance (`not_generalising`) then follows from the cause, not from
+    # the split (temperature 10 and captions cut to 4 tokens on pydoc both show it).
+    "temperature_out_of_range": ("collapse", *_STALLED, "gap_shrinking", "not_generalising"),
+    "siglip_bias_off": ("collapse", *_STALLED, "gap_shrinking", "not_generalising"),
+    "duplicate_groups": (*_DATA_SYMPTOMS, "not_generalising"),
     "split_leakage": ("logit_scale_at_clamp",),
     # Inputs the model cannot tell apart (no signal, mis-scaled, NaN, identical after the
     # loader or the tokenizer) leave nothing to align: the run shows the same symptoms as
     # duplicate groups, the learned temperature falls toward 1 (out of range), and
     # retrieval ends at chance.
     **dict.fromkeys(
-        INPUT_CAUSES, (*_DATA_SYMPTOMS, "temperature_out_of_range", "metric_at_baseline")
+        INPUT_CAUSES,
+        (*_DATA_SYMPTOMS, "temperature_out_of_range", "metric_at_baseline", "not_generalising"),
     ),
     # Frozen random features: the backbone cannot move and holds nothing to align.
-    "frozen_at_random_init": ("frozen_backbone", "rigidity", *_STALLED, *_UNALIGNED),
+    "frozen_at_random_init": (
+        "frozen_backbone",
+        "rigidity",
+        *_STALLED,
+        *_UNALIGNED,
+        "not_generalising",
+    ),
     # Naive accumulation computes the loss per micro-batch: its few negatives are the
     # small contrastive batch (docs/accumulation.md).
     "naive_accumulation_no_negatives": ("too_few_negatives",),
@@ -100,8 +113,9 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     # 1.4 of 32 on the 4-row batch).
     "too_few_negatives": ("collapse", *_UNALIGNED),
     # A one-tower objective over singleton groups has no positive in a batch, and its
-    # leave-one-out evaluation none either: the data finding names the cause.
-    "small_groups": ("retrieval_no_positives",),
+    # leave-one-out evaluation none either: the data finding names the cause. With no
+    # positive the triplet loss is 0, so no module gets a gradient and the loss stays put.
+    "small_groups": ("retrieval_no_positives", "zero_gradient", *_STALLED),
     "zero_gradient": _STALLED,
     "frozen_backbone": _STALLED,
     "rigidity": _STALLED,
@@ -121,7 +135,26 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     # its trivial baseline; through them the root cause (temperature, lr, data) explains it.
     "loss_at_chance": ("metric_at_baseline",),
     "loss_not_decreasing": ("metric_at_baseline",),
+    # Neither train nor val pairs learned (rules/generalisation.py) with no other cause
+    # found: the pairs are suspect, and the collapse and the stalled loss follow.
+    RESIDUAL: ("collapse", *_STALLED, *_UNALIGNED, "logit_scale_toward_one"),
 }
+
+
+def _with_residual(table: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """`table` where every cause of a stalled loss or a collapse (the temperature, the lr,
+    the inputs, frozen random towers, too short a run, ...) also explains the residual
+    cause, so that it comes out on top only when none of them is found."""
+    out = dict(table)
+    for cause, symptoms in table.items():
+        if cause == RESIDUAL or cause in table[RESIDUAL]:
+            continue  # its own symptoms (collapse, the stalled loss) must not explain it
+        if {"loss_at_chance", "collapse"} & set(symptoms):
+            out[cause] = (*symptoms, RESIDUAL)
+    return out
+
+
+CAUSE_SYMPTOMS = _with_residual(CAUSE_SYMPTOMS)
 
 _BY_RANK: tuple[Severity, ...] = ("error", "warning", "info")
 

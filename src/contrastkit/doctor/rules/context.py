@@ -34,6 +34,14 @@ class Context:
                 out.append((int(r["step"]), float(v)))
         return out
 
+    def chance_batch(self) -> int:
+        """Rows one query's softmax loss runs over: the negatives monitor's contrastive
+        batch (median over its records) where recorded, else the global batch. They differ
+        under naive accumulation, whose loss sits at chance at ln(micro-batch), not
+        ln(global batch)."""
+        batches = sorted(int(v) for _, v in self.series("negatives/contrastive_batch") if v > 0)
+        return batches[len(batches) // 2] if batches else self.batch_size
+
     def keys(self, prefix: str) -> list[str]:
         """Every recorded key starting with `prefix`, sorted."""
         return sorted({k for r in self.signals for k in r if k.startswith(prefix)})

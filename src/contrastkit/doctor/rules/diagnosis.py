@@ -13,7 +13,7 @@ from contrastkit.doctor.rules.baselines import rule_metric_at_baseline
 from contrastkit.doctor.rules.capacity import rule_embed_dim_too_small
 from contrastkit.doctor.rules.causes import explain
 from contrastkit.doctor.rules.context import Context
-from contrastkit.doctor.rules.generalisation import rule_not_generalising
+from contrastkit.doctor.rules.generalisation import rule_not_generalising, rule_pairs_not_learned
 from contrastkit.doctor.rules.lr_scale import rule_lr_scale
 from contrastkit.doctor.rules.negatives import rule_negatives
 from contrastkit.doctor.rules.objectives import rule_alignment, rule_balance, rule_interference
@@ -56,6 +56,7 @@ RULES: tuple[Callable[[Context], list[Finding]], ...] = (
     rule_worse_than_start,
     rule_init_worse_than_random,
     rule_not_generalising,
+    rule_pairs_not_learned,
     rule_metric_at_baseline,
     rule_loss_progress,
     rule_alignment,

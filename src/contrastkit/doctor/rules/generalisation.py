@@ -1,6 +1,7 @@
 """`not_generalising`: the fixed train sample's pairs are retrieved (R@1 well above its
 chance) while validation stays near chance (`eval/train_sample.py` records both at every
-evaluation, each with its chance level, 1 / gallery size).
+evaluation, each with its chance level, 1 / gallery size). `pairs_not_learned`: neither
+is, at the end of the run: the training pairs themselves were not learned.
 
 Validation near chance alone is `metric_at_baseline`; with the train sample learned the
 cause is narrower: the model learns what the training pairs say, and that does not carry
@@ -14,6 +15,13 @@ over to validation. The cause is told apart by the validation curve:
   stays at chance; the finding names that too;
 - validation rose above chance, then fell back while the train sample kept rising:
   memorisation of the train split (most likely a small one; `train_sample/split_rows`).
+
+When the train sample is at chance too, nothing was learned from the pairs. Every known
+reason for that (lr, temperature, inputs without signal, frozen random towers, too few
+steps, ...) has its own finding that explains this one (rules/causes.py), so
+`pairs_not_learned` comes out on top only when none of them is found: healthy steps on
+inputs with signal that still link nothing, which is what pairs joined on the wrong key
+in every split look like before the model starts memorising them.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import Any
 from contrastkit.doctor.findings import Finding
 from contrastkit.doctor.rules.baselines import last_values, near_chance
 from contrastkit.doctor.rules.context import Context, _r, start_end
+from contrastkit.doctor.rules.lr_scale import typical_update
 
 TRAIN = "train_sample/"
 # The train sample counts as learned when a tower pair's R@1, pooled over its directions
@@ -193,5 +202,65 @@ def rule_not_generalising(ctx: Context) -> list[Finding]:
             "side by side (the same `group`, the same item?); re-run the join that built the "
             "manifest on its key and count rows whose text does not describe their media. "
             "If the pairs are right, compare the splits' sources, and add training rows.",
+        )
+    ]
+
+
+def rule_pairs_not_learned(ctx: Context) -> list[Finding]:
+    """`pairs_not_learned`: at the last evaluation both the train sample and validation
+    are near chance in every direction."""
+    val = ctx.cfg.data.val_split
+    if not val:
+        return []
+    step, train = last_values(ctx, TRAIN)
+    vstep, values = last_values(ctx, f"{val}/")
+    if step <= 0 or vstep != step:
+        return []
+    rows = _directions(train, values)
+    if not rows:
+        return []
+    train_flat = all(
+        near_chance(x["train_sample_R@1"], x["train_sample_chance"], x["train_queries"])
+        for x in rows
+    )
+    val_flat = all(near_chance(x["val_R@1"], x["val_chance"], x["val_queries"]) for x in rows)
+    if not (train_flat and val_flat):
+        return []
+    update = typical_update(ctx)
+    loss = ctx.series("loss/total")
+    s0, s1 = start_end(loss) if len(loss) >= 2 else (float("nan"), float("nan"))
+    evidence: dict[str, Any] = {
+        "step": step,
+        "directions": rows,
+        "train_sample_groups": train.get("groups"),
+        "loss_start": _r(s0),
+        "loss_end": _r(s1),
+        "update_ratio_max": _r(update["max_ratio"]) if update else None,
+    }
+    said = ", ".join(
+        f"{x['direction']} {x['train_sample_R@1']} / {x['val_R@1']} (chance "
+        f"{x['train_sample_chance']} / {x['val_chance']})"
+        for x in rows
+    )
+    steps = (
+        f", with steps that move the weights by {update['max_ratio']:.2g} of their norm"
+        if update
+        else ""
+    )
+    return [
+        Finding(
+            "pairs_not_learned",
+            "error",
+            evidence,
+            f"After {step} steps{steps}, neither the training pairs (fixed train sample) nor "
+            f"the {val} pairs are retrieved above chance (R@1 train / {val}: {said}). No "
+            "optimisation, temperature or input finding explains it, so the pairs themselves "
+            "are suspect: rows joined to the wrong partner in every split (a join on the "
+            "wrong key or an offset index), or two sides that share no information.",
+            {},
+            "Check the join: print 20 random training rows with their media and text side by "
+            "side (does the text describe that item?); re-run the join that built the "
+            "manifest on its key. A model that cannot learn correct pairs at all shows up "
+            "as another finding (lr, temperature, inputs).",
         )
     ]

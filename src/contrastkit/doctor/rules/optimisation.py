@@ -100,7 +100,11 @@ def rule_lr_zero(ctx: Context) -> list[Finding]:
     """`lr_zero`: no parameter group learns after warm-up."""
     # The scheduled base rate when recorded: a floor multiplier on new parameters (the
     # temperature) keeps lr/max above zero while every model weight stands still.
+    # The model's own groups (lr/model) first: `lr_scale: 0` on every tower leaves the
+    # temperature's group, and lr/max, above zero while no model weight can move.
     lrs = ctx.series("lr/base") or ctx.series("lr/max")
+    model = dict(ctx.series("lr/model"))
+    lrs = [(s, min(v, model.get(s, v))) for s, v in lrs]
     if not lrs:
         return []
     t = ctx.cfg.train
@@ -123,7 +127,8 @@ def rule_lr_zero(ctx: Context) -> list[Finding]:
                 "records": len(after),
                 "last_step": lrs[-1][0],
             },
-            "Every parameter group has learning rate 0 after warm-up, so no weight changes.",
+            "Every parameter group of the model has learning rate 0 after warm-up, so no "
+            "model weight changes.",
             fix,
         )
     ]
@@ -197,7 +202,7 @@ def rule_optimizer(ctx: Context) -> list[Finding]:
 def rule_loss_progress(ctx: Context) -> list[Finding]:
     """`loss_at_chance` per objective, `loss_not_decreasing` per term and for the total."""
     out = []
-    b = max(ctx.batch_size, 2)
+    b = max(ctx.chance_batch(), 2)
     at_chance = set()
     for i, o in enumerate(ctx.cfg.loss.objectives):
         values = _active(ctx, o.name)

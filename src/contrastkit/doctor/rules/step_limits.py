@@ -145,7 +145,7 @@ def rule_grad_clip_too_small(ctx: Context) -> list[Finding]:
 
 def _stalled(ctx: Context) -> bool:
     """A clip loss at chance, or a total loss that fell by under `MIN_DECREASE`."""
-    chance = math.log(max(ctx.batch_size, 2))
+    chance = math.log(max(ctx.chance_batch(), 2))
     for o in ctx.cfg.loss.objectives:
         values = ctx.series(f"loss/{o.name}")
         if o.type == "clip" and values and start_end(values)[1] >= CHANCE_RATIO * chance:
