@@ -10,7 +10,6 @@ import pytest
 import torch
 from bench.watcher import TwoTower, clip_loss, digits_views
 
-from contrastkit.doctor import attach
 from contrastkit.doctor.hosts.watcher import Watcher
 
 
