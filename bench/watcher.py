@@ -80,12 +80,15 @@ def train_plain(
     every: int = 5,
     seed: int = 0,
     write: bool = True,
+    accumulate: int = 1,
 ) -> list[Any]:
     """Train `TwoTower` with a plain loop; with `run_dir`, the watcher attached.
 
     `aux_weight > 0` adds an auxiliary term (`classification`: the digit's label from the
     image tower's output through a linear head, cross-entropy) at that weight, as a
     captioning or classifier head shares a contrastkit tower.
+    `accumulate > 1` sums the gradients of that many micro-batches of `batch_size` rows
+    per optimizer step, one loss each (naive accumulation), each observed.
     Returns the watcher's findings as dicts ([] without `run_dir`); `write=False`
     diagnoses without closing (no files, no plot: the fast path for tests).
     """
@@ -103,19 +106,20 @@ def train_plain(
         )  # fmt: skip
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
-        idx = torch.randint(0, x.shape[0], (batch_size,), generator=g)
-        a, b = model(x[idx], noisy[idx])
-        scale = model.logit_scale.exp()
-        contrastive = clip_loss(a, b, scale)
-        terms = {"contrastive": contrastive}
-        if model.classify is not None:
-            logits = model.classify(model.image(x[idx]))
-            terms["classification"] = F.cross_entropy(logits, labels[idx])
-        loss = sum(weights[k] * v for k, v in terms.items())
-        if watcher is not None:
-            watcher.observe(loss, terms=terms, embeddings=(a, b), logit_scale=scale)
         opt.zero_grad()
-        loss.backward()
+        for _ in range(accumulate):
+            idx = torch.randint(0, x.shape[0], (batch_size,), generator=g)
+            a, b = model(x[idx], noisy[idx])
+            scale = model.logit_scale.exp()
+            contrastive = clip_loss(a, b, scale)
+            terms = {"contrastive": contrastive}
+            if model.classify is not None:
+                logits = model.classify(model.image(x[idx]))
+                terms["classification"] = F.cross_entropy(logits, labels[idx])
+            loss = sum(weights[k] * v for k, v in terms.items())
+            if watcher is not None:
+                watcher.observe(loss, terms=terms, embeddings=(a, b), logit_scale=scale)
+            (loss / accumulate).backward()
         opt.step()
     if watcher is None:
         return []

@@ -459,3 +459,92 @@ def test_diagnose_run_explains_an_early_stop(tmp_path):
 
 class NonFinite(RuntimeError):
     pass
+
+
+def test_lr_zero_reads_the_models_groups_not_the_temperatures():
+    # lr_scale 0 on every tower: the temperature's group keeps lr/max and lr/base above 0
+    cfg = make_config(["train.warmup_steps=0"])
+    towers_zero = history(**{"lr/max": [3e-3] * 3, "lr/base": [1e-3] * 3, "lr/model": [0.0] * 3})
+    f = find(diagnose(towers_zero, cfg), "lr_zero")
+    assert f is not None and f.evidence["max_lr_after_warmup"] == 0.0
+    moving = history(**{"lr/max": [3e-3] * 3, "lr/base": [1e-3] * 3, "lr/model": [1e-3] * 3})
+    assert not find(diagnose(moving, cfg), "lr_zero")
+
+
+def test_loss_at_chance_is_judged_on_the_contrastive_batch():
+    # Naive accumulation: global batch 32, each loss over a micro-batch of 4 (ln 4 = 1.386).
+    flat = history(
+        **{
+            "loss/contrastive": [1.39, 1.39, 1.38, 1.39, 1.38],
+            "negatives/contrastive_batch": [4] * 5,
+            "negatives/mean": [3.0] * 5,
+            "negatives/min": [3.0] * 5,
+        }
+    )
+    f = find(diagnose(flat, make_config(), batch_size=32), "loss_at_chance")
+    assert f is not None and f.evidence["chance"] == pytest.approx(math.log(4), abs=1e-3)
+    # Without negatives records the global batch is chance: 1.39 is far below ln 32 = 3.47.
+    plain = [{k: v for k, v in r.items() if not k.startswith("negatives/")} for r in flat]
+    assert not find(diagnose(plain, make_config(), batch_size=32), "loss_at_chance")
+
+
+def _sample_and_val(step: int, train_r1: float, val_r1: float) -> dict:
+    """An evaluation of 32 train-sample groups (chance 1/32) and 80 val images (1/80)."""
+    rec: dict = {"step": step, "monitor": "eval", "train_sample/groups": 32.0}
+    for d in ("text_to_image", "image_to_text"):
+        rec |= {
+            f"train_sample/{d}/R@1": train_r1,
+            f"train_sample/{d}/chance": 1 / 32,
+            f"train_sample/{d}/num_queries": 32.0,
+            f"val/{d}/R@1": val_r1,
+            f"val/{d}/chance": 1 / 80,
+            f"val/{d}/num_queries": 80.0,
+        }
+    return rec
+
+
+def test_pairs_not_learned_when_train_sample_and_val_sit_at_chance():
+    collapsed = {"collapse/image/std_ratio": 0.02, "collapse/image/effective_rank": 1.5}
+    records = [
+        {"step": 0, "loss/contrastive": 3.6, **collapsed},
+        {"step": 30, "loss/contrastive": 3.46, **collapsed},
+        _sample_and_val(36, 1 / 32, 0.0125),
+    ]
+    out = diagnose(records, make_config(), batch_size=32)
+    assert out[0].code == "pairs_not_learned" and out[0].severity == "error"
+    assert "joined to the wrong partner" in out[0].cause and "Check the join" in out[0].fix_note
+    # its symptoms point at it, their lr fixes kept as evidence only
+    assert find(out, "collapse").evidence["explained_by"] == ["pairs_not_learned"]
+    # the train sample learned (0.25 = 8x chance): not_generalising's case, not this one
+    learned = [*records[:2], _sample_and_val(36, 0.25, 0.0125)]
+    codes = [f.code for f in diagnose(learned, make_config(), batch_size=32)]
+    assert "pairs_not_learned" not in codes and codes[0] == "not_generalising"
+    # validation above chance (0.1 = 8x over 80 queries) with the sample at chance: silent
+    assert not find(
+        diagnose([_sample_and_val(36, 1 / 32, 0.1)], make_config()), "pairs_not_learned"
+    )
+    # only an evaluation at step 0 (before training): nothing to judge yet
+    assert not find(diagnose([_sample_and_val(0, 0.0, 0.0)], make_config()), "pairs_not_learned")
+
+
+def test_a_known_cause_outranks_pairs_not_learned():
+    # The same evaluations under a softmax at tau 10: the temperature is why nothing is learned.
+    records = [
+        {"step": 0, "loss/contrastive": 3.47, "contrastive/logit_scale": 0.1},
+        {"step": 30, "loss/contrastive": 3.46, "contrastive/logit_scale": 0.1},
+        _sample_and_val(36, 1 / 32, 0.0125),
+    ]
+    out = diagnose(records, make_config(["loss.objectives.0.temperature=10"]), batch_size=32)
+    assert out[0].code == "temperature_out_of_range"
+    residual = find(out, "pairs_not_learned")
+    assert residual.evidence["explained_by"] == ["temperature_out_of_range"]
+    assert residual.fix == out[0].fix
+
+
+def test_small_groups_explains_zero_gradient():
+    assert "zero_gradient" in CAUSE_SYMPTOMS["small_groups"]
+    small = Finding("small_groups", "warning", {}, "no positives in a batch")
+    zero = Finding("zero_gradient", "error", {}, "no gradient")
+    out = sorted(explain([zero, small]), key=Finding.sort_key)
+    assert [f.code for f in out] == ["small_groups", "zero_gradient"]
+    assert out[0].severity == "error" and out[1].evidence["explained_by"] == ["small_groups"]

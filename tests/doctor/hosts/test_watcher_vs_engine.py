@@ -38,6 +38,13 @@ CASES: dict[str, tuple[list[str], dict, str]] = {
         {"batch_size": 4, "lr": 1e-3},
         "too_few_negatives",
     ),
+    # One loss per micro-batch of 4, 8 per optimizer step: the watcher counts the
+    # observe() calls per step, the engine reads train.accumulation.
+    "naive accumulation of 8 x 4": (
+        ["data.batch_size=4", "train.accumulate=8", "train.accumulation=naive"],
+        {"batch_size": 4, "accumulate": 8, "lr": 1e-3},
+        "naive_accumulation_no_negatives",
+    ),
     "learning rate 5 without clipping": (
         ["train.lr=5", "train.grad_clip=null"],
         {"lr": 5.0, "steps": 40},  # 20 steps would be run_too_short's before the lr's
