@@ -154,6 +154,22 @@ def _wrong_join(rows: list[dict], splits: tuple[str, ...] | None = None) -> list
     return out
 
 
+def _second_text_misjoined(rows: list[dict]) -> list[dict]:
+    """A second text column, `text_b`, joined on the wrong key: each row gets the caption
+    of another item (a fixed shift of the groups within its split). The targets of a
+    second head that disagree with the first's."""
+    out = []
+    for split in sorted({r["split"] for r in rows}):
+        part = [r for r in rows if r["split"] == split]
+        groups = list(dict.fromkeys(r.get("group", r["id"]) for r in part))
+        caption: dict[str, str] = {}
+        for r in part:
+            caption.setdefault(r.get("group", r["id"]), r["text"])
+        shifted = dict(zip(groups, groups[7:] + groups[:7], strict=True))
+        out += [{**r, "text_b": caption[shifted[r.get("group", r["id"])]]} for r in part]
+    return out
+
+
 def _wrong_join_val(rows: list[dict]) -> list[dict]:
     """The validation split alone joined on the wrong key (train and test are right)."""
     return _wrong_join(rows, splits=("val",))
@@ -323,6 +339,7 @@ class DataCache:
             "own_ids": _own_ids,
             "wrong_join": _wrong_join,
             "wrong_join_val": _wrong_join_val,
+            "second_text_misjoined": _second_text_misjoined,
             "split_per_row": _split_per_row,
             "test_rows_in_train": _test_rows_copied_into_train,
             "divided_by_255_twice": _saved_pixels(pixels, _divided_by_255_twice),
@@ -358,6 +375,16 @@ SECOND_HEAD = (
     "model.towers.text2={share: text}",
     _objectives(_clip("image", "text"), {"name": "second", "type": "clip",
                                          "towers": ["image", "text2"]}),
+)  # fmt: skip
+# A second head whose targets disagree with the first's: text2 shares the text tower and
+# is matched to `text_b`, another item's caption read by a tower of its own (manifest edit
+# `second_text_misjoined`), so the two heads pull the one text encoder two ways. (Two
+# heads with one target, as in SECOND_HEAD, agree on shapes: mean gradient cosine 0.9.)
+CONFLICTING_HEAD = (
+    "model.towers.text2={share: text}",
+    "model.towers.other={streams: {text_b: {type: builtin_text, width: 32, depth: 1, heads: 2}}}",
+    _objectives(_clip("image", "text"), {"name": "second", "type": "clip",
+                                         "towers": ["other", "text2"]}),
 )  # fmt: skip
 # A one-tower model (image -> image, code -> code), as a triplet user writes it.
 ONE_TOWER = "model.towers={{{tower}: {{streams: {{{stream}: {{type: {type}, width: 32}}}}}}}}"
@@ -419,8 +446,9 @@ VARIANTS: tuple[Variant, ...] = (
             (*CAPTIONING, "loss.captioning={weight: 8.0}"), how="captioning weight 8"),
     Variant("interference", "digits", "gradient_interference", SECOND_HEAD,
             how="second clip head on the shared text tower"),
-    Variant("interference", "shapes", "gradient_interference", SECOND_HEAD,
-            how="second clip head on the shared text tower"),
+    Variant("interference", "shapes", "gradient_interference", CONFLICTING_HEAD,
+            edit="second_text_misjoined",
+            how="second clip head on the shared text tower, matched to other items' captions"),
     # ---- frozen
     Variant("frozen_random", "digits", "frozen_at_random_init",
             ("train.freeze=[towers.image.encoders, towers.text.encoders]",),
