@@ -127,7 +127,9 @@ def rule_interference(ctx: Context) -> list[Finding]:
         minor = min(_shares(ctx, "grad_share/").get(t, 1.0) for t in (a, b))
         if not both_contrastive and minor < MATERIAL_GRAD_SHARE:
             continue  # a term with a sliver of the gradient cannot undo the other's update
-        weaker = min((a, b), key=lambda t: weights.get(t, 1.0))
+        # The lighter term; at equal weights the second (the head added to a working
+        # objective), never the first objective by default.
+        weaker = b if weights.get(b, 1.0) <= weights.get(a, 1.0) else a
         out.append(
             Finding(
                 "gradient_interference",
