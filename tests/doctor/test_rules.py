@@ -548,3 +548,43 @@ def test_small_groups_explains_zero_gradient():
     out = sorted(explain([zero, small]), key=Finding.sort_key)
     assert [f.code for f in out] == ["small_groups", "zero_gradient"]
     assert out[0].severity == "error" and out[1].evidence["explained_by"] == ["small_groups"]
+
+
+def _start_eval(r1: float, chance: float = 1 / 64) -> dict:
+    rec: dict = {"step": 0, "monitor": "eval"}
+    for d in ("doc_to_code", "code_to_doc"):
+        rec |= {
+            f"at_start/val/{d}/R@1": r1,
+            f"at_start/val/{d}/chance": chance,
+            f"at_start/val/{d}/num_queries": 64.0,
+        }
+    return rec
+
+
+def _minilm_pair(projection: dict | None = None) -> dict:
+    tower = {"streams": {"text": {"type": "minilm"}}}
+    code = {"streams": {"text_code": {"type": "minilm"}}}
+    if projection:
+        tower["projection"] = code["projection"] = projection
+    return {"towers": {"doc": tower, "code": code}}
+
+
+def test_one_pretrained_encoder_at_chance_before_training():
+    loss = {"objectives": [{"type": "clip", "towers": ["doc", "code"]}]}
+    cfg = make_config(model=_minilm_pair({"type": "linear", "init": "random"}), loss=loss)
+    out = diagnose([_start_eval(0.0), {"step": 6, "loss/contrastive": 3.47}], cfg, batch_size=32)
+    f = find(out, "pretrained_start_at_chance")
+    assert f is not None and f.severity == "error" and out[0] is f
+    assert f.evidence["towers"] == ["code", "doc"]
+    assert f.fix == {
+        "model.towers.doc.projection.init": "identity",
+        "model.towers.code.projection.init": "identity",
+    }
+    # Zero-shot MiniLM on pydoc starts at R@1 ~0.4 (64 queries): far above chance, silent.
+    fine = make_config(model=_minilm_pair(), loss=loss)
+    assert not find(diagnose([_start_eval(0.4)], fine), "pretrained_start_at_chance")
+    # Two unrelated encoders (a scratch text tower beside MiniLM) start unaligned: silent.
+    mixed = _minilm_pair()
+    mixed["towers"]["code"] = {"streams": {"text_code": {"type": "builtin_text"}}}
+    cfg_mixed = make_config(model=mixed, loss=loss)
+    assert not find(diagnose([_start_eval(0.0)], cfg_mixed), "pretrained_start_at_chance")

@@ -71,6 +71,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     "gap_shrinking": (25, "positive-negative gap shrinking"),
     "hard_negatives_above_positive": (9, "most mined hard negatives score above their positive"),
     "hard_negatives_mined": (26, "mined hard negatives: score gap to the positive"),
+    "pretrained_start_at_chance": (0, "towers of one pretrained encoder start at chance"),
     "worse_than_start": (3, "the trained model scores below the untrained one"),
     "temperature_frozen": (20, "a learnable temperature never moved"),
     "init_worse_than_random": (3, "model.init_from scores below random weights"),

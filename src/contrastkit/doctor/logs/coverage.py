@@ -41,6 +41,8 @@ NEEDS_TRAINING: dict[str, str] = {
     "naive_accumulation_no_negatives": f"the accumulation mode and micro-batches: {ATTACH}",
     "not_generalising": "a train-sample retrieval evaluation beside validation: "
     "watcher.evaluate(...) of contrastkit.doctor.attach",
+    "pretrained_start_at_chance": "an evaluation before training (at_start/...) and the "
+    "towers' encoders: watcher.evaluate(...) before the first step",
     "pairs_not_learned": "a train-sample retrieval evaluation beside validation: "
     "watcher.evaluate(...) of contrastkit.doctor.attach",
     "metric_at_baseline": "validation metrics with their chance baselines: "

@@ -125,6 +125,16 @@ CAUSE_SYMPTOMS: dict[str, tuple[str, ...]] = {
     "aux_dominates_loss": (*_UNALIGNED, "metric_at_baseline"),
     "aux_dominates_gradient": (*_UNALIGNED, "metric_at_baseline"),
     "gradient_interference": (*_UNALIGNED, "metric_at_baseline"),
+    # One pretrained encoder that retrieves at chance before training: its space was lost
+    # before the first step (random projections), so nothing after it is the lr's fault.
+    "pretrained_start_at_chance": (
+        "collapse",
+        *_STALLED,
+        *_UNALIGNED,
+        "worse_than_start",
+        "lr_too_large",
+        "logit_scale_toward_one",
+    ),
     # An init that scores below random weights is why training from it ends below its start.
     "init_worse_than_random": ("worse_than_start",),
     # Training pairs learned, validation at chance (rules/generalisation.py): that is why

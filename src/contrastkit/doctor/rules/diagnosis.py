@@ -32,6 +32,7 @@ from contrastkit.doctor.rules.representation import (
 )
 from contrastkit.doctor.rules.start import (
     rule_init_worse_than_random,
+    rule_pretrained_start_at_chance,
     rule_temperature_frozen,
     rule_worse_than_start,
 )
@@ -53,6 +54,7 @@ RULES: tuple[Callable[[Context], list[Finding]], ...] = (
     rule_optimizer,
     rule_temperature,
     rule_temperature_frozen,
+    rule_pretrained_start_at_chance,
     rule_worse_than_start,
     rule_init_worse_than_random,
     rule_not_generalising,

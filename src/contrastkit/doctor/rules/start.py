@@ -1,5 +1,6 @@
 """Rules that compare a run with where it started: `worse_than_start` (the trained model
-scores below the untrained one on validation), `init_worse_than_random` (the weights of
+scores below the untrained one on validation), `pretrained_start_at_chance` (towers of one
+pretrained encoder retrieve at chance before training), `init_worse_than_random` (the weights of
 `model.init_from` score below random weights of the same architecture) and
 `temperature_frozen` (a learnable temperature that training never moved).
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from contrastkit.doctor.findings import Finding
+from contrastkit.doctor.rules.baselines import pairs_at_chance
 from contrastkit.doctor.rules.context import Context, _r
 from contrastkit.losses.clip import ClipObjective
 from contrastkit.pairing import select_metric
@@ -222,6 +224,69 @@ def rule_temperature_frozen(ctx: Context) -> list[Finding]:
                 "rate is too small for a scalar that must travel ~1 in log space.",
                 {"train.new_params_lr_scale": max(20.0, 2 * (current or 1.0))},
                 f"or fix it on purpose: loss.objectives.{i}.learnable_temperature: false",
+            )
+        )
+    return out
+
+
+def _one_source(cfg: Any, towers: list[str]) -> bool:
+    """Every tower is one stream of the same pretrained encoder (type and weights): a
+    siamese MiniLM, or the two towers of one CLIP checkpoint. Their untrained embeddings
+    already live in one space, so the start must retrieve above chance. (Two unrelated
+    pretrained encoders, MiniLM text with a ViT, start unaligned, at chance by design.)"""
+    sources = set()
+    for t in towers:
+        tower = cfg.model.towers.get(t)
+        if tower is None or tower.share is not None or len(tower.streams) != 1:
+            return False
+        enc = next(iter(tower.streams.values()))
+        if enc.type not in PRETRAINED_TYPES and not enc.pretrained:
+            return False
+        sources.add("hf_clip" if enc.type == "hf_clip" else (enc.type, enc.pretrained))
+    return len(sources) == 1
+
+
+def rule_pretrained_start_at_chance(ctx: Context) -> list[Finding]:
+    """`pretrained_start_at_chance`: before any step, a pair of towers built on one
+    pretrained encoder retrieves no better than chance on validation."""
+    at_start = {
+        k[len(AT_START) :]: v
+        for r in ctx.signals
+        if r.get("monitor") == "eval"
+        for k, v in r.items()
+        if k.startswith(AT_START) and isinstance(v, int | float)
+    }
+    val = ctx.cfg.data.val_split
+    values = {k[len(val) + 1 :]: v for k, v in at_start.items() if val and k.startswith(f"{val}/")}
+    _, flat = pairs_at_chance(values)
+    by_pair: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for x in flat:
+        by_pair.setdefault(tuple(sorted(x["direction"].split("_to_"))), []).append(x)
+    out = []
+    for pair, directions in by_pair.items():
+        towers = list(pair)
+        if len(towers) != 2 or not _one_source(ctx.cfg, towers):
+            continue
+        random = [t for t in _pretrained_towers(ctx.cfg) if t in towers]
+        fix = {f"model.towers.{t}.projection.init": "identity" for t in random}
+        said = ", ".join(f"{x['direction']} {x['R@1']} (chance {x['chance']})" for x in directions)
+        out.append(
+            Finding(
+                "pretrained_start_at_chance",
+                "error",
+                {"towers": towers, "at_start": directions, "random_projections": random},
+                f"Before training, towers {towers} share one pretrained encoder yet retrieve "
+                f"at chance on {val} ({said}): what the encoder knows is lost between it and "
+                "the embedding"
+                + (
+                    f": randomly initialised projections on {random} replace its space."
+                    if random
+                    else " (a projection, pooling, tokenizer or max_length that is not the "
+                    "encoder's own, or the towers reading other columns than intended)."
+                ),
+                fix,
+                "projection.type: none, or init: identity, on pretrained towers keeps step 0 "
+                "equal to the pretrained model (docs/models.md).",
             )
         )
     return out
