@@ -467,11 +467,11 @@ VARIANTS: tuple[Variant, ...] = (
             ("model.towers.doc.projection={type: linear, init: random}",
              "model.towers.code.projection={type: linear, init: random}"),
             how="random projections on MiniLM"),
-    Variant("worse_than_start", "minilm", "worse_than_start",
-            ("train.lr=0.003",), how="MiniLM fine-tuned at a scratch lr 3e-3"),
-    Variant("scratch_lr", "minilm_pydoc", "worse_than_start",
+    # A scratch lr on a pretrained model. (lr 3e-3 on the 96 easy shape paraphrases is
+    # no failure: val R@1 0.875 -> 1.0; it takes 1e-2 there.)
+    Variant("worse_than_start", "minilm_pydoc", "worse_than_start",
             ("train.lr=0.003", "train.epochs=6"), how="MiniLM at a scratch lr 3e-3, 12 steps"),
-    Variant("scratch_lr", "minilm", "worse_than_start",
+    Variant("worse_than_start", "minilm", "worse_than_start",
             ("train.lr=0.01",), how="MiniLM fine-tuned at lr 1e-2"),
     # ---- negatives
     Variant("few_negatives", "digits", "too_few_negatives",
