@@ -588,3 +588,23 @@ def test_one_pretrained_encoder_at_chance_before_training():
     mixed["towers"]["code"] = {"streams": {"text_code": {"type": "builtin_text"}}}
     cfg_mixed = make_config(model=mixed, loss=loss)
     assert not find(diagnose([_start_eval(0.0)], cfg_mixed), "pretrained_start_at_chance")
+
+
+def test_rigidity_when_every_step_is_under_the_healthy_band_though_the_loss_fell():
+    # MiniLM at lr 1e-6 (matrix variant rigidity-minilm): loss -7% in 9 steps from noise,
+    # weights moved 5e-5 of their norm, steps of ~9e-6.
+    g = "towers.doc.encoders.text"
+    still = {
+        f"param_drift/{g}": [1e-5, 2e-5, 3e-5, 4e-5, 5e-5],
+        "embed_drift/doc/drift": [1e-5, 4e-5, 1e-4, 2e-4, 2.7e-4],
+        f"trainable/{g}": [1.0] * 5,
+        "loss/contrastive": [1.515, 1.46, 1.49, 1.41, 1.40],
+    }
+    tiny = history(**still, **{f"update_ratio/{g}": [1.1e-5, 9.6e-6, 8.8e-6, 7.6e-6, 6e-6]})
+    f = find(diagnose(tiny, make_config()), "rigidity")
+    assert f is not None and f.evidence["flat_terms"] == []
+    assert f.evidence["update_ratio_max"] == pytest.approx(8.8e-6)
+    assert "train.lr" in f.fix  # the lr that brings the ratio to ~1e-3
+    # The same still backbone with healthy steps and a falling loss is not rigid.
+    healthy = history(**still, **{f"update_ratio/{g}": [1e-3] * 5})
+    assert not find(diagnose(healthy, make_config()), "rigidity")
