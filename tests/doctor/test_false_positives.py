@@ -40,9 +40,13 @@ SHRINK: dict[str, list[str]] = {
 # asked for it (fluent reports with the wrong stenosis numbers), and docs/doctor.md
 # ("metric_at_baseline") quotes it on the full run; the shrunk run draws it too (test
 # numeric_fidelity 0.031 against 0.062 for always writing the train mode).
+# charts_triplet's second: its triplet term takes negatives of the same label
+# (`same_label_negatives`) while the classification term pulls one label together, so on
+# the shared backbone they conflict at some seeds (seed 1: mean gradient cosine -0.13,
+# threshold -0.1; seeds 0 and 2 stay above it): the example's own story.
 DOCUMENTED = {
     "angio": {"metric_at_baseline"},
-    "charts_triplet": {"init_worse_than_random"},
+    "charts_triplet": {"init_worse_than_random", "gradient_interference"},
     "pydoc_minilm": {"hard_negatives_above_positive"},
 }
 
@@ -101,12 +105,7 @@ def test_every_shipped_example_is_swept():
 
 
 # Measured (seed 0) and not yet silent, with what the doctor says; strict, so a fix shows.
-NOT_YET = {
-    ("charts_triplet", 0): "a gradient_interference warning (classifier vs triplet on the "
-    "shared backbone) besides the documented init_worse_than_random; not checked on a full run",
-    ("digits_siglip", 0): "collapse (error) on both towers after 72 steps (full run: 630); "
-    "the shrink is likely too short",
-}
+NOT_YET: dict[tuple[str, int], str] = {}
 
 
 def _case(name: str, seed: int):

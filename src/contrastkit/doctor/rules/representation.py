@@ -233,7 +233,7 @@ def rule_backbone(ctx: Context) -> list[Finding]:
                 + (
                     "objective's loss stays flat: the heads cannot reach the objective "
                     "through features that do not change."
-                    if flat
+                    if flat or update is None
                     else f"steps move the weights by {update['max_ratio']:.2g} of their norm "
                     "(under the healthy band): training leaves the model as it started."
                 ),
