@@ -1,7 +1,8 @@
 """The doctor's false-positive sweep: every shipped example, at its own seed and two
 others, ends with no warning or error except the findings the docs document
-(`charts_triplet`: `init_worse_than_random`, and the symptoms it explains; `pydoc_minilm`:
-`hard_negatives_above_positive`; `angio`: `metric_at_baseline`, see docs/doctor.md).
+(`charts_triplet`: `init_worse_than_random`, and the symptoms it explains, and
+`gradient_interference`; `pydoc_minilm`: `hard_negatives_above_positive`; `angio`:
+`metric_at_baseline`, see docs/doctor.md).
 
 The full examples take 11 s to 8.5 min each, so the sweep runs them shrunk: fewer rows
 and epochs, `doctor.every` lowered so a short run still gives the rules as many records
