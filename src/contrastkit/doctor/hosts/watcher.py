@@ -422,7 +422,7 @@ class Watcher:
         over micro-batches, one loss each (naive accumulation: no added negatives); the
         description and the negatives monitor then say so.
         """
-        if self._observed > 1 and self._observed != self._accumulate:
+        if self._observed > self._accumulate:  # the most seen (a last step may be short)
             self._accumulate = self._observed
             for m in self.monitors:
                 if isinstance(m, NegativesMonitor):
