@@ -133,6 +133,24 @@ def _own_ids(rows: list[dict]) -> list[dict]:
     return [{**r, "group": r["id"]} for r in rows]
 
 
+SHIFT = 7  # groups ahead whose content a wrong-key join brings in
+
+
+def _from_shifted_group(part: list[dict], source: str, target: str) -> list[dict]:
+    """`part` (one split) with `target` set to the `source` value of the group `SHIFT`
+    groups ahead (first row of each group), as a join on an offset index column does."""
+
+    def key(r: dict) -> str:
+        return r.get("group", r["id"])
+
+    groups = list(dict.fromkeys(key(r) for r in part))
+    first: dict[str, object] = {}
+    for r in part:
+        first.setdefault(key(r), r[source])
+    shifted = dict(zip(groups, groups[SHIFT:] + groups[:SHIFT], strict=True))
+    return [{**r, target: first[shifted[key(r)]]} for r in part]
+
+
 def _wrong_join(rows: list[dict], splits: tuple[str, ...] | None = None) -> list[dict]:
     """Pairs joined on the wrong key: within each split (each of `splits`; default every
     split), every item gets the text of another item (a fixed shift of the groups, as a
@@ -145,12 +163,7 @@ def _wrong_join(rows: list[dict], splits: tuple[str, ...] | None = None) -> list
         if splits is not None and split not in splits:
             out += part
             continue
-        groups = list(dict.fromkeys(r["group"] for r in part))
-        media_of = {}
-        for r in part:
-            media_of.setdefault(r["group"], r[column])
-        shifted = dict(zip(groups, groups[7:] + groups[:7], strict=True))
-        out += [{**r, column: media_of[shifted[r["group"]]]} for r in part]
+        out += _from_shifted_group(part, column, column)
     return out
 
 
@@ -160,13 +173,7 @@ def _second_text_misjoined(rows: list[dict]) -> list[dict]:
     second head that disagree with the first's."""
     out = []
     for split in sorted({r["split"] for r in rows}):
-        part = [r for r in rows if r["split"] == split]
-        groups = list(dict.fromkeys(r.get("group", r["id"]) for r in part))
-        caption: dict[str, str] = {}
-        for r in part:
-            caption.setdefault(r.get("group", r["id"]), r["text"])
-        shifted = dict(zip(groups, groups[7:] + groups[:7], strict=True))
-        out += [{**r, "text_b": caption[shifted[r.get("group", r["id"])]]} for r in part]
+        out += _from_shifted_group([r for r in rows if r["split"] == split], "text", "text_b")
     return out
 
 

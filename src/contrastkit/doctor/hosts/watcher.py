@@ -315,9 +315,7 @@ class Watcher:
             # Off the cadence no monitor records; only the every-step ones (the non-finite
             # count) see the total. Building the rest (normalised embeddings, term
             # tensors) every step is what made the watcher cost ~0.5 ms a step.
-            pair = self._pair(embeddings)
-            if groups is not None and pair is None:
-                raise ValueError("observe(groups=...) needs embeddings=(a, b) of the same rows")
+            self._pair(embeddings, groups)  # the inputs are checked on every call
             self.state.loss = LossOutput(total=total, terms={}, weights={}, results={})
             self.state.output = self.state.batch = None
             self._fire_step(Event.AFTER_FORWARD, on_cadence=False)
@@ -363,10 +361,13 @@ class Watcher:
         fire(self.monitors if on_cadence else self._every_step[event], event, self.state)
 
     def _pair(
-        self, embeddings: Sequence[Tensor] | Mapping[str, Tensor] | None
+        self, embeddings: Sequence[Tensor] | Mapping[str, Tensor] | None, groups: Any = None
     ) -> list[Tensor] | None:
-        """The two towers' embeddings in `towers` order, checked (B x D each); None if absent."""
+        """The two towers' embeddings in `towers` order, checked (B x D each); None if
+        absent, when `groups` must be absent too."""
         if embeddings is None:
+            if groups is not None:
+                raise ValueError("observe(groups=...) needs embeddings=(a, b) of the same rows")
             return None
         if isinstance(embeddings, Mapping):
             if set(embeddings) != set(self.towers):
@@ -393,10 +394,8 @@ class Watcher:
     def _output(
         self, embeddings: Sequence[Tensor] | Mapping[str, Tensor] | None, groups: Any
     ) -> tuple[ModelOutput | None, dict[str, Any] | None]:
-        pair = self._pair(embeddings)
+        pair = self._pair(embeddings, groups)
         if pair is None:
-            if groups is not None:
-                raise ValueError("observe(groups=...) needs embeddings=(a, b) of the same rows")
             return None, None
         rows = pair[0].shape[0]
         if groups is None:

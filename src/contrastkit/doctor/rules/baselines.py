@@ -77,16 +77,20 @@ def last_values(ctx: Context, prefix: str) -> tuple[int, dict[str, float]]:
     return step, values
 
 
-def pairs_at_chance(values: dict[str, float]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Directions (`<q>_to_<g>`) with R@1 and chance, and for each tower pair whose every
-    direction is near chance the evidence of its directions."""
+def _directions(values: dict[str, float]) -> list[str]:
+    """Directions (`<q>_to_<g>`) with R@1 and chance, sorted."""
     dirs = sorted(k[: -len("/R@1")] for k in values if k.endswith("/R@1") and k.count("/") == 1)
-    dirs = [d for d in dirs if f"{d}/chance" in values]
+    return [d for d in dirs if f"{d}/chance" in values]
+
+
+def pairs_near_chance(values: dict[str, float]) -> list[list[dict[str, Any]]]:
+    """For each tower pair whose every direction is near chance, the evidence of its
+    directions (direction, R@1, chance, queries)."""
     by_pair: dict[frozenset[str], list[str]] = {}
-    for d in dirs:
+    for d in _directions(values):
         q, _, g = d.partition("_to_")
         by_pair.setdefault(frozenset((q, g)), []).append(d)
-    flat = []
+    out = []
     for members in by_pair.values():
         rows: list[dict[str, Any]] = [
             {
@@ -98,8 +102,14 @@ def pairs_at_chance(values: dict[str, float]) -> tuple[list[str], list[dict[str,
             for d in members
         ]
         if all(near_chance(x["R@1"], x["chance"], x["queries"]) for x in rows):
-            flat += rows
-    return dirs, flat
+            out.append(rows)
+    return out
+
+
+def pairs_at_chance(values: dict[str, float]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Directions (`<q>_to_<g>`) with R@1 and chance, and the evidence of every direction
+    of the tower pairs that are near chance in every direction (`pairs_near_chance`)."""
+    return _directions(values), [row for rows in pairs_near_chance(values) for row in rows]
 
 
 def _accuracies_at_majority(values: dict[str, float]) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from contrastkit.doctor.findings import Finding
-from contrastkit.doctor.rules.baselines import pairs_at_chance
+from contrastkit.doctor.rules.baselines import last_values, pairs_near_chance
 from contrastkit.doctor.rules.context import Context, _r
 from contrastkit.losses.clip import ClipObjective
 from contrastkit.pairing import select_metric
@@ -249,22 +249,13 @@ def _one_source(cfg: Any, towers: list[str]) -> bool:
 def rule_pretrained_start_at_chance(ctx: Context) -> list[Finding]:
     """`pretrained_start_at_chance`: before any step, a pair of towers built on one
     pretrained encoder retrieves no better than chance on validation."""
-    at_start = {
-        k[len(AT_START) :]: v
-        for r in ctx.signals
-        if r.get("monitor") == "eval"
-        for k, v in r.items()
-        if k.startswith(AT_START) and isinstance(v, int | float)
-    }
     val = ctx.cfg.data.val_split
-    values = {k[len(val) + 1 :]: v for k, v in at_start.items() if val and k.startswith(f"{val}/")}
-    _, flat = pairs_at_chance(values)
-    by_pair: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for x in flat:
-        by_pair.setdefault(tuple(sorted(x["direction"].split("_to_"))), []).append(x)
+    if not val:
+        return []
+    _, values = last_values(ctx, f"{AT_START}{val}/")
     out = []
-    for pair, directions in by_pair.items():
-        towers = list(pair)
+    for directions in pairs_near_chance(values):
+        towers = sorted({t for x in directions for t in x["direction"].split("_to_")})
         if len(towers) != 2 or not _one_source(ctx.cfg, towers):
             continue
         random = [t for t in _pretrained_towers(ctx.cfg) if t in towers]
